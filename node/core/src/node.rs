@@ -1,0 +1,542 @@
+//! The node state machine.
+//!
+//! A [`Node`] is driven from outside, like `quinn-proto`'s `Connection`:
+//!
+//! - inputs are `handle_*(now, ..)` calls: connection events, messages, dial failures,
+//!   discoveries, and [`Node::handle_timeout`] when [`Node::poll_timeout`] has passed;
+//! - operator commands are plain methods ([`Node::ping`]);
+//! - outputs are drained after every input, in this order: [`Node::poll_action`] (dials,
+//!   disconnects), [`Node::poll_transmit`] (messages), [`Node::poll_event`] (observations),
+//!   then [`Node::poll_timeout`] for the next wake-up.
+//!
+//! The node never reads a clock or the OS random source: time is an argument and
+//! randomness comes from the seed given to [`Node::new`].
+
+mod config;
+mod event;
+mod exchange;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+pub use config::{BootstrapPeer, Config, ConfigError};
+pub use event::{Action, DialId, Direction, Event, Transmit};
+
+use crate::advert::{Advert, AdvertError, SignedAdvert};
+use crate::identity::{Keypair, PeerId};
+use crate::peer_table::{PeerTable, Source};
+use crate::seed::SeedTree;
+use crate::time::Timestamp;
+use crate::wire::{Message, PROTOCOL_VERSION};
+
+/// Errors of operator commands.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeError {
+    /// The peer is not connected.
+    #[error("peer {0} is not connected; check `flotilla peers` for connected peers")]
+    NotConnected(PeerId),
+}
+
+/// A ping in flight.
+#[derive(Clone, Copy, Debug)]
+struct PendingPing {
+    nonce: u64,
+    sent_at: Timestamp,
+}
+
+/// Per-peer connection state.
+#[derive(Clone, Debug)]
+struct Connection {
+    direction: Direction,
+    since: Timestamp,
+    hello: bool,
+    next_ping: Timestamp,
+    ping: Option<PendingPing>,
+    ping_failures: u32,
+}
+
+/// A connected peer, as reported by [`Node::connections`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ConnectionInfo {
+    /// The peer.
+    pub peer: PeerId,
+    /// Who dialled.
+    pub direction: Direction,
+    /// When the connection came up.
+    pub since: Timestamp,
+    /// Whether the peer's hello was received.
+    pub hello: bool,
+}
+
+/// A dial in flight.
+#[derive(Clone, Debug)]
+struct Dial {
+    peer: Option<PeerId>,
+}
+
+/// A summary of the node's state for the API.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Status {
+    /// This node.
+    pub peer_id: PeerId,
+    /// Protocol version spoken.
+    pub protocol_version: u16,
+    /// When the node started.
+    pub started_at: Timestamp,
+    /// Seconds since start.
+    pub uptime_s: u64,
+    /// Connected peers.
+    pub connected: usize,
+    /// Peers in the table.
+    pub known: usize,
+    /// Dials in flight.
+    pub dialing: usize,
+    /// Advertised listen addresses.
+    pub listen_addrs: Vec<String>,
+}
+
+/// The sans-IO state machine of one Flotilla node.
+#[derive(Debug)]
+pub struct Node {
+    keypair: Keypair,
+    config: Config,
+    rng: ChaCha8Rng,
+    started_at: Timestamp,
+    advert: SignedAdvert,
+    table: PeerTable,
+    connections: BTreeMap<PeerId, Connection>,
+    dials: BTreeMap<DialId, Dial>,
+    next_dial_id: u64,
+    next_maintain: Timestamp,
+    next_exchange: Timestamp,
+    next_advert_refresh: Timestamp,
+    bootstrap_not_before: Timestamp,
+    actions: VecDeque<Action>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+}
+
+impl Node {
+    /// A node with identity `keypair`, starting at `now`, drawing its randomness from `seed`.
+    pub fn new(
+        config: Config,
+        keypair: Keypair,
+        seed: SeedTree,
+        now: Timestamp,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let mut rng = seed.rng();
+        let advert = sign_advert(&keypair, &config, now, now);
+        let mut table = PeerTable::new(config.peers_known_max);
+        for b in &config.bootstrap {
+            if let Some(peer) = b.peer_id.filter(|p| *p != keypair.peer_id())
+                && let Some(e) = table.entry(peer, now, Source::Bootstrap, 1, |_| true)
+                && !e.addrs.contains(&b.addr)
+            {
+                e.addrs.push(b.addr.clone());
+            }
+        }
+        let exchange_phase = jitter(&mut rng, config.exchange_interval);
+        Ok(Node {
+            next_maintain: now,
+            next_exchange: now + exchange_phase,
+            next_advert_refresh: now + config.advert_refresh,
+            bootstrap_not_before: now,
+            keypair,
+            rng,
+            started_at: now,
+            advert,
+            table,
+            connections: BTreeMap::new(),
+            dials: BTreeMap::new(),
+            next_dial_id: 0,
+            actions: VecDeque::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            config,
+        })
+    }
+
+    // ----- getters -----
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.keypair.peer_id()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The peer table.
+    pub fn peer_table(&self) -> &PeerTable {
+        &self.table
+    }
+
+    /// This node's current signed advert (for gossip).
+    pub fn advert(&self) -> &SignedAdvert {
+        &self.advert
+    }
+
+    /// Connected peers in peer-id order.
+    pub fn connections(&self) -> impl Iterator<Item = ConnectionInfo> + '_ {
+        self.connections.iter().map(|(p, c)| ConnectionInfo {
+            peer: *p,
+            direction: c.direction,
+            since: c.since,
+            hello: c.hello,
+        })
+    }
+
+    /// True if `peer` is connected.
+    pub fn is_connected(&self, peer: &PeerId) -> bool {
+        self.connections.contains_key(peer)
+    }
+
+    /// A summary for the API.
+    pub fn status(&self, now: Timestamp) -> Status {
+        Status {
+            peer_id: self.peer_id(),
+            protocol_version: PROTOCOL_VERSION,
+            started_at: self.started_at,
+            uptime_s: now.saturating_since(self.started_at).as_secs(),
+            connected: self.connections.len(),
+            known: self.table.len(),
+            dialing: self.dials.len(),
+            listen_addrs: self.config.listen_addrs.clone(),
+        }
+    }
+
+    // ----- outputs -----
+
+    /// The next dial or disconnect for the shell.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The next message to send.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next observation.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] is next due.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let mut t = self.next_maintain.min(self.next_exchange).min(self.next_advert_refresh);
+        for c in self.connections.values() {
+            t = t.min(c.next_ping);
+            if let Some(p) = c.ping {
+                t = t.min(p.sent_at + self.config.ping_timeout);
+            }
+        }
+        Some(t)
+    }
+
+    // ----- inputs -----
+
+    /// Timers due at or before `now` fire.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        if now >= self.next_advert_refresh {
+            self.advert = sign_advert(&self.keypair, &self.config, self.started_at, now);
+            self.next_advert_refresh = now + self.config.advert_refresh;
+        }
+        self.check_pings(now);
+        if now >= self.next_maintain {
+            self.maintain(now);
+            let j = jitter(&mut self.rng, self.config.maintain_interval / 5);
+            self.next_maintain = now + self.config.maintain_interval + j;
+        }
+        if now >= self.next_exchange {
+            self.start_exchange(now);
+            let j = jitter(&mut self.rng, self.config.exchange_interval / 5);
+            self.next_exchange = now + self.config.exchange_interval + j;
+        }
+    }
+
+    /// A connection to `peer` is up. `dial` is set when it answers one of this node's dials.
+    /// A second connection to a connected peer only settles its dial.
+    pub fn handle_connected(
+        &mut self,
+        now: Timestamp,
+        peer: PeerId,
+        direction: Direction,
+        dial: Option<DialId>,
+    ) {
+        let dialed = dial.and_then(|d| self.dials.remove(&d));
+        if self.connections.contains_key(&peer) {
+            return;
+        }
+        if peer == self.peer_id() {
+            self.drop_peer(peer, "self");
+            return;
+        }
+        if direction == Direction::Inbound && self.connections.len() >= self.config.peers_max {
+            self.drop_peer(peer, "peers_max");
+            return;
+        }
+        let source = match (direction, dialed) {
+            (Direction::Inbound, _) => Source::Inbound,
+            _ => Source::Bootstrap,
+        };
+        let connected = &self.connections;
+        if let Some(e) = self.table.entry(peer, now, source, 1, |p| !connected.contains_key(p)) {
+            e.last_seen = now;
+            e.dial_failures = 0;
+            e.dial_not_before = Timestamp::ZERO;
+        }
+        let first_ping = jitter(&mut self.rng, Duration::from_secs(2));
+        self.connections.insert(
+            peer,
+            Connection {
+                direction,
+                since: now,
+                hello: false,
+                next_ping: now + first_ping,
+                ping: None,
+                ping_failures: 0,
+            },
+        );
+        self.events.push_back(Event::Connected { peer, direction });
+        self.send(peer, Message::Hello(self.advert.clone()));
+        if direction == Direction::Outbound {
+            self.send(peer, self.peers_request());
+        }
+    }
+
+    /// The last connection to `peer` is down.
+    pub fn handle_disconnected(&mut self, now: Timestamp, peer: PeerId) {
+        if self.connections.remove(&peer).is_some() {
+            if let Some(e) = self.table.get_mut(&peer) {
+                e.last_seen = now;
+            }
+            self.events.push_back(Event::Disconnected { peer });
+        }
+    }
+
+    /// Dial `dial` failed.
+    pub fn handle_dial_failed(&mut self, now: Timestamp, dial: DialId, reason: &str) {
+        let Some(d) = self.dials.remove(&dial) else { return };
+        self.events.push_back(Event::DialFailed { peer: d.peer, reason: reason.to_string() });
+        let Some(peer) = d.peer else { return };
+        let Some(e) = self.table.get_mut(&peer) else { return };
+        e.dial_failures = e.dial_failures.saturating_add(1);
+        let backoff = self
+            .config
+            .dial_backoff_base
+            .saturating_mul(1 << e.dial_failures.min(16))
+            .min(self.config.dial_backoff_max);
+        e.dial_not_before = now + backoff;
+        if e.dial_failures >= self.config.dial_failures_max && e.source != Source::Bootstrap {
+            self.table.remove(&peer);
+        }
+    }
+
+    /// A message from connected peer `from`.
+    pub fn handle_message(&mut self, now: Timestamp, from: PeerId, message: Message) {
+        if !self.connections.contains_key(&from) {
+            return;
+        }
+        match message {
+            Message::Hello(signed) => self.on_hello(now, from, signed),
+            Message::Ping { nonce } => self.send(from, Message::Pong { nonce }),
+            Message::Pong { nonce } => self.on_pong(now, from, nonce),
+            Message::PeersRequest { max, hops_max } => self.on_peers_request(from, max, hops_max),
+            Message::PeersResponse { records } => self.on_peers_response(now, from, records),
+        }
+    }
+
+    /// A peer found by other means (DHT, mDNS, the operator), with addresses to dial it on.
+    pub fn handle_discovered(
+        &mut self,
+        now: Timestamp,
+        peer: PeerId,
+        addrs: Vec<String>,
+        source: Source,
+    ) {
+        if peer == self.peer_id() {
+            return;
+        }
+        let connected = &self.connections;
+        if let Some(e) = self.table.entry(peer, now, source, 1, |p| !connected.contains_key(p)) {
+            e.last_seen = now;
+            for a in addrs {
+                if !e.addrs.contains(&a) && e.addrs.len() < crate::advert::ADVERT_ADDRS_MAX {
+                    e.addrs.push(a);
+                }
+            }
+        }
+    }
+
+    /// A signed advert that arrived outside a connection (the gossip hello topic).
+    pub fn handle_advert(&mut self, now: Timestamp, from: PeerId, signed: SignedAdvert) {
+        let _ = self.learn_advert(now, from, &signed, 1, Source::Gossip);
+    }
+
+    // ----- operator commands -----
+
+    /// Pings `peer` now; the answer arrives as an [`Event::Rtt`] with the returned nonce.
+    pub fn ping(&mut self, now: Timestamp, peer: PeerId) -> Result<u64, NodeError> {
+        if !self.connections.contains_key(&peer) {
+            return Err(NodeError::NotConnected(peer));
+        }
+        Ok(self.send_ping(now, peer))
+    }
+
+    // ----- internals -----
+
+    fn send(&mut self, to: PeerId, message: Message) {
+        self.transmits.push_back(Transmit { to, message });
+    }
+
+    fn drop_peer(&mut self, peer: PeerId, reason: &'static str) {
+        self.events.push_back(Event::Dropping { peer, reason });
+        self.actions.push_back(Action::Disconnect { peer });
+    }
+
+    fn send_ping(&mut self, now: Timestamp, peer: PeerId) -> u64 {
+        let nonce = self.rng.random::<u64>();
+        if let Some(c) = self.connections.get_mut(&peer) {
+            c.ping = Some(PendingPing { nonce, sent_at: now });
+            c.next_ping = now + self.config.ping_interval;
+        }
+        self.send(peer, Message::Ping { nonce });
+        nonce
+    }
+
+    fn check_pings(&mut self, now: Timestamp) {
+        let mut due = Vec::new();
+        let mut dead = Vec::new();
+        for (peer, c) in self.connections.iter_mut() {
+            if let Some(p) = c.ping
+                && now >= p.sent_at + self.config.ping_timeout
+            {
+                c.ping = None;
+                c.ping_failures += 1;
+                self.events.push_back(Event::PingTimeout {
+                    peer: *peer,
+                    nonce: p.nonce,
+                    failures: c.ping_failures,
+                });
+                if c.ping_failures >= self.config.ping_failures_max {
+                    dead.push(*peer);
+                }
+            }
+            if now >= c.next_ping && c.ping.is_none() {
+                due.push(*peer);
+            }
+        }
+        for peer in dead {
+            self.connections.remove(&peer);
+            self.drop_peer(peer, "ping-failures");
+        }
+        for peer in due {
+            if self.connections.contains_key(&peer) {
+                self.send_ping(now, peer);
+            }
+        }
+    }
+
+    fn on_hello(&mut self, now: Timestamp, from: PeerId, signed: SignedAdvert) {
+        let result = if signed.advert.peer_id != from {
+            Err(AdvertError::Forged)
+        } else {
+            self.learn_advert(now, from, &signed, 0, Source::Inbound)
+        };
+        match result {
+            Ok(_) => {
+                if let Some(c) = self.connections.get_mut(&from) {
+                    c.hello = true;
+                }
+                self.events.push_back(Event::Hello { peer: from });
+            }
+            Err(_) => self.drop_peer(from, "bad-hello"),
+        }
+    }
+
+    fn on_pong(&mut self, now: Timestamp, from: PeerId, nonce: u64) {
+        let Some(c) = self.connections.get_mut(&from) else { return };
+        let Some(p) = c.ping.filter(|p| p.nonce == nonce) else { return };
+        c.ping = None;
+        c.ping_failures = 0;
+        let rtt = now.saturating_since(p.sent_at);
+        self.table.record_rtt(&from, rtt, now);
+        self.events.push_back(Event::Rtt { peer: from, nonce, rtt });
+    }
+
+    /// Verifies and stores an advert heard from `from`, `hops` away. Returns whether the
+    /// peer was new to the table. Rejections are reported as events.
+    fn learn_advert(
+        &mut self,
+        now: Timestamp,
+        from: PeerId,
+        signed: &SignedAdvert,
+        hops: u8,
+        source: Source,
+    ) -> Result<bool, AdvertError> {
+        let peer = signed.advert.peer_id;
+        if peer == self.peer_id() {
+            return Ok(false);
+        }
+        let known = self.table.get(&peer);
+        let is_new = known.is_none();
+        let already_verified = known
+            .and_then(|e| e.advert.as_ref())
+            .is_some_and(|held| held == signed);
+        let check = if already_verified {
+            signed.check_cheap(now, self.config.advert_ttl)
+        } else {
+            signed.verify(now, self.config.advert_ttl).map(|_| ())
+        };
+        if let Err(reason) = check {
+            self.events.push_back(Event::AdvertRejected { from, reason: reason.clone() });
+            return Err(reason);
+        }
+        let connected = &self.connections;
+        match self.table.entry(peer, now, source, hops, |p| !connected.contains_key(p)) {
+            Some(e) => {
+                e.apply_advert(signed, hops, now);
+                Ok(is_new)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+/// A uniformly drawn duration in `[0, max)`.
+fn jitter(rng: &mut ChaCha8Rng, max: Duration) -> Duration {
+    let us = u64::try_from(max.as_micros()).unwrap_or(u64::MAX);
+    if us == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_micros(rng.random_range(0..us))
+}
+
+fn sign_advert(keypair: &Keypair, config: &Config, started_at: Timestamp, now: Timestamp) -> SignedAdvert {
+    SignedAdvert::sign(
+        keypair,
+        Advert {
+            protocol_version: PROTOCOL_VERSION,
+            peer_id: keypair.peer_id(),
+            listen_addrs: config.listen_addrs.clone(),
+            resources: config.resources,
+            region: config.region.clone(),
+            started_at,
+            timestamp: now,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests;

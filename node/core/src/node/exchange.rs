@@ -1,0 +1,132 @@
+//! Connection maintenance and peer-table exchange.
+
+use rand::Rng;
+use rand::seq::index;
+
+use super::{Action, Dial, DialId, Event, Node};
+use crate::identity::PeerId;
+use crate::peer_table::Source;
+use crate::time::Timestamp;
+use crate::wire::{Message, PeerRecord};
+
+impl Node {
+    /// Dials known peers while the node has fewer connections than its target.
+    pub(super) fn maintain(&mut self, now: Timestamp) {
+        let open = self.connections.len() + self.dials.len();
+        let deficit = self
+            .config
+            .peers_target
+            .saturating_sub(open)
+            .min(self.config.dials_concurrent_max.saturating_sub(self.dials.len()));
+        if deficit == 0 {
+            return;
+        }
+        let dialing: Vec<PeerId> = self.dials.values().filter_map(|d| d.peer).collect();
+        let candidates: Vec<(PeerId, String)> = self
+            .table
+            .iter()
+            .filter(|e| {
+                !e.addrs.is_empty()
+                    && e.dial_not_before <= now
+                    && !self.connections.contains_key(&e.peer_id)
+                    && !dialing.contains(&e.peer_id)
+            })
+            .map(|e| (e.peer_id, e.addrs[0].clone()))
+            .collect();
+        let picks = index::sample(&mut self.rng, candidates.len(), deficit.min(candidates.len()));
+        for i in picks {
+            let (peer, addr) = candidates[i].clone();
+            self.dial(addr, Some(peer));
+        }
+        // Isolated and nothing to dial: go back to the bootstrap addresses without peer id.
+        if self.connections.is_empty()
+            && self.dials.is_empty()
+            && candidates.is_empty()
+            && now >= self.bootstrap_not_before
+        {
+            let addrs: Vec<String> = self
+                .config
+                .bootstrap
+                .iter()
+                .filter(|b| b.peer_id.is_none())
+                .map(|b| b.addr.clone())
+                .collect();
+            for addr in addrs {
+                self.dial(addr, None);
+            }
+            self.bootstrap_not_before = now + self.config.dial_backoff_base;
+        }
+    }
+
+    fn dial(&mut self, addr: String, peer: Option<PeerId>) {
+        let id = DialId(self.next_dial_id);
+        self.next_dial_id += 1;
+        self.dials.insert(id, Dial { peer });
+        self.events.push_back(Event::Dialing { peer, addr: addr.clone() });
+        self.actions.push_back(Action::Dial { id, addr, peer });
+    }
+
+    pub(super) fn peers_request(&self) -> Message {
+        Message::PeersRequest {
+            max: self.config.exchange_peers_max,
+            hops_max: self.config.exchange_hops_max.saturating_sub(1),
+        }
+    }
+
+    /// Asks one connected peer, drawn at random, for the peers it knows.
+    pub(super) fn start_exchange(&mut self, _now: Timestamp) {
+        let ready: Vec<PeerId> =
+            self.connections.iter().filter(|(_, c)| c.hello).map(|(p, _)| *p).collect();
+        if ready.is_empty() {
+            return;
+        }
+        let peer = ready[self.rng.random_range(0..ready.len())];
+        let request = self.peers_request();
+        self.send(peer, request);
+    }
+
+    pub(super) fn on_peers_request(&mut self, from: PeerId, max: u16, hops_max: u8) {
+        let max = usize::from(max.min(self.config.exchange_peers_max));
+        let pool: Vec<PeerRecord> = self
+            .table
+            .iter()
+            .filter(|e| e.peer_id != from && e.hops <= hops_max)
+            .filter_map(|e| e.advert.as_ref().map(|a| PeerRecord { advert: a.clone(), hops: e.hops }))
+            .collect();
+        let records = if pool.len() <= max {
+            pool
+        } else {
+            let mut picks = index::sample(&mut self.rng, pool.len(), max).into_vec();
+            picks.sort_unstable();
+            picks.into_iter().map(|i| pool[i].clone()).collect()
+        };
+        self.send(from, Message::PeersResponse { records });
+    }
+
+    pub(super) fn on_peers_response(
+        &mut self,
+        now: Timestamp,
+        from: PeerId,
+        records: Vec<PeerRecord>,
+    ) {
+        let received = records.len();
+        let (mut new, mut rejected) = (0, 0);
+        if received > usize::from(self.config.exchange_peers_max) {
+            self.events.push_back(Event::PeersLearned { from, received, new, rejected: received });
+            return;
+        }
+        for r in records {
+            let hops = r.hops.saturating_add(1);
+            if hops > self.config.exchange_hops_max || r.advert.advert.peer_id == from {
+                rejected += 1;
+                continue;
+            }
+            match self.learn_advert(now, from, &r.advert, hops, Source::Exchange { via: from }) {
+                Ok(true) => new += 1,
+                Ok(false) => {}
+                Err(_) => rejected += 1,
+            }
+        }
+        self.events.push_back(Event::PeersLearned { from, received, new, rejected });
+    }
+}

@@ -1,0 +1,236 @@
+//! State-machine tests with a tiny in-test network: nodes are stepped directly and messages
+//! are delivered after a fixed one-way delay.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::*;
+
+const ONE_WAY: Duration = Duration::from_millis(20);
+
+struct Net {
+    now: Timestamp,
+    nodes: Vec<Node>,
+    /// (delivery time, sequence) -> (to index, from peer, message)
+    in_flight: BTreeMap<(Timestamp, u64), (usize, PeerId, Message)>,
+    seq: u64,
+    events: Vec<(usize, Event)>,
+}
+
+impl Net {
+    fn new(n: usize, config: impl Fn(usize) -> Config) -> Self {
+        let root = SeedTree::new(99);
+        let now = Timestamp::from_secs(1_700_000_000);
+        let nodes = (0..n)
+            .map(|i| {
+                let kp = Keypair::generate(&mut root.child(i as u64).child(1).rng());
+                Node::new(config(i), kp, root.child(i as u64).child(2), now).unwrap()
+            })
+            .collect();
+        Net { now, nodes, in_flight: BTreeMap::new(), seq: 0, events: Vec::new() }
+    }
+
+    fn index_of(&self, peer: PeerId) -> Option<usize> {
+        self.nodes.iter().position(|n| n.peer_id() == peer)
+    }
+
+    fn drain(&mut self, i: usize) {
+        while let Some(a) = self.nodes[i].poll_action() {
+            match a {
+                Action::Dial { id, addr, .. } => {
+                    let j: usize = addr.trim_start_matches("/sim/").parse().unwrap();
+                    let (pi, pj) = (self.nodes[i].peer_id(), self.nodes[j].peer_id());
+                    self.nodes[i].handle_connected(self.now, pj, Direction::Outbound, Some(id));
+                    self.nodes[j].handle_connected(self.now, pi, Direction::Inbound, None);
+                    self.drain(j);
+                }
+                Action::Disconnect { peer } => {
+                    let j = self.index_of(peer).unwrap();
+                    let pi = self.nodes[i].peer_id();
+                    self.nodes[i].handle_disconnected(self.now, peer);
+                    self.nodes[j].handle_disconnected(self.now, pi);
+                    self.drain(j);
+                }
+            }
+        }
+        while let Some(t) = self.nodes[i].poll_transmit() {
+            let to = self.index_of(t.to).unwrap();
+            self.seq += 1;
+            let from = self.nodes[i].peer_id();
+            self.in_flight.insert((self.now + ONE_WAY, self.seq), (to, from, t.message));
+        }
+        while let Some(e) = self.nodes[i].poll_event() {
+            self.events.push((i, e));
+        }
+    }
+
+    fn run_until(&mut self, end: Timestamp) {
+        loop {
+            let next_msg = self.in_flight.keys().next().map(|k| k.0);
+            let next_timer = self
+                .nodes
+                .iter()
+                .enumerate()
+                .filter_map(|(i, n)| n.poll_timeout().map(|t| (t, i)))
+                .min();
+            let t = match (next_msg, next_timer) {
+                (Some(m), Some((t, _))) => m.min(t),
+                (Some(m), None) => m,
+                (None, Some((t, _))) => t,
+                (None, None) => break,
+            };
+            if t > end {
+                break;
+            }
+            self.now = t;
+            if next_msg == Some(t) {
+                let (k, (to, from, msg)) = self.in_flight.pop_first().unwrap();
+                debug_assert_eq!(k.0, t);
+                self.nodes[to].handle_message(t, from, msg);
+                self.drain(to);
+            } else if let Some((_, i)) = next_timer {
+                self.nodes[i].handle_timeout(t);
+                self.drain(i);
+            }
+        }
+        self.now = end;
+    }
+}
+
+fn star_config(i: usize, hub: PeerId) -> Config {
+    Config {
+        listen_addrs: vec![format!("/sim/{i}")],
+        bootstrap: if i == 0 {
+            vec![]
+        } else {
+            vec![BootstrapPeer { addr: "/sim/0".into(), peer_id: Some(hub) }]
+        },
+        peers_target: 3,
+        ..Config::default()
+    }
+}
+
+fn hub_id() -> PeerId {
+    Keypair::generate(&mut SeedTree::new(99).child(0).child(1).rng()).peer_id()
+}
+
+#[test]
+fn two_nodes_exchange_hello_and_ping() {
+    let hub = hub_id();
+    let mut net = Net::new(2, |i| star_config(i, hub));
+    let start = net.now;
+    net.run_until(start + Duration::from_secs(5));
+    let (a, b) = (net.nodes[0].peer_id(), net.nodes[1].peer_id());
+    assert!(net.nodes[0].is_connected(&b) && net.nodes[1].is_connected(&a));
+    assert!(net.events.iter().any(|(i, e)| *i == 0 && *e == Event::Hello { peer: b }));
+    assert!(net.events.iter().any(|(i, e)| *i == 1 && *e == Event::Hello { peer: a }));
+    let rtt = net.nodes[1].peer_table().get(&a).and_then(|e| e.rtt).expect("rtt measured");
+    assert_eq!(rtt.ewma_us, 40_000, "two one-way delays of 20 ms");
+    let entry = net.nodes[0].peer_table().get(&b).unwrap();
+    assert_eq!(entry.hops, 0);
+    assert_eq!(entry.addrs, vec!["/sim/1".to_string()]);
+}
+
+#[test]
+fn peers_found_through_exchange_get_dialled() {
+    let hub = hub_id();
+    let mut net = Net::new(6, |i| star_config(i, hub));
+    let start = net.now;
+    net.run_until(start + Duration::from_secs(300));
+    for (i, n) in net.nodes.iter().enumerate() {
+        let connected = n.connections().count();
+        assert!(connected >= 3, "node {i} has only {connected} connections");
+        assert_eq!(n.peer_table().len(), 5, "node {i} knows every other node");
+    }
+    // Spokes learned of each other from the hub, not by bootstrap.
+    let learned = net.nodes[3]
+        .peer_table()
+        .iter()
+        .filter(|e| matches!(e.source, Source::Exchange { via } if via == hub))
+        .count();
+    assert!(learned >= 1);
+}
+
+#[test]
+fn operator_ping_needs_a_connection() {
+    let hub = hub_id();
+    let mut net = Net::new(2, |i| star_config(i, hub));
+    let stranger = PeerId::from_public_key([7; 32]);
+    assert_eq!(net.nodes[0].ping(net.now, stranger), Err(NodeError::NotConnected(stranger)));
+    let start = net.now;
+    net.run_until(start + Duration::from_secs(1));
+    let b = net.nodes[1].peer_id();
+    let nonce = net.nodes[0].ping(net.now, b).unwrap();
+    net.drain(0);
+    net.run_until(start + Duration::from_secs(2));
+    assert!(net.events.iter().any(|(i, e)| *i == 0
+        && matches!(e, Event::Rtt { nonce: n, .. } if *n == nonce)));
+}
+
+#[test]
+fn forged_hello_drops_the_peer() {
+    let hub = hub_id();
+    let mut net = Net::new(2, |i| star_config(i, hub));
+    let start = net.now;
+    net.run_until(start + Duration::from_secs(1));
+    let b = net.nodes[1].peer_id();
+    let mut forged = net.nodes[1].advert().clone();
+    forged.advert.resources.cores = 1024;
+    net.nodes[0].handle_message(net.now, b, Message::Hello(forged));
+    assert_eq!(net.nodes[0].poll_action(), Some(Action::Disconnect { peer: b }));
+    let mut saw_reject = false;
+    while let Some(e) = net.nodes[0].poll_event() {
+        saw_reject |= matches!(e, Event::AdvertRejected { reason: AdvertError::Forged, .. });
+    }
+    assert!(saw_reject);
+    assert_ne!(net.nodes[0].peer_table().get(&b).and_then(|e| e.resources).map(|r| r.cores), Some(1024));
+}
+
+#[test]
+fn inbound_over_peers_max_is_refused() {
+    let hub = hub_id();
+    let mut net = Net::new(4, |i| {
+        let mut c = star_config(i, hub);
+        if i == 0 {
+            c.peers_max = 2;
+            c.peers_target = 0;
+        }
+        c
+    });
+    let start = net.now;
+    net.run_until(start + Duration::from_secs(30));
+    assert!(net.nodes[0].connections().count() <= 2);
+    assert!(net.events.iter().any(|(i, e)| *i == 0
+        && matches!(e, Event::Dropping { reason: "peers_max", .. })));
+}
+
+#[test]
+fn silent_peer_is_dropped_after_ping_failures() {
+    let mut node = Node::new(
+        Config::default(),
+        Keypair::generate(&mut SeedTree::new(1).rng()),
+        SeedTree::new(2),
+        Timestamp::from_secs(1000),
+    )
+    .unwrap();
+    let silent = PeerId::from_public_key([9; 32]);
+    let mut now = Timestamp::from_secs(1000);
+    node.handle_connected(now, silent, Direction::Inbound, None);
+    let mut dropped = false;
+    for _ in 0..200 {
+        now = node.poll_timeout().unwrap().max(now);
+        node.handle_timeout(now);
+        while let Some(a) = node.poll_action() {
+            if a == (Action::Disconnect { peer: silent }) {
+                dropped = true;
+            }
+        }
+        while node.poll_transmit().is_some() {}
+        while node.poll_event().is_some() {}
+        if dropped {
+            break;
+        }
+    }
+    assert!(dropped);
+    assert!(!node.is_connected(&silent));
+}

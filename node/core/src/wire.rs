@@ -1,0 +1,143 @@
+//! The node's own wire protocol: messages and their framing.
+//!
+//! Every message travels as one frame: a 4-byte big-endian length, then the postcard
+//! encoding of a [`Message`]. Frames longer than [`FRAME_MAX_BYTES`] are refused before
+//! anything is read into memory. The same framing is used on libp2p streams in production
+//! and on TCP sockets in the turmoil simulator.
+
+use serde::{Deserialize, Serialize};
+
+use crate::advert::SignedAdvert;
+
+/// The libp2p protocol name of the node's own protocol.
+pub const PROTOCOL_NAME: &str = "/flotilla/core/1.0.0";
+/// The protocol version carried in adverts; bump on incompatible message changes.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// The largest frame accepted or sent, in bytes (length prefix excluded).
+pub const FRAME_MAX_BYTES: usize = 64 * 1024;
+/// Bytes of the length prefix.
+pub const FRAME_PREFIX_BYTES: usize = 4;
+
+/// A message between two nodes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// The sender's signed advert; sent first on every new connection.
+    Hello(SignedAdvert),
+    /// Asks for a [`Message::Pong`] with the same nonce.
+    Ping {
+        /// Echoed in the answer.
+        nonce: u64,
+    },
+    /// Answers a [`Message::Ping`].
+    Pong {
+        /// The nonce of the ping.
+        nonce: u64,
+    },
+    /// Asks for at most `max` known peers at most `hops_max` hops away from the answerer.
+    PeersRequest {
+        /// Maximum number of records in the answer.
+        max: u16,
+        /// Maximum hop count of returned records (0: only the answerer's direct peers).
+        hops_max: u8,
+    },
+    /// Answers a [`Message::PeersRequest`].
+    PeersResponse {
+        /// Known peers, each with its own signed advert.
+        records: Vec<PeerRecord>,
+    },
+}
+
+impl Message {
+    /// A short name for traces and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Hello(_) => "hello",
+            Message::Ping { .. } => "ping",
+            Message::Pong { .. } => "pong",
+            Message::PeersRequest { .. } => "peers?",
+            Message::PeersResponse { .. } => "peers",
+        }
+    }
+}
+
+/// A peer passed on in a [`Message::PeersResponse`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerRecord {
+    /// The peer's own signed advert.
+    pub advert: SignedAdvert,
+    /// Hops from the answerer: 0 if the answerer heard the peer's hello itself.
+    pub hops: u8,
+}
+
+/// Errors of encoding and decoding frames.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The announced or encoded length exceeds the frame limit.
+    #[error("frame of {len} bytes exceeds the limit of {FRAME_MAX_BYTES} bytes")]
+    Oversized {
+        /// The offending length.
+        len: usize,
+    },
+    /// The bytes are not a valid message.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+}
+
+/// Encodes `msg` as a frame: length prefix and body.
+pub fn encode_frame(msg: &Message) -> Result<Vec<u8>, WireError> {
+    let mut out = postcard::to_extend(msg, vec![0u8; FRAME_PREFIX_BYTES])
+        .map_err(|e| WireError::Malformed(e.to_string()))?;
+    let len = out.len() - FRAME_PREFIX_BYTES;
+    check_frame_len(len)?;
+    out[..FRAME_PREFIX_BYTES].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(out)
+}
+
+/// Reads a length prefix and checks it against the frame limit.
+pub fn frame_len(prefix: [u8; FRAME_PREFIX_BYTES]) -> Result<usize, WireError> {
+    let len = u32::from_be_bytes(prefix) as usize;
+    check_frame_len(len)?;
+    Ok(len)
+}
+
+fn check_frame_len(len: usize) -> Result<(), WireError> {
+    if len > FRAME_MAX_BYTES {
+        return Err(WireError::Oversized { len });
+    }
+    Ok(())
+}
+
+/// Decodes a frame body (without its length prefix). Trailing bytes are an error.
+pub fn decode(body: &[u8]) -> Result<Message, WireError> {
+    check_frame_len(body.len())?;
+    let (msg, rest) =
+        postcard::take_from_bytes(body).map_err(|e| WireError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(WireError::Malformed(format!("{} trailing bytes", rest.len())));
+    }
+    Ok(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let msg = Message::Ping { nonce: 42 };
+        let frame = encode_frame(&msg).unwrap();
+        let len = frame_len(frame[..4].try_into().unwrap()).unwrap();
+        assert_eq!(len, frame.len() - 4);
+        assert_eq!(decode(&frame[4..]).unwrap(), msg);
+    }
+
+    #[test]
+    fn oversized_and_malformed_frames_are_errors() {
+        let too_big = ((FRAME_MAX_BYTES + 1) as u32).to_be_bytes();
+        assert!(matches!(frame_len(too_big), Err(WireError::Oversized { .. })));
+        assert!(matches!(decode(&[0xff, 0xff, 0xff]), Err(WireError::Malformed(_))));
+        let mut trailing = encode_frame(&Message::Pong { nonce: 1 }).unwrap();
+        trailing.push(0);
+        assert!(matches!(decode(&trailing[4..]), Err(WireError::Malformed(_))));
+    }
+}
