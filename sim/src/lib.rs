@@ -1,1 +1,3 @@
+//! The Flotilla simulator (module map to be written).
 
+pub mod turmoil_engine;

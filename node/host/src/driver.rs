@@ -1,0 +1,239 @@
+//! The async driver: pumps a [`Node`] between a [`Network`], a [`Clock`] and the API.
+//!
+//! The same code runs the production node and every host of the turmoil simulator. It only
+//! loops: feed one input (a command, a network event or a timer), drain the node's `poll_*`
+//! outputs into the network and the [`Observer`], re-arm the timer from `poll_timeout`.
+//! `select!` is `biased` so that a simulated run is deterministic.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use flotilla_core::{Action, Event, Node, PeerId, Timestamp, Transmit};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::clock::Clock;
+use crate::network::{NetEvent, Network};
+use crate::views::{PeerView, StatusView};
+
+/// Commands queued to the driver at most.
+pub const COMMAND_QUEUE_MAX: usize = 64;
+/// Operator pings awaiting an answer at most.
+pub const PINGS_PENDING_MAX: usize = 64;
+/// How long an operator ping waits for its pong.
+pub const PING_WAIT: Duration = Duration::from_secs(15);
+
+/// Receives what the node does, for traces, logs and metrics.
+pub trait Observer {
+    /// The node reported `event`.
+    fn event(&mut self, now: Timestamp, node: &Node, event: &Event);
+    /// The node sent `transmit`.
+    fn transmit(&mut self, now: Timestamp, node: &Node, transmit: &Transmit) {
+        let _ = (now, node, transmit);
+    }
+    /// A message arrived from `from`.
+    fn received(&mut self, now: Timestamp, node: &Node, from: &PeerId) {
+        let _ = (now, node, from);
+    }
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoObserver;
+
+impl Observer for NoObserver {
+    fn event(&mut self, _: Timestamp, _: &Node, _: &Event) {}
+}
+
+/// Why an operator ping failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+pub enum PingError {
+    /// The peer is not connected.
+    #[error("peer {0} is not connected; `flotilla peers` lists connected peers")]
+    NotConnected(String),
+    /// No pong in time.
+    #[error("no answer from {0} within {1} s")]
+    Timeout(String, u64),
+    /// The node is shutting down.
+    #[error("the node is shutting down")]
+    Stopped,
+}
+
+/// A request from the API to the driver.
+#[derive(Debug)]
+pub enum Command {
+    /// The node's status.
+    Status(oneshot::Sender<StatusView>),
+    /// The peer table.
+    Peers(oneshot::Sender<Vec<PeerView>>),
+    /// Ping a connected peer and report the round trip.
+    Ping(PeerId, oneshot::Sender<Result<Duration, PingError>>),
+}
+
+/// A cloneable handle to send [`Command`]s to a running driver.
+#[derive(Clone, Debug)]
+pub struct DriverHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl DriverHandle {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// The node's status, or `None` if the driver stopped.
+    pub async fn status(&self) -> Option<StatusView> {
+        self.ask(Command::Status).await
+    }
+
+    /// The peer table, or `None` if the driver stopped.
+    pub async fn peers(&self) -> Option<Vec<PeerView>> {
+        self.ask(Command::Peers).await
+    }
+
+    /// Pings `peer` and waits for the round trip.
+    pub async fn ping(&self, peer: PeerId) -> Result<Duration, PingError> {
+        let wait = tokio::time::timeout(PING_WAIT, self.ask(|tx| Command::Ping(peer, tx)));
+        match wait.await {
+            Ok(Some(result)) => result,
+            Ok(None) => Err(PingError::Stopped),
+            Err(_) => Err(PingError::Timeout(peer.to_string(), PING_WAIT.as_secs())),
+        }
+    }
+}
+
+/// Runs one node.
+#[derive(Debug)]
+pub struct Driver<N, C, O> {
+    node: Node,
+    net: N,
+    clock: C,
+    observer: O,
+    commands: mpsc::Receiver<Command>,
+    pings: BTreeMap<u64, oneshot::Sender<Result<Duration, PingError>>>,
+}
+
+impl<N: Network, C: Clock, O: Observer> Driver<N, C, O> {
+    /// A driver for `node` and a handle to command it.
+    pub fn new(node: Node, net: N, clock: C, observer: O) -> (Self, DriverHandle) {
+        let (tx, commands) = mpsc::channel(COMMAND_QUEUE_MAX);
+        let driver =
+            Driver { node, net, clock, observer, commands, pings: BTreeMap::new() };
+        (driver, DriverHandle { tx })
+    }
+
+    /// The node being driven.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Runs until the network shuts down; returns the node for inspection.
+    pub async fn run(mut self) -> Node {
+        loop {
+            self.flush();
+            let deadline = self.node.poll_timeout();
+            tokio::select! {
+                biased;
+                Some(cmd) = self.commands.recv() => self.on_command(cmd),
+                ev = self.net.next_event() => match ev {
+                    Some(ev) => self.on_net(ev),
+                    None => break,
+                },
+                _ = sleep_until(&self.clock, deadline) => {
+                    // Never fire before the deadline, so a virtual clock cannot spin.
+                    let now = self.clock.now().max(deadline.unwrap_or(Timestamp::ZERO));
+                    self.node.handle_timeout(now);
+                }
+            }
+        }
+        for (_, reply) in std::mem::take(&mut self.pings) {
+            let _ = reply.send(Err(PingError::Stopped));
+        }
+        self.node
+    }
+
+    fn on_net(&mut self, ev: NetEvent) {
+        let now = self.clock.now();
+        match ev {
+            NetEvent::Connected { peer, direction, dial } => {
+                self.node.handle_connected(now, peer, direction, dial)
+            }
+            NetEvent::Disconnected { peer } => self.node.handle_disconnected(now, peer),
+            NetEvent::DialFailed { dial, reason } => {
+                self.node.handle_dial_failed(now, dial, &reason)
+            }
+            NetEvent::Message { from, message } => {
+                self.observer.received(now, &self.node, &from);
+                self.node.handle_message(now, from, message)
+            }
+            NetEvent::Discovered { peer, addrs, source } => {
+                self.node.handle_discovered(now, peer, addrs, source)
+            }
+            NetEvent::Advert { from, advert } => self.node.handle_advert(now, from, advert),
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        let now = self.clock.now();
+        match cmd {
+            Command::Status(reply) => {
+                let _ = reply.send(StatusView::of(&self.node, now));
+            }
+            Command::Peers(reply) => {
+                let _ = reply.send(PeerView::all(&self.node));
+            }
+            Command::Ping(peer, reply) => match self.node.ping(now, peer) {
+                Ok(nonce) => {
+                    self.pings.retain(|_, r| !r.is_closed());
+                    if self.pings.len() < PINGS_PENDING_MAX {
+                        self.pings.insert(nonce, reply);
+                    }
+                }
+                Err(_) => {
+                    let _ = reply.send(Err(PingError::NotConnected(peer.to_string())));
+                }
+            },
+        }
+    }
+
+    /// Drains the node's outputs in the documented order: actions, transmits, events.
+    fn flush(&mut self) {
+        let now = self.clock.now();
+        while let Some(action) = self.node.poll_action() {
+            match action {
+                Action::Dial { id, addr, peer } => self.net.dial(id, &addr, peer),
+                Action::Disconnect { peer } => self.net.disconnect(peer),
+            }
+        }
+        while let Some(t) = self.node.poll_transmit() {
+            self.observer.transmit(now, &self.node, &t);
+            self.net.send(t.to, t.message);
+        }
+        while let Some(event) = self.node.poll_event() {
+            self.observer.event(now, &self.node, &event);
+            match &event {
+                Event::Rtt { nonce, rtt, .. } => {
+                    if let Some(reply) = self.pings.remove(nonce) {
+                        let _ = reply.send(Ok(*rtt));
+                    }
+                }
+                Event::PingTimeout { peer, nonce, .. } => {
+                    if let Some(reply) = self.pings.remove(nonce) {
+                        let secs = self.node.config().ping_timeout.as_secs();
+                        let _ = reply.send(Err(PingError::Timeout(peer.to_string(), secs)));
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.net.after_step(&self.node, now);
+    }
+}
+
+async fn sleep_until<C: Clock>(clock: &C, deadline: Option<Timestamp>) {
+    match deadline {
+        Some(t) => clock.sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

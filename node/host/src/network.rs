@@ -1,0 +1,74 @@
+//! The network seen by the driver: connections to peers identified by [`PeerId`], carrying
+//! core [`Message`]s. Production implements it on rust-libp2p ([`crate::p2p`]); the turmoil
+//! simulator implements it on turmoil TCP sockets with the same framing.
+
+use std::future::Future;
+
+use flotilla_core::{DialId, Direction, Message, Node, PeerId, SignedAdvert, Source, Timestamp};
+
+/// Something the network reports to the driver.
+#[derive(Clone, Debug)]
+pub enum NetEvent {
+    /// The first connection to `peer` is up (or a dial reached an already connected peer).
+    Connected {
+        /// The remote peer, authenticated by the transport.
+        peer: PeerId,
+        /// Who dialled.
+        direction: Direction,
+        /// The dial this connection answers, if any.
+        dial: Option<DialId>,
+    },
+    /// The last connection to `peer` is down.
+    Disconnected {
+        /// The remote peer.
+        peer: PeerId,
+    },
+    /// A dial failed.
+    DialFailed {
+        /// The dial.
+        dial: DialId,
+        /// Why, in words.
+        reason: String,
+    },
+    /// A message arrived.
+    Message {
+        /// The sender.
+        from: PeerId,
+        /// The message.
+        message: Message,
+    },
+    /// A peer was found outside the core protocol (DHT, mDNS).
+    Discovered {
+        /// The peer.
+        peer: PeerId,
+        /// Its addresses.
+        addrs: Vec<String>,
+        /// How it was found.
+        source: Source,
+    },
+    /// A signed advert arrived on the gossip hello topic.
+    Advert {
+        /// The gossip peer that relayed it.
+        from: PeerId,
+        /// The advert.
+        advert: SignedAdvert,
+    },
+}
+
+/// A network the [`Driver`](crate::driver::Driver) can run a node on.
+pub trait Network {
+    /// The next event, or `None` once the network has shut down. Must be cancel-safe: the
+    /// driver polls it inside `tokio::select!`.
+    fn next_event(&mut self) -> impl Future<Output = Option<NetEvent>> + Send;
+    /// Starts dial `id`; the outcome arrives as [`NetEvent::Connected`] with `dial: Some(id)`
+    /// or as [`NetEvent::DialFailed`].
+    fn dial(&mut self, id: DialId, addr: &str, peer: Option<PeerId>);
+    /// Closes every connection to `peer`.
+    fn disconnect(&mut self, peer: PeerId);
+    /// Queues `message` for `to`. Never blocks; a full queue drops the message with a log.
+    fn send(&mut self, to: PeerId, message: Message);
+    /// Called after every driver step, e.g. to republish the node's advert on gossip.
+    fn after_step(&mut self, node: &Node, now: Timestamp) {
+        let _ = (node, now);
+    }
+}
