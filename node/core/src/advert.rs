@@ -132,10 +132,16 @@ impl SignedAdvert {
         if a.listen_addrs.len() > ADVERT_ADDRS_MAX {
             return Err(AdvertError::Oversized("too many listen addresses"));
         }
-        if a.listen_addrs.iter().any(|s| s.len() > ADVERT_ADDR_BYTES_MAX) {
+        if a.listen_addrs
+            .iter()
+            .any(|s| s.len() > ADVERT_ADDR_BYTES_MAX)
+        {
             return Err(AdvertError::Oversized("listen address too long"));
         }
-        if a.region.as_ref().is_some_and(|r| r.len() > ADVERT_REGION_BYTES_MAX) {
+        if a.region
+            .as_ref()
+            .is_some_and(|r| r.len() > ADVERT_REGION_BYTES_MAX)
+        {
             return Err(AdvertError::Oversized("region too long"));
         }
         if a.timestamp > now + ADVERT_FUTURE_MAX {
@@ -158,7 +164,12 @@ mod tests {
             protocol_version: PROTOCOL_VERSION,
             peer_id: kp.peer_id(),
             listen_addrs: vec!["/ip4/127.0.0.1/tcp/4001".into()],
-            resources: Resources { cores: 4, memory_mb: 8192, disk_gb: 100, gpus: 0 },
+            resources: Resources {
+                cores: 4,
+                memory_mb: 8192,
+                disk_gb: 100,
+                gpus: 0,
+            },
             region: Some("eu-west".into()),
             started_at: at,
             timestamp: at,
@@ -191,7 +202,10 @@ mod tests {
         let mut big = advert(&kp, now);
         big.listen_addrs = vec!["/x".into(); ADVERT_ADDRS_MAX + 1];
         let big = SignedAdvert::sign(&kp, big);
-        assert!(matches!(big.verify(now, ttl), Err(AdvertError::Oversized(_))));
+        assert!(matches!(
+            big.verify(now, ttl),
+            Err(AdvertError::Oversized(_))
+        ));
 
         let old = SignedAdvert::sign(&kp, advert(&kp, Timestamp::from_secs(900)));
         assert_eq!(old.verify(now, ttl), Err(AdvertError::Expired));

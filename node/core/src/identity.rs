@@ -227,7 +227,10 @@ mod tests {
         // A sha256 multihash peer id (RSA keys) is refused with a clear error.
         let rsa = "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N";
         assert_eq!(rsa.parse::<PeerId>(), Err(IdentityError::NotEd25519));
-        assert!(matches!("0OIl".parse::<PeerId>(), Err(IdentityError::Base58(_))));
+        assert!(matches!(
+            "0OIl".parse::<PeerId>(),
+            Err(IdentityError::Base58(_))
+        ));
     }
 
     #[test]
@@ -237,7 +240,13 @@ mod tests {
         let b = Keypair::generate(&mut rng);
         let sig = a.sign(b"hello");
         assert_eq!(a.peer_id().verify(b"hello", &sig), Ok(()));
-        assert_eq!(a.peer_id().verify(b"hellO", &sig), Err(IdentityError::BadSignature));
-        assert_eq!(b.peer_id().verify(b"hello", &sig), Err(IdentityError::BadSignature));
+        assert_eq!(
+            a.peer_id().verify(b"hellO", &sig),
+            Err(IdentityError::BadSignature)
+        );
+        assert_eq!(
+            b.peer_id().verify(b"hello", &sig),
+            Err(IdentityError::BadSignature)
+        );
     }
 }

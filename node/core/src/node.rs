@@ -56,6 +56,9 @@ struct Connection {
     next_ping: Timestamp,
     ping: Option<PendingPing>,
     ping_failures: u32,
+    /// Set on a refused inbound connection: it closes at this time and does not count as
+    /// a peer. Until then the newcomer may ask for peers, so a full node still helps it on.
+    closing_at: Option<Timestamp>,
 }
 
 /// A connected peer, as reported by [`Node::connections`].
@@ -69,6 +72,8 @@ pub struct ConnectionInfo {
     pub since: Timestamp,
     /// Whether the peer's hello was received.
     pub hello: bool,
+    /// Whether the connection was refused and is about to close.
+    pub closing: bool,
 }
 
 /// A dial in flight.
@@ -189,7 +194,16 @@ impl Node {
             direction: c.direction,
             since: c.since,
             hello: c.hello,
+            closing: c.closing_at.is_some(),
         })
+    }
+
+    /// Connected peers, not counting refused connections about to close.
+    pub fn peers_count(&self) -> usize {
+        self.connections
+            .values()
+            .filter(|c| c.closing_at.is_none())
+            .count()
     }
 
     /// True if `peer` is connected.
@@ -204,7 +218,7 @@ impl Node {
             protocol_version: PROTOCOL_VERSION,
             started_at: self.started_at,
             uptime_s: now.saturating_since(self.started_at).as_secs(),
-            connected: self.connections.len(),
+            connected: self.peers_count(),
             known: self.table.len(),
             dialing: self.dials.len(),
             listen_addrs: self.config.listen_addrs.clone(),
@@ -234,9 +248,15 @@ impl Node {
     /// When [`Node::handle_timeout`] is next due.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        let mut t = self.next_maintain.min(self.next_exchange).min(self.next_advert_refresh);
+        let mut t = self
+            .next_maintain
+            .min(self.next_exchange)
+            .min(self.next_advert_refresh);
         for c in self.connections.values() {
             t = t.min(c.next_ping);
+            if let Some(at) = c.closing_at {
+                t = t.min(at);
+            }
             if let Some(p) = c.ping {
                 t = t.min(p.sent_at + self.config.ping_timeout);
             }
@@ -252,6 +272,7 @@ impl Node {
             self.advert = sign_advert(&self.keypair, &self.config, self.started_at, now);
             self.next_advert_refresh = now + self.config.advert_refresh;
         }
+        self.close_refused(now);
         self.check_pings(now);
         if now >= self.next_maintain {
             self.maintain(now);
@@ -282,30 +303,44 @@ impl Node {
             self.drop_peer(peer, "self");
             return;
         }
-        if direction == Direction::Inbound && self.connections.len() >= self.config.peers_max {
-            self.drop_peer(peer, "peers_max");
-            return;
+        let mut closing_at = None;
+        if direction == Direction::Inbound && self.peers_count() >= self.config.peers_max {
+            let refusing = self.connections.len() - self.peers_count();
+            if refusing >= self.config.peers_refused_max {
+                self.drop_peer(peer, "peers_max");
+                return;
+            }
+            closing_at = Some(now + self.config.refuse_grace);
         }
         let source = match (direction, dialed) {
             (Direction::Inbound, _) => Source::Inbound,
             _ => Source::Bootstrap,
         };
         let connected = &self.connections;
-        if let Some(e) = self.table.entry(peer, now, source, 1, |p| !connected.contains_key(p)) {
+        if let Some(e) = self
+            .table
+            .entry(peer, now, source, 1, |p| !connected.contains_key(p))
+        {
             e.last_seen = now;
             e.dial_failures = 0;
             e.dial_not_before = Timestamp::ZERO;
         }
         let first_ping = jitter(&mut self.rng, Duration::from_secs(2));
+        let next_ping = if closing_at.is_some() {
+            Timestamp::MAX
+        } else {
+            now + first_ping
+        };
         self.connections.insert(
             peer,
             Connection {
                 direction,
                 since: now,
                 hello: false,
-                next_ping: now + first_ping,
+                next_ping,
                 ping: None,
                 ping_failures: 0,
+                closing_at,
             },
         );
         self.events.push_back(Event::Connected { peer, direction });
@@ -327,10 +362,17 @@ impl Node {
 
     /// Dial `dial` failed.
     pub fn handle_dial_failed(&mut self, now: Timestamp, dial: DialId, reason: &str) {
-        let Some(d) = self.dials.remove(&dial) else { return };
-        self.events.push_back(Event::DialFailed { peer: d.peer, reason: reason.to_string() });
+        let Some(d) = self.dials.remove(&dial) else {
+            return;
+        };
+        self.events.push_back(Event::DialFailed {
+            peer: d.peer,
+            reason: reason.to_string(),
+        });
         let Some(peer) = d.peer else { return };
-        let Some(e) = self.table.get_mut(&peer) else { return };
+        let Some(e) = self.table.get_mut(&peer) else {
+            return;
+        };
         e.dial_failures = e.dial_failures.saturating_add(1);
         let backoff = self
             .config
@@ -369,7 +411,10 @@ impl Node {
             return;
         }
         let connected = &self.connections;
-        if let Some(e) = self.table.entry(peer, now, source, 1, |p| !connected.contains_key(p)) {
+        if let Some(e) = self
+            .table
+            .entry(peer, now, source, 1, |p| !connected.contains_key(p))
+        {
             e.last_seen = now;
             for a in addrs {
                 if !e.addrs.contains(&a) && e.addrs.len() < crate::advert::ADVERT_ADDRS_MAX {
@@ -408,11 +453,27 @@ impl Node {
     fn send_ping(&mut self, now: Timestamp, peer: PeerId) -> u64 {
         let nonce = self.rng.random::<u64>();
         if let Some(c) = self.connections.get_mut(&peer) {
-            c.ping = Some(PendingPing { nonce, sent_at: now });
+            c.ping = Some(PendingPing {
+                nonce,
+                sent_at: now,
+            });
             c.next_ping = now + self.config.ping_interval;
         }
         self.send(peer, Message::Ping { nonce });
         nonce
+    }
+
+    fn close_refused(&mut self, now: Timestamp) {
+        let due: Vec<PeerId> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.closing_at.is_some_and(|at| at <= now))
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in due {
+            self.connections.remove(&peer);
+            self.drop_peer(peer, "peers_max");
+        }
     }
 
     fn check_pings(&mut self, now: Timestamp) {
@@ -466,13 +527,21 @@ impl Node {
     }
 
     fn on_pong(&mut self, now: Timestamp, from: PeerId, nonce: u64) {
-        let Some(c) = self.connections.get_mut(&from) else { return };
-        let Some(p) = c.ping.filter(|p| p.nonce == nonce) else { return };
+        let Some(c) = self.connections.get_mut(&from) else {
+            return;
+        };
+        let Some(p) = c.ping.filter(|p| p.nonce == nonce) else {
+            return;
+        };
         c.ping = None;
         c.ping_failures = 0;
         let rtt = now.saturating_since(p.sent_at);
         self.table.record_rtt(&from, rtt, now);
-        self.events.push_back(Event::Rtt { peer: from, nonce, rtt });
+        self.events.push_back(Event::Rtt {
+            peer: from,
+            nonce,
+            rtt,
+        });
     }
 
     /// Verifies and stores an advert heard from `from`, `hops` away. Returns whether the
@@ -500,11 +569,17 @@ impl Node {
             signed.verify(now, self.config.advert_ttl).map(|_| ())
         };
         if let Err(reason) = check {
-            self.events.push_back(Event::AdvertRejected { from, reason: reason.clone() });
+            self.events.push_back(Event::AdvertRejected {
+                from,
+                reason: reason.clone(),
+            });
             return Err(reason);
         }
         let connected = &self.connections;
-        match self.table.entry(peer, now, source, hops, |p| !connected.contains_key(p)) {
+        match self
+            .table
+            .entry(peer, now, source, hops, |p| !connected.contains_key(p))
+        {
             Some(e) => {
                 e.apply_advert(signed, hops, now);
                 Ok(is_new)
@@ -523,7 +598,12 @@ fn jitter(rng: &mut ChaCha8Rng, max: Duration) -> Duration {
     Duration::from_micros(rng.random_range(0..us))
 }
 
-fn sign_advert(keypair: &Keypair, config: &Config, started_at: Timestamp, now: Timestamp) -> SignedAdvert {
+fn sign_advert(
+    keypair: &Keypair,
+    config: &Config,
+    started_at: Timestamp,
+    now: Timestamp,
+) -> SignedAdvert {
     SignedAdvert::sign(
         keypair,
         Advert {

@@ -69,7 +69,13 @@ impl RttStats {
     /// Statistics after a first sample.
     pub fn first(sample: Duration) -> Self {
         let us = duration_us(sample);
-        RttStats { ewma_us: us, jitter_us: us / 2, last_us: us, min_us: us, samples: 1 }
+        RttStats {
+            ewma_us: us,
+            jitter_us: us / 2,
+            last_us: us,
+            min_us: us,
+            samples: 1,
+        }
     }
 
     /// Folds in one more sample.
@@ -169,7 +175,10 @@ pub struct PeerTable {
 impl PeerTable {
     /// An empty table holding at most `capacity` peers.
     pub fn new(capacity: usize) -> Self {
-        PeerTable { entries: BTreeMap::new(), capacity: capacity.max(1) }
+        PeerTable {
+            entries: BTreeMap::new(),
+            capacity: capacity.max(1),
+        }
     }
 
     /// The entry of `peer`, if known.
@@ -217,7 +226,8 @@ impl PeerTable {
                     .map(|e| e.peer_id)?;
                 self.entries.remove(&victim);
             }
-            self.entries.insert(peer, PeerEntry::new(peer, now, source, hops));
+            self.entries
+                .insert(peer, PeerEntry::new(peer, now, source, hops));
         }
         self.entries.get_mut(&peer)
     }
@@ -253,7 +263,10 @@ mod tests {
         assert_eq!((s.ewma_us, s.jitter_us), (100_000, 50_000));
         s.update(Duration::from_millis(20));
         // jitter = (3*50 + 80)/4 = 57.5 ms; ewma = (7*100 + 20)/8 = 90 ms
-        assert_eq!((s.ewma_us, s.jitter_us, s.min_us, s.samples), (90_000, 57_500, 20_000, 2));
+        assert_eq!(
+            (s.ewma_us, s.jitter_us, s.min_us, s.samples),
+            (90_000, 57_500, 20_000, 2)
+        );
     }
 
     #[test]
@@ -265,7 +278,10 @@ mod tests {
         assert!(t.get(&id(1)).is_none());
         assert_eq!(t.len(), 2);
         // Nothing evictable: the newcomer is refused, nothing is lost.
-        assert!(t.entry(id(4), Timestamp::from_secs(4), Source::Gossip, 1, |_| false).is_none());
+        assert!(
+            t.entry(id(4), Timestamp::from_secs(4), Source::Gossip, 1, |_| false)
+                .is_none()
+        );
         assert!(t.get(&id(2)).is_some() && t.get(&id(3)).is_some());
     }
 }

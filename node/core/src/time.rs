@@ -72,10 +72,16 @@ mod tests {
     #[test]
     fn arithmetic_saturates() {
         let t = Timestamp::from_secs(10);
-        assert_eq!(t + Duration::from_millis(1500), Timestamp::from_micros(11_500_000));
+        assert_eq!(
+            t + Duration::from_millis(1500),
+            Timestamp::from_micros(11_500_000)
+        );
         assert_eq!(Timestamp::ZERO - Duration::from_secs(1), Timestamp::ZERO);
         assert_eq!(Timestamp::MAX + Duration::from_secs(1), Timestamp::MAX);
         assert_eq!(t.saturating_since(Timestamp::from_secs(12)), Duration::ZERO);
-        assert_eq!(t.saturating_since(Timestamp::from_secs(4)), Duration::from_secs(6));
+        assert_eq!(
+            t.saturating_since(Timestamp::from_secs(4)),
+            Duration::from_secs(6)
+        );
     }
 }

@@ -113,7 +113,10 @@ pub fn decode(body: &[u8]) -> Result<Message, WireError> {
     let (msg, rest) =
         postcard::take_from_bytes(body).map_err(|e| WireError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
-        return Err(WireError::Malformed(format!("{} trailing bytes", rest.len())));
+        return Err(WireError::Malformed(format!(
+            "{} trailing bytes",
+            rest.len()
+        )));
     }
     Ok(msg)
 }
@@ -134,10 +137,19 @@ mod tests {
     #[test]
     fn oversized_and_malformed_frames_are_errors() {
         let too_big = ((FRAME_MAX_BYTES + 1) as u32).to_be_bytes();
-        assert!(matches!(frame_len(too_big), Err(WireError::Oversized { .. })));
-        assert!(matches!(decode(&[0xff, 0xff, 0xff]), Err(WireError::Malformed(_))));
+        assert!(matches!(
+            frame_len(too_big),
+            Err(WireError::Oversized { .. })
+        ));
+        assert!(matches!(
+            decode(&[0xff, 0xff, 0xff]),
+            Err(WireError::Malformed(_))
+        ));
         let mut trailing = encode_frame(&Message::Pong { nonce: 1 }).unwrap();
         trailing.push(0);
-        assert!(matches!(decode(&trailing[4..]), Err(WireError::Malformed(_))));
+        assert!(matches!(
+            decode(&trailing[4..]),
+            Err(WireError::Malformed(_))
+        ));
     }
 }

@@ -31,6 +31,10 @@ pub struct Config {
     pub peers_target: usize,
     /// Connections above which inbound connections are refused.
     pub peers_max: usize,
+    /// Inbound connections over `peers_max` kept briefly to hand the newcomer some peers.
+    pub peers_refused_max: usize,
+    /// How long a refused inbound connection stays open before it is closed.
+    pub refuse_grace: Duration,
     /// Dials in flight at once.
     pub dials_concurrent_max: usize,
     /// Peers remembered in the peer table.
@@ -70,6 +74,8 @@ impl Default for Config {
             region: None,
             peers_target: 8,
             peers_max: 32,
+            peers_refused_max: 8,
+            refuse_grace: Duration::from_secs(5),
             dials_concurrent_max: 4,
             peers_known_max: 1024,
             maintain_interval: Duration::from_secs(5),

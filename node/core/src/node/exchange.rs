@@ -12,12 +12,12 @@ use crate::wire::{Message, PeerRecord};
 impl Node {
     /// Dials known peers while the node has fewer connections than its target.
     pub(super) fn maintain(&mut self, now: Timestamp) {
-        let open = self.connections.len() + self.dials.len();
-        let deficit = self
-            .config
-            .peers_target
-            .saturating_sub(open)
-            .min(self.config.dials_concurrent_max.saturating_sub(self.dials.len()));
+        let open = self.peers_count() + self.dials.len();
+        let deficit = self.config.peers_target.saturating_sub(open).min(
+            self.config
+                .dials_concurrent_max
+                .saturating_sub(self.dials.len()),
+        );
         if deficit == 0 {
             return;
         }
@@ -33,7 +33,11 @@ impl Node {
             })
             .map(|e| (e.peer_id, e.addrs[0].clone()))
             .collect();
-        let picks = index::sample(&mut self.rng, candidates.len(), deficit.min(candidates.len()));
+        let picks = index::sample(
+            &mut self.rng,
+            candidates.len(),
+            deficit.min(candidates.len()),
+        );
         for i in picks {
             let (peer, addr) = candidates[i].clone();
             self.dial(addr, Some(peer));
@@ -62,7 +66,10 @@ impl Node {
         let id = DialId(self.next_dial_id);
         self.next_dial_id += 1;
         self.dials.insert(id, Dial { peer });
-        self.events.push_back(Event::Dialing { peer, addr: addr.clone() });
+        self.events.push_back(Event::Dialing {
+            peer,
+            addr: addr.clone(),
+        });
         self.actions.push_back(Action::Dial { id, addr, peer });
     }
 
@@ -75,8 +82,12 @@ impl Node {
 
     /// Asks one connected peer, drawn at random, for the peers it knows.
     pub(super) fn start_exchange(&mut self, _now: Timestamp) {
-        let ready: Vec<PeerId> =
-            self.connections.iter().filter(|(_, c)| c.hello).map(|(p, _)| *p).collect();
+        let ready: Vec<PeerId> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.hello)
+            .map(|(p, _)| *p)
+            .collect();
         if ready.is_empty() {
             return;
         }
@@ -91,7 +102,12 @@ impl Node {
             .table
             .iter()
             .filter(|e| e.peer_id != from && e.hops <= hops_max)
-            .filter_map(|e| e.advert.as_ref().map(|a| PeerRecord { advert: a.clone(), hops: e.hops }))
+            .filter_map(|e| {
+                e.advert.as_ref().map(|a| PeerRecord {
+                    advert: a.clone(),
+                    hops: e.hops,
+                })
+            })
             .collect();
         let records = if pool.len() <= max {
             pool
@@ -112,7 +128,12 @@ impl Node {
         let received = records.len();
         let (mut new, mut rejected) = (0, 0);
         if received > usize::from(self.config.exchange_peers_max) {
-            self.events.push_back(Event::PeersLearned { from, received, new, rejected: received });
+            self.events.push_back(Event::PeersLearned {
+                from,
+                received,
+                new,
+                rejected: received,
+            });
             return;
         }
         for r in records {
@@ -127,6 +148,11 @@ impl Node {
                 Err(_) => rejected += 1,
             }
         }
-        self.events.push_back(Event::PeersLearned { from, received, new, rejected });
+        self.events.push_back(Event::PeersLearned {
+            from,
+            received,
+            new,
+            rejected,
+        });
     }
 }

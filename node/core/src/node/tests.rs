@@ -27,7 +27,13 @@ impl Net {
                 Node::new(config(i), kp, root.child(i as u64).child(2), now).unwrap()
             })
             .collect();
-        Net { now, nodes, in_flight: BTreeMap::new(), seq: 0, events: Vec::new() }
+        Net {
+            now,
+            nodes,
+            in_flight: BTreeMap::new(),
+            seq: 0,
+            events: Vec::new(),
+        }
     }
 
     fn index_of(&self, peer: PeerId) -> Option<usize> {
@@ -57,7 +63,8 @@ impl Net {
             let to = self.index_of(t.to).unwrap();
             self.seq += 1;
             let from = self.nodes[i].peer_id();
-            self.in_flight.insert((self.now + ONE_WAY, self.seq), (to, from, t.message));
+            self.in_flight
+                .insert((self.now + ONE_WAY, self.seq), (to, from, t.message));
         }
         while let Some(e) = self.nodes[i].poll_event() {
             self.events.push((i, e));
@@ -103,7 +110,10 @@ fn star_config(i: usize, hub: PeerId) -> Config {
         bootstrap: if i == 0 {
             vec![]
         } else {
-            vec![BootstrapPeer { addr: "/sim/0".into(), peer_id: Some(hub) }]
+            vec![BootstrapPeer {
+                addr: "/sim/0".into(),
+                peer_id: Some(hub),
+            }]
         },
         peers_target: 3,
         ..Config::default()
@@ -122,9 +132,21 @@ fn two_nodes_exchange_hello_and_ping() {
     net.run_until(start + Duration::from_secs(5));
     let (a, b) = (net.nodes[0].peer_id(), net.nodes[1].peer_id());
     assert!(net.nodes[0].is_connected(&b) && net.nodes[1].is_connected(&a));
-    assert!(net.events.iter().any(|(i, e)| *i == 0 && *e == Event::Hello { peer: b }));
-    assert!(net.events.iter().any(|(i, e)| *i == 1 && *e == Event::Hello { peer: a }));
-    let rtt = net.nodes[1].peer_table().get(&a).and_then(|e| e.rtt).expect("rtt measured");
+    assert!(
+        net.events
+            .iter()
+            .any(|(i, e)| *i == 0 && *e == Event::Hello { peer: b })
+    );
+    assert!(
+        net.events
+            .iter()
+            .any(|(i, e)| *i == 1 && *e == Event::Hello { peer: a })
+    );
+    let rtt = net.nodes[1]
+        .peer_table()
+        .get(&a)
+        .and_then(|e| e.rtt)
+        .expect("rtt measured");
     assert_eq!(rtt.ewma_us, 40_000, "two one-way delays of 20 ms");
     let entry = net.nodes[0].peer_table().get(&b).unwrap();
     assert_eq!(entry.hops, 0);
@@ -156,15 +178,21 @@ fn operator_ping_needs_a_connection() {
     let hub = hub_id();
     let mut net = Net::new(2, |i| star_config(i, hub));
     let stranger = PeerId::from_public_key([7; 32]);
-    assert_eq!(net.nodes[0].ping(net.now, stranger), Err(NodeError::NotConnected(stranger)));
+    assert_eq!(
+        net.nodes[0].ping(net.now, stranger),
+        Err(NodeError::NotConnected(stranger))
+    );
     let start = net.now;
     net.run_until(start + Duration::from_secs(1));
     let b = net.nodes[1].peer_id();
     let nonce = net.nodes[0].ping(net.now, b).unwrap();
     net.drain(0);
     net.run_until(start + Duration::from_secs(2));
-    assert!(net.events.iter().any(|(i, e)| *i == 0
-        && matches!(e, Event::Rtt { nonce: n, .. } if *n == nonce)));
+    assert!(
+        net.events
+            .iter()
+            .any(|(i, e)| *i == 0 && matches!(e, Event::Rtt { nonce: n, .. } if *n == nonce))
+    );
 }
 
 #[test]
@@ -177,13 +205,29 @@ fn forged_hello_drops_the_peer() {
     let mut forged = net.nodes[1].advert().clone();
     forged.advert.resources.cores = 1024;
     net.nodes[0].handle_message(net.now, b, Message::Hello(forged));
-    assert_eq!(net.nodes[0].poll_action(), Some(Action::Disconnect { peer: b }));
+    assert_eq!(
+        net.nodes[0].poll_action(),
+        Some(Action::Disconnect { peer: b })
+    );
     let mut saw_reject = false;
     while let Some(e) = net.nodes[0].poll_event() {
-        saw_reject |= matches!(e, Event::AdvertRejected { reason: AdvertError::Forged, .. });
+        saw_reject |= matches!(
+            e,
+            Event::AdvertRejected {
+                reason: AdvertError::Forged,
+                ..
+            }
+        );
     }
     assert!(saw_reject);
-    assert_ne!(net.nodes[0].peer_table().get(&b).and_then(|e| e.resources).map(|r| r.cores), Some(1024));
+    assert_ne!(
+        net.nodes[0]
+            .peer_table()
+            .get(&b)
+            .and_then(|e| e.resources)
+            .map(|r| r.cores),
+        Some(1024)
+    );
 }
 
 #[test]
@@ -199,9 +243,15 @@ fn inbound_over_peers_max_is_refused() {
     });
     let start = net.now;
     net.run_until(start + Duration::from_secs(30));
-    assert!(net.nodes[0].connections().count() <= 2);
+    assert!(net.nodes[0].peers_count() <= 2);
     assert!(net.events.iter().any(|(i, e)| *i == 0
-        && matches!(e, Event::Dropping { reason: "peers_max", .. })));
+        && matches!(
+            e,
+            Event::Dropping {
+                reason: "peers_max",
+                ..
+            }
+        )));
 }
 
 #[test]
@@ -233,4 +283,31 @@ fn silent_peer_is_dropped_after_ping_failures() {
     }
     assert!(dropped);
     assert!(!node.is_connected(&silent));
+}
+
+#[test]
+fn a_full_node_still_hands_newcomers_some_peers() {
+    let hub = hub_id();
+    let mut net = Net::new(5, |i| {
+        let mut c = star_config(i, hub);
+        if i == 0 {
+            c.peers_max = 1;
+            c.peers_target = 0;
+        }
+        c
+    });
+    let start = net.now;
+    net.run_until(start + Duration::from_secs(120));
+    assert!(net.nodes[0].peers_count() <= 1);
+    // Refused spokes learned of the other spokes from the hub and connected to them.
+    for (i, n) in net.nodes.iter().enumerate().skip(1) {
+        let others = n
+            .connections()
+            .filter(|c| c.peer != hub && !c.closing)
+            .count();
+        assert!(
+            others >= 2,
+            "spoke {i} has {others} connections to other spokes"
+        );
+    }
 }
