@@ -314,7 +314,10 @@ impl Node {
         }
         let source = match (direction, dialed) {
             (Direction::Inbound, _) => Source::Inbound,
-            _ => Source::Bootstrap,
+            // Dialled by address alone: one of the configured bootstrap addresses.
+            (Direction::Outbound, Some(_)) => Source::Bootstrap,
+            // Opened by the shell's own discovery (the DHT), not by a dial of the core.
+            (Direction::Outbound, None) => Source::Dht,
         };
         let connected = &self.connections;
         if let Some(e) = self
