@@ -27,7 +27,10 @@ pub struct TokioClock {
 impl TokioClock {
     /// A clock that reads `base` now and advances with tokio time.
     pub fn anchored_at(base: Timestamp) -> Self {
-        TokioClock { base_instant: Instant::now(), base }
+        TokioClock {
+            base_instant: Instant::now(),
+            base,
+        }
     }
 
     /// A clock anchored to the system wall clock (production only).

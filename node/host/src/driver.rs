@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use flotilla_core::{Action, Event, Node, PeerId, Timestamp, Transmit};
+use flotilla_core::{Action, Event, Message, Node, PeerId, Timestamp, Transmit};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
@@ -30,9 +30,9 @@ pub trait Observer {
     fn transmit(&mut self, now: Timestamp, node: &Node, transmit: &Transmit) {
         let _ = (now, node, transmit);
     }
-    /// A message arrived from `from`.
-    fn received(&mut self, now: Timestamp, node: &Node, from: &PeerId) {
-        let _ = (now, node, from);
+    /// `message` arrived from `from` and is about to be handed to the node.
+    fn received(&mut self, now: Timestamp, node: &Node, from: &PeerId, message: &Message) {
+        let _ = (now, node, from, message);
     }
 }
 
@@ -118,8 +118,14 @@ impl<N: Network, C: Clock, O: Observer> Driver<N, C, O> {
     /// A driver for `node` and a handle to command it.
     pub fn new(node: Node, net: N, clock: C, observer: O) -> (Self, DriverHandle) {
         let (tx, commands) = mpsc::channel(COMMAND_QUEUE_MAX);
-        let driver =
-            Driver { node, net, clock, observer, commands, pings: BTreeMap::new() };
+        let driver = Driver {
+            node,
+            net,
+            clock,
+            observer,
+            commands,
+            pings: BTreeMap::new(),
+        };
         (driver, DriverHandle { tx })
     }
 
@@ -156,20 +162,24 @@ impl<N: Network, C: Clock, O: Observer> Driver<N, C, O> {
     fn on_net(&mut self, ev: NetEvent) {
         let now = self.clock.now();
         match ev {
-            NetEvent::Connected { peer, direction, dial } => {
-                self.node.handle_connected(now, peer, direction, dial)
-            }
+            NetEvent::Connected {
+                peer,
+                direction,
+                dial,
+            } => self.node.handle_connected(now, peer, direction, dial),
             NetEvent::Disconnected { peer } => self.node.handle_disconnected(now, peer),
             NetEvent::DialFailed { dial, reason } => {
                 self.node.handle_dial_failed(now, dial, &reason)
             }
             NetEvent::Message { from, message } => {
-                self.observer.received(now, &self.node, &from);
+                self.observer.received(now, &self.node, &from, &message);
                 self.node.handle_message(now, from, message)
             }
-            NetEvent::Discovered { peer, addrs, source } => {
-                self.node.handle_discovered(now, peer, addrs, source)
-            }
+            NetEvent::Discovered {
+                peer,
+                addrs,
+                source,
+            } => self.node.handle_discovered(now, peer, addrs, source),
             NetEvent::Advert { from, advert } => self.node.handle_advert(now, from, advert),
         }
     }

@@ -51,17 +51,31 @@ mod tests {
     #[tokio::test]
     async fn round_trip_and_refusals() {
         let (mut a, mut b) = tokio::io::duplex(1 << 20);
-        write_message(&mut a, &Message::Ping { nonce: 5 }).await.unwrap();
-        assert_eq!(read_message(&mut b).await.unwrap(), Message::Ping { nonce: 5 });
+        write_message(&mut a, &Message::Ping { nonce: 5 })
+            .await
+            .unwrap();
+        assert_eq!(
+            read_message(&mut b).await.unwrap(),
+            Message::Ping { nonce: 5 }
+        );
 
         a.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
-        assert!(matches!(read_message(&mut b).await, Err(FrameError::Wire(WireError::Oversized { .. }))));
+        assert!(matches!(
+            read_message(&mut b).await,
+            Err(FrameError::Wire(WireError::Oversized { .. }))
+        ));
 
         a.write_all(&3u32.to_be_bytes()).await.unwrap();
         a.write_all(&[0xff, 0xff, 0xff]).await.unwrap();
-        assert!(matches!(read_message(&mut b).await, Err(FrameError::Wire(WireError::Malformed(_)))));
+        assert!(matches!(
+            read_message(&mut b).await,
+            Err(FrameError::Wire(WireError::Malformed(_)))
+        ));
 
         drop(a);
-        assert!(matches!(read_message(&mut b).await, Err(FrameError::Closed)));
+        assert!(matches!(
+            read_message(&mut b).await,
+            Err(FrameError::Closed)
+        ));
     }
 }

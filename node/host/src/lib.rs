@@ -5,7 +5,13 @@
 //! - [`network`]: the `Network` trait the driver runs on, and its events;
 //! - [`clock`]: the `Clock` trait and the tokio-time clock;
 //! - [`framing`]: length-prefixed core messages over any async byte stream;
-//! - [`views`]: JSON views of status and peers for the API and CLI.
+//! - [`views`]: JSON views of status and peers for the API and CLI;
+//! - [`config`]: the node's TOML configuration and command-line overrides;
+//! - [`keystore`]: the node's persistent ed25519 key;
+//! - [`p2p`]: the production `Network` on a rust-libp2p swarm;
+//! - [`metrics`]: Prometheus metrics and the observer that feeds them;
+//! - [`api`]: the local HTTP API (loopback only);
+//! - [`run`]: starting a production node and running it until shutdown.
 //!
 //! ```no_run
 //! # async fn demo(node: flotilla_core::Node, net: impl flotilla_node::network::Network) {
@@ -16,8 +22,14 @@
 //! # }
 //! ```
 
+pub mod api;
 pub mod clock;
+pub mod config;
 pub mod driver;
 pub mod framing;
+pub mod keystore;
+pub mod metrics;
 pub mod network;
+pub mod p2p;
+pub mod run;
 pub mod views;

@@ -1,0 +1,295 @@
+//! The node's local HTTP API, bound to a loopback address only.
+//!
+//! | request | answer |
+//! |---|---|
+//! | `GET /status` | [`StatusView`](crate::views::StatusView) as JSON |
+//! | `GET /peers` | a list of [`PeerView`](crate::views::PeerView) as JSON |
+//! | `GET /metrics` | Prometheus text exposition |
+//! | `POST /ping/{peer_id}` | [`PingReply`]: `{"rtt_ms": ..}` |
+//!
+//! Errors are JSON [`ErrorReply`]s: 400 for a bad peer id, 404 for a peer that is not
+//! connected, 504 when the pong does not come in time, 503 while the node shuts down or is
+//! saturated with requests.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use flotilla_core::PeerId;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+use crate::driver::{DriverHandle, PingError};
+use crate::metrics::Metrics;
+
+/// Requests served at once; more are answered 503 at once.
+pub const API_REQUESTS_MAX: usize = 32;
+
+/// Why the API could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The address is not a loopback address.
+    #[error(
+        "refusing to serve the API on {0}: it has no authentication, so use a loopback address \
+         such as 127.0.0.1:7400"
+    )]
+    NotLoopback(SocketAddr),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr} for the API: {cause}; pick another port with --api")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        cause: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("the API server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Answer of `POST /ping/{peer_id}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PingReply {
+    /// The measured round trip in milliseconds.
+    pub rtt_ms: f64,
+}
+
+/// Body of every error answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    /// What went wrong and what to do.
+    pub error: String,
+}
+
+#[derive(Clone, Debug)]
+struct ApiState {
+    driver: DriverHandle,
+    metrics: Metrics,
+    slots: Arc<Semaphore>,
+}
+
+/// A bound, not yet serving API.
+#[derive(Debug)]
+pub struct ApiServer {
+    listener: tokio::net::TcpListener,
+    router: Router,
+}
+
+impl ApiServer {
+    /// Binds `addr` (loopback only; port 0 picks a free port).
+    pub async fn bind(
+        addr: SocketAddr,
+        driver: DriverHandle,
+        metrics: Metrics,
+    ) -> Result<Self, ApiError> {
+        if !addr.ip().is_loopback() {
+            return Err(ApiError::NotLoopback(addr));
+        }
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|cause| ApiError::Bind { addr, cause })?;
+        let state = ApiState {
+            driver,
+            metrics,
+            slots: Arc::new(Semaphore::new(API_REQUESTS_MAX)),
+        };
+        Ok(ApiServer {
+            listener,
+            router: router(state),
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> Result<SocketAddr, ApiError> {
+        self.listener.local_addr().map_err(ApiError::Serve)
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ApiError> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(ApiError::Serve)
+    }
+}
+
+fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .route("/peers", get(peers))
+        .route("/metrics", get(metrics))
+        .route("/ping/{peer_id}", post(ping))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limit))
+        .with_state(state)
+}
+
+/// Answers 503 when [`API_REQUESTS_MAX`] requests are already in progress.
+async fn limit(State(s): State<ApiState>, request: Request, next: Next) -> Response {
+    match s.slots.try_acquire() {
+        Ok(_permit) => next.run(request).await,
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many API requests at once; retry",
+        ),
+    }
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(ErrorReply {
+            error: message.into(),
+        }),
+    )
+        .into_response()
+}
+
+fn stopped() -> Response {
+    error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down")
+}
+
+async fn status(State(s): State<ApiState>) -> Response {
+    match s.driver.status().await {
+        Some(view) => Json(view).into_response(),
+        None => stopped(),
+    }
+}
+
+async fn peers(State(s): State<ApiState>) -> Response {
+    match s.driver.peers().await {
+        Some(view) => Json(view).into_response(),
+        None => stopped(),
+    }
+}
+
+async fn metrics(State(s): State<ApiState>) -> Response {
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(header::CONTENT_TYPE, content_type)], s.metrics.encode()).into_response()
+}
+
+async fn ping(State(s): State<ApiState>, Path(peer): Path<String>) -> Response {
+    let peer_id = match peer.parse::<PeerId>() {
+        Ok(p) => p,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("`{peer}` is not a peer id ({e}); copy one from `flotilla peers`"),
+            );
+        }
+    };
+    match s.driver.ping(peer_id).await {
+        Ok(rtt) => Json(PingReply {
+            rtt_ms: rtt.as_secs_f64() * 1000.0,
+        })
+        .into_response(),
+        Err(e @ PingError::NotConnected(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e @ PingError::Timeout(..)) => error(StatusCode::GATEWAY_TIMEOUT, e.to_string()),
+        Err(PingError::Stopped) => stopped(),
+    }
+}
+
+async fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "no such endpoint; the API serves GET /status, GET /peers, GET /metrics and \
+         POST /ping/{peer_id}",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, TokioClock};
+    use crate::driver::{Driver, NoObserver};
+    use crate::network::{NetEvent, Network};
+    use flotilla_core::{Config, DialId, Keypair, Message, Node, SeedTree};
+
+    /// A network on which nothing ever happens.
+    struct Idle;
+
+    impl Network for Idle {
+        async fn next_event(&mut self) -> Option<NetEvent> {
+            std::future::pending().await
+        }
+        fn dial(&mut self, _: DialId, _: &str, _: Option<PeerId>) {}
+        fn disconnect(&mut self, _: PeerId) {}
+        fn send(&mut self, _: PeerId, _: Message) {}
+    }
+
+    fn get(agent: &ureq::Agent, post: bool, url: &str) -> (u16, String) {
+        let sent = if post {
+            agent.post(url).send_empty()
+        } else {
+            agent.get(url).call()
+        };
+        let mut response = sent.unwrap();
+        let status = response.status().as_u16();
+        (status, response.body_mut().read_to_string().unwrap())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn endpoints_answer_json_and_errors() {
+        let keypair = Keypair::generate(&mut SeedTree::new(1).rng());
+        let me = keypair.peer_id();
+        let clock = TokioClock::system();
+        let node = Node::new(Config::default(), keypair, SeedTree::new(2), clock.now()).unwrap();
+        let (driver, handle) = Driver::new(node, Idle, clock, NoObserver);
+        tokio::spawn(driver.run());
+        let server = ApiServer::bind("127.0.0.1:0".parse().unwrap(), handle, Metrics::new())
+            .await
+            .unwrap();
+        let base = format!("http://{}", server.local_addr().unwrap());
+        tokio::spawn(server.serve(std::future::pending()));
+
+        let stranger = Keypair::generate(&mut SeedTree::new(3).rng()).peer_id();
+        let answers = tokio::task::spawn_blocking(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into();
+            [
+                get(&agent, false, &format!("{base}/status")),
+                get(&agent, false, &format!("{base}/peers")),
+                get(&agent, false, &format!("{base}/metrics")),
+                get(&agent, true, &format!("{base}/ping/garbage")),
+                get(&agent, true, &format!("{base}/ping/{stranger}")),
+                get(&agent, false, &format!("{base}/nowhere")),
+            ]
+        })
+        .await
+        .unwrap();
+        let [status, peers, metrics, bad, absent, nowhere] = answers;
+
+        assert_eq!(status.0, 200);
+        let view: crate::views::StatusView = serde_json::from_str(&status.1).unwrap();
+        assert_eq!(view.peer_id, me);
+        assert_eq!(peers, (200, "[]".to_string()));
+        assert_eq!(metrics.0, 200);
+        assert!(metrics.1.ends_with("# EOF\n"), "{}", metrics.1);
+        for (answer, code) in [(bad, 400), (absent, 404), (nowhere, 404)] {
+            assert_eq!(answer.0, code, "{}", answer.1);
+            let e: ErrorReply = serde_json::from_str(&answer.1).unwrap();
+            assert!(!e.error.is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn refuses_non_loopback_addresses() {
+        let keypair = Keypair::generate(&mut SeedTree::new(1).rng());
+        let clock = TokioClock::system();
+        let node = Node::new(Config::default(), keypair, SeedTree::new(2), clock.now()).unwrap();
+        let (_driver, handle) = Driver::new(node, Idle, clock, NoObserver);
+        let err = ApiServer::bind("0.0.0.0:0".parse().unwrap(), handle, Metrics::new()).await;
+        assert!(matches!(err, Err(ApiError::NotLoopback(_))));
+    }
+}

@@ -1,0 +1,303 @@
+//! The `flotilla` command line: `node run`, and clients of a running node's API.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use flotilla_core::PeerId;
+use flotilla_node::api::{ErrorReply, PingReply};
+use flotilla_node::config::{self, DEFAULT_API, NodeConfig, Overrides};
+use flotilla_node::run::Started;
+use flotilla_node::views::{PeerView, StatusView};
+use libp2p::Multiaddr;
+use serde::de::DeserializeOwned;
+
+/// How long a client waits for the API (a ping may take up to the driver's ping wait).
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A Flotilla peer-to-peer compute node.
+#[derive(Debug, Parser)]
+#[command(name = "flotilla", version)]
+pub struct Cli {
+    /// The node's local API: where `node run` serves it (loopback only) and where the
+    /// client commands find it [default: 127.0.0.1:7400].
+    #[arg(long, global = true, value_name = "HOST:PORT", value_parser = config::parse_socket_addr)]
+    pub api: Option<SocketAddr>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run and manage the node itself.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Show the running node's status.
+    Status(Output),
+    /// List the peers the running node knows, connected ones first.
+    Peers(Output),
+    /// Measure the round trip to a connected peer.
+    Ping {
+        /// The peer to ping (as listed by `flotilla peers`).
+        #[arg(value_parser = parse_peer_id)]
+        peer_id: PeerId,
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+/// `flotilla node ...`.
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Run a node until SIGINT or SIGTERM.
+    Run(RunArgs),
+}
+
+/// Options of `flotilla node run`; each replaces the config file's setting.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// TOML configuration file (every setting optional).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory for the node key and local state [default: $XDG_DATA_HOME/flotilla or
+    /// $HOME/.local/share/flotilla].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on (repeatable) [default: /ip4/0.0.0.0/tcp/4001 and
+    /// /ip4/0.0.0.0/udp/4001/quic-v1].
+    #[arg(long = "listen", value_name = "MULTIADDR", value_parser = config::parse_multiaddr)]
+    pub listen: Vec<Multiaddr>,
+    /// Peer to start from, ideally ending in /p2p/<peer id> (repeatable).
+    #[arg(long = "bootstrap", value_name = "MULTIADDR", value_parser = config::parse_multiaddr)]
+    pub bootstrap: Vec<Multiaddr>,
+}
+
+/// Output format of client commands.
+#[derive(Debug, Args)]
+pub struct Output {
+    /// Print the API's raw JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_peer_id(text: &str) -> Result<PeerId, String> {
+    text.parse::<PeerId>()
+        .map_err(|e| format!("{e}; copy a peer id from `flotilla peers`"))
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let api = cli.api;
+    match cli.command {
+        Command::Node(NodeCommand::Run(args)) => node_run(api, args),
+        Command::Status(out) => status(&Client::new(api), out.json),
+        Command::Peers(out) => peers(&Client::new(api), out.json),
+        Command::Ping { peer_id, output } => ping(&Client::new(api), peer_id, output.json),
+    }
+}
+
+fn node_run(api: Option<SocketAddr>, args: RunArgs) -> anyhow::Result<()> {
+    let overrides = Overrides {
+        data_dir: args.data_dir,
+        listen: args.listen,
+        bootstrap: args.bootstrap,
+        api,
+    };
+    let config = NodeConfig::load(args.config.as_deref(), overrides)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(flotilla_node::run::run(
+        config,
+        shutdown_signal(),
+        print_started,
+    ))?;
+    Ok(())
+}
+
+/// Prints the start-up lines that scripts and tests read, and flushes them.
+fn print_started(s: &Started) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "peer id: {}", s.peer_id);
+    for addr in &s.listen_addrs {
+        let _ = writeln!(out, "listen: {addr}");
+    }
+    let _ = writeln!(out, "api: http://{}", s.api);
+    let _ = out.flush();
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// A blocking client of the node API.
+struct Client {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    fn new(api: Option<SocketAddr>) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(CLIENT_TIMEOUT))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Client {
+            base: format!("http://{}", api.unwrap_or(DEFAULT_API)),
+            agent,
+        }
+    }
+
+    /// Sends a request; returns the raw body of a successful answer.
+    fn call(&self, post: bool, path: &str) -> anyhow::Result<String> {
+        let url = format!("{}{path}", self.base);
+        let sent = if post {
+            self.agent.post(&url).send_empty()
+        } else {
+            self.agent.get(&url).call()
+        };
+        let mut response = sent.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach the node API at {}: is `flotilla node run` running? ({e})",
+                self.base
+            )
+        })?;
+        let status = response.status();
+        let body = response
+            .body_mut()
+            .read_to_string()
+            .with_context(|| format!("cannot read the answer of {url}"))?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        match serde_json::from_str::<ErrorReply>(&body) {
+            Ok(e) => bail!("{}", e.error),
+            Err(_) => bail!("the node API answered {status} to {url}"),
+        }
+    }
+
+    fn json<T: DeserializeOwned>(&self, post: bool, path: &str) -> anyhow::Result<(T, String)> {
+        let body = self.call(post, path)?;
+        let value = serde_json::from_str(&body)
+            .with_context(|| format!("unexpected answer from {}{path}", self.base))?;
+        Ok((value, body))
+    }
+}
+
+fn status(client: &Client, json: bool) -> anyhow::Result<()> {
+    let (s, raw): (StatusView, _) = client.json(false, "/status")?;
+    if json {
+        println!("{raw}");
+        return Ok(());
+    }
+    println!("peer id:    {}", s.peer_id);
+    println!("protocol:   {}", s.protocol_version);
+    println!("uptime:     {}", uptime(s.uptime_s));
+    println!("connected:  {}", s.connected);
+    println!("known:      {}", s.known);
+    println!("dialing:    {}", s.dialing);
+    for (i, addr) in s.listen_addrs.iter().enumerate() {
+        println!(
+            "{}{addr}/p2p/{}",
+            if i == 0 {
+                "listening:  "
+            } else {
+                "            "
+            },
+            s.peer_id
+        );
+    }
+    Ok(())
+}
+
+fn uptime(s: u64) -> String {
+    match (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60) {
+        (0, 0, 0, sec) => format!("{sec}s"),
+        (0, 0, m, sec) => format!("{m}m {sec}s"),
+        (0, h, m, sec) => format!("{h}h {m}m {sec}s"),
+        (d, h, m, _) => format!("{d}d {h}h {m}m"),
+    }
+}
+
+fn peers(client: &Client, json: bool) -> anyhow::Result<()> {
+    let (peers, raw): (Vec<PeerView>, _) = client.json(false, "/peers")?;
+    if json {
+        println!("{raw}");
+        return Ok(());
+    }
+    let rows: Vec<[String; 8]> = peers.iter().map(peer_row).collect();
+    let header = [
+        "PEER ID",
+        "DIR",
+        "RTT MS",
+        "JITTER MS",
+        "REGION",
+        "RESOURCES",
+        "SOURCE",
+        "HOPS",
+    ]
+    .map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", cells.join("  ").trim_end());
+    }
+    if rows.is_empty() {
+        println!("(no peers known yet)");
+    }
+    Ok(())
+}
+
+fn peer_row(p: &PeerView) -> [String; 8] {
+    let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+    let resources = p.resources.map_or("-".to_string(), |r| {
+        format!("{}c/{}M/{}G/{}gpu", r.cores, r.memory_mb, r.disk_gb, r.gpus)
+    });
+    [
+        p.peer_id.to_string(),
+        p.direction.map_or("-", |d| d.label()).to_string(),
+        ms(p.rtt_ms),
+        ms(p.jitter_ms),
+        p.region.clone().unwrap_or_else(|| "-".to_string()),
+        resources,
+        p.source.label().to_string(),
+        p.hops.to_string(),
+    ]
+}
+
+fn ping(client: &Client, peer: PeerId, json: bool) -> anyhow::Result<()> {
+    let (reply, raw): (PingReply, _) = client.json(true, &format!("/ping/{peer}"))?;
+    if json {
+        println!("{raw}");
+    } else {
+        println!("pong from {peer}: rtt {:.2} ms", reply.rtt_ms);
+    }
+    Ok(())
+}

@@ -1,0 +1,396 @@
+//! The node's configuration: an optional TOML file, overridden by command-line flags.
+//!
+//! Every setting has a default, so a node runs without any file. The file looks like this
+//! (all keys optional; durations are whole seconds, units last in the name):
+//!
+//! ```toml
+//! data_dir = "/var/lib/flotilla"
+//! listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
+//! bootstrap = ["/ip4/192.0.2.7/tcp/4001/p2p/12D3KooW..."]
+//! api = "127.0.0.1:7400"
+//! region = "eu-west"
+//!
+//! [resources]
+//! cores = 8
+//! memory_mb = 16384
+//!
+//! [peers]
+//! peers_target = 8
+//! ping_interval_s = 15
+//! ```
+//!
+//! Errors name the file, the line and the problem, and say what to change.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use flotilla_core::Resources;
+use libp2p::Multiaddr;
+use serde::{Deserialize, Deserializer};
+
+/// Addresses listened on when neither the file nor the command line name any.
+pub const DEFAULT_LISTEN: [&str; 2] = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"];
+/// Port of the local HTTP API when none is configured.
+pub const DEFAULT_API_PORT: u16 = 7400;
+/// The default address of the local HTTP API.
+pub const DEFAULT_API: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_API_PORT);
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {cause}; check the path given to --config")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        cause: std::io::Error,
+    },
+    /// The file is not valid TOML or has a bad or unknown setting.
+    #[error(
+        "{path}:{line}:{column}: {message}; fix or delete this setting (every setting is optional)"
+    )]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the problem.
+        line: usize,
+        /// 1-based column of the problem.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The settings do not fit together.
+    #[error("{origin}: invalid setting `[peers] {key}`: {problem}; change it or remove it")]
+    Invalid {
+        /// The file (with the line of the setting when it is in the file), or
+        /// `command line` when no file was given.
+        origin: String,
+        /// The setting to change, as named in the file.
+        key: String,
+        /// What is wrong.
+        problem: flotilla_core::ConfigError,
+    },
+    /// No data directory was given and none could be derived from the environment.
+    #[error(
+        "no data directory: pass --data-dir DIR, set `data_dir` in the config file, or set $HOME"
+    )]
+    NoDataDir,
+    /// The API address is not a loopback address.
+    #[error(
+        "the API address {0} is not a loopback address; the API has no authentication, so bind it \
+         to 127.0.0.1 or [::1] (e.g. --api 127.0.0.1:{DEFAULT_API_PORT})"
+    )]
+    ApiNotLoopback(SocketAddr),
+}
+
+/// Values given on the command line; each one replaces the file's.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--listen`, repeated.
+    pub listen: Vec<Multiaddr>,
+    /// `--bootstrap`, repeated.
+    pub bootstrap: Vec<Multiaddr>,
+    /// `--api`.
+    pub api: Option<SocketAddr>,
+}
+
+/// The resolved configuration of a production node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Where the key and local state live.
+    pub data_dir: PathBuf,
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to start from (with or without `/p2p/<id>`).
+    pub bootstrap: Vec<Multiaddr>,
+    /// The local HTTP API address (loopback).
+    pub api: SocketAddr,
+    /// The core's settings; `listen_addrs` and `bootstrap` are filled in at start-up.
+    pub core: flotilla_core::Config,
+}
+
+/// The file's layout.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<Vec<Addr>>,
+    bootstrap: Option<Vec<Addr>>,
+    api: Option<ApiAddr>,
+    region: Option<String>,
+    #[serde(default)]
+    resources: ResourcesSection,
+    #[serde(default)]
+    peers: PeersSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResourcesSection {
+    cores: Option<u32>,
+    memory_mb: Option<u64>,
+    disk_gb: Option<u64>,
+    gpus: Option<u32>,
+}
+
+/// `[peers]`: the core's connection and protocol settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeersSection {
+    peers_target: Option<usize>,
+    peers_max: Option<usize>,
+    dials_concurrent_max: Option<usize>,
+    peers_known_max: Option<usize>,
+    maintain_interval_s: Option<u64>,
+    ping_interval_s: Option<u64>,
+    ping_timeout_s: Option<u64>,
+    ping_failures_max: Option<u32>,
+    exchange_interval_s: Option<u64>,
+    exchange_peers_max: Option<u16>,
+    exchange_hops_max: Option<u8>,
+    advert_ttl_s: Option<u64>,
+    advert_refresh_s: Option<u64>,
+    dial_backoff_base_s: Option<u64>,
+    dial_backoff_max_s: Option<u64>,
+    dial_failures_max: Option<u32>,
+}
+
+/// A multiaddr read from text, with an error message that shows the expected form.
+#[derive(Debug, Clone)]
+struct Addr(Multiaddr);
+
+impl<'de> Deserialize<'de> for Addr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_multiaddr(&text)
+            .map(Addr)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A loopback socket address read from text.
+#[derive(Debug, Clone, Copy)]
+struct ApiAddr(SocketAddr);
+
+impl<'de> Deserialize<'de> for ApiAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let addr = parse_socket_addr(&text).map_err(serde::de::Error::custom)?;
+        check_loopback(addr)
+            .map(ApiAddr)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses a multiaddr, explaining the expected form on failure.
+pub fn parse_multiaddr(text: &str) -> Result<Multiaddr, String> {
+    text.parse::<Multiaddr>().map_err(|e| {
+        format!("`{text}` is not a multiaddr ({e}); write it like /ip4/192.0.2.7/tcp/4001")
+    })
+}
+
+/// Parses `HOST:PORT`; `localhost` stands for 127.0.0.1.
+pub fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
+    let resolved = match text.strip_prefix("localhost:") {
+        Some(port) => format!("127.0.0.1:{port}"),
+        None => text.to_string(),
+    };
+    resolved.parse::<SocketAddr>().map_err(|_| {
+        format!("`{text}` is not HOST:PORT; write it like 127.0.0.1:{DEFAULT_API_PORT}")
+    })
+}
+
+/// Accepts only loopback addresses for the API.
+pub fn check_loopback(addr: SocketAddr) -> Result<SocketAddr, ConfigError> {
+    if addr.ip().is_loopback() {
+        Ok(addr)
+    } else {
+        Err(ConfigError::ApiNotLoopback(addr))
+    }
+}
+
+/// The default data directory: `$XDG_DATA_HOME/flotilla`, else `$HOME/.local/share/flotilla`.
+pub fn default_data_dir() -> Option<PathBuf> {
+    let non_empty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if let Some(xdg) = non_empty("XDG_DATA_HOME") {
+        return Some(PathBuf::from(xdg).join("flotilla"));
+    }
+    non_empty("HOME").map(|h| PathBuf::from(h).join(".local/share/flotilla"))
+}
+
+impl NodeConfig {
+    /// Reads `path` (if given) and applies `overrides`.
+    pub fn load(path: Option<&Path>, overrides: Overrides) -> Result<Self, ConfigError> {
+        match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    cause,
+                })?;
+                Self::from_toml(&text, path, overrides)
+            }
+            None => Self::resolve(FileConfig::default(), None, overrides),
+        }
+    }
+
+    /// Parses `text`, read from `path`, and applies `overrides`.
+    pub fn from_toml(text: &str, path: &Path, overrides: Overrides) -> Result<Self, ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map_or((1, 1), |s| line_column(text, s.start));
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: e.message().trim_end().to_string(),
+            }
+        })?;
+        Self::resolve(file, Some((path, text)), overrides)
+    }
+
+    /// Applies defaults and `o` to `file`, read from `source` (path and text) if any.
+    fn resolve(
+        file: FileConfig,
+        source: Option<(&Path, &str)>,
+        o: Overrides,
+    ) -> Result<Self, ConfigError> {
+        let data_dir = o
+            .data_dir
+            .or(file.data_dir)
+            .or_else(default_data_dir)
+            .ok_or(ConfigError::NoDataDir)?;
+        let listen = match (o.listen, file.listen) {
+            (cli, _) if !cli.is_empty() => cli,
+            (_, Some(f)) => f.into_iter().map(|a| a.0).collect(),
+            (_, None) => DEFAULT_LISTEN
+                .iter()
+                .filter_map(|s| s.parse().ok())
+                .collect(),
+        };
+        let bootstrap = match (o.bootstrap, file.bootstrap) {
+            (cli, _) if !cli.is_empty() => cli,
+            (_, f) => f.unwrap_or_default().into_iter().map(|a| a.0).collect(),
+        };
+        let api = match o.api {
+            Some(a) => check_loopback(a)?,
+            None => file.api.map_or(DEFAULT_API, |a| a.0),
+        };
+        let mut core = flotilla_core::Config {
+            region: file.region,
+            resources: resources(&file.resources),
+            ..flotilla_core::Config::default()
+        };
+        apply_peers(&mut core, &file.peers);
+        core.validate().map_err(|e| invalid(e, source))?;
+        Ok(NodeConfig {
+            data_dir,
+            listen,
+            bootstrap,
+            api,
+            core,
+        })
+    }
+}
+
+fn resources(r: &ResourcesSection) -> Resources {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Resources {
+        cores: r.cores.unwrap_or(u32::try_from(cores).unwrap_or(u32::MAX)),
+        memory_mb: r.memory_mb.unwrap_or(0),
+        disk_gb: r.disk_gb.unwrap_or(0),
+        gpus: r.gpus.unwrap_or(0),
+    }
+}
+
+fn apply_peers(c: &mut flotilla_core::Config, p: &PeersSection) {
+    fn set<T: Copy>(target: &mut T, value: Option<T>) {
+        if let Some(v) = value {
+            *target = v;
+        }
+    }
+    fn set_s(target: &mut Duration, value: Option<u64>) {
+        if let Some(s) = value {
+            *target = Duration::from_secs(s);
+        }
+    }
+    set(&mut c.peers_target, p.peers_target);
+    set(&mut c.peers_max, p.peers_max);
+    set(&mut c.dials_concurrent_max, p.dials_concurrent_max);
+    set(&mut c.peers_known_max, p.peers_known_max);
+    set_s(&mut c.maintain_interval, p.maintain_interval_s);
+    set_s(&mut c.ping_interval, p.ping_interval_s);
+    set_s(&mut c.ping_timeout, p.ping_timeout_s);
+    set(&mut c.ping_failures_max, p.ping_failures_max);
+    set_s(&mut c.exchange_interval, p.exchange_interval_s);
+    set(&mut c.exchange_peers_max, p.exchange_peers_max);
+    set(&mut c.exchange_hops_max, p.exchange_hops_max);
+    set_s(&mut c.advert_ttl, p.advert_ttl_s);
+    set_s(&mut c.advert_refresh, p.advert_refresh_s);
+    set_s(&mut c.dial_backoff_base, p.dial_backoff_base_s);
+    set_s(&mut c.dial_backoff_max, p.dial_backoff_max_s);
+    set(&mut c.dial_failures_max, p.dial_failures_max);
+}
+
+/// Core settings that are durations, written `NAME_s` in the file.
+const DURATION_KEYS: [&str; 8] = [
+    "maintain_interval",
+    "ping_interval",
+    "ping_timeout",
+    "exchange_interval",
+    "advert_ttl",
+    "advert_refresh",
+    "dial_backoff_base",
+    "dial_backoff_max",
+];
+
+/// Names the file key behind a core validation error, and its line when it is in the file.
+fn invalid(error: flotilla_core::ConfigError, source: Option<(&Path, &str)>) -> ConfigError {
+    use flotilla_core::ConfigError as E;
+    let name = match &error {
+        E::Zero(name) | E::Order(name, _) | E::ZeroDuration(name) => *name,
+    };
+    // Durations carry their unit in the file.
+    let key = if DURATION_KEYS.contains(&name) {
+        format!("{name}_s")
+    } else {
+        name.to_string()
+    };
+    let origin = match source {
+        None => "command line".to_string(),
+        Some((path, text)) => match key_line(text, &key) {
+            Some(line) => format!("{}:{line}", path.display()),
+            None => path.display().to_string(),
+        },
+    };
+    ConfigError::Invalid {
+        origin,
+        key,
+        problem: error,
+    }
+}
+
+/// The 1-based line on which `key` is set in `text`.
+fn key_line(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            l.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests;

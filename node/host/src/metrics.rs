@@ -1,0 +1,238 @@
+//! Prometheus metrics of a production node, and the driver [`Observer`] that feeds them and
+//! logs what the node does.
+//!
+//! Every metric handle is a cheap clone of shared counters: the observer, the network and
+//! the API each hold one [`Metrics`]; `GET /metrics` renders [`Metrics::encode`].
+
+use std::sync::Arc;
+
+use flotilla_core::{Event, Node, Timestamp, Transmit};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::driver::Observer;
+
+/// Metric names are prefixed with this.
+pub const METRICS_PREFIX: &str = "flotilla";
+
+/// A `kind` label: a message or event kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// The kind, as in traces.
+    pub kind: &'static str,
+}
+
+/// A `reason` label: why something was refused or dropped.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// The reason, one word.
+    pub reason: &'static str,
+}
+
+/// The node's metrics.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    messages_sent: Family<KindLabel, Counter>,
+    messages_received: Family<KindLabel, Counter>,
+    messages_dropped: Family<ReasonLabel, Counter>,
+    events: Family<KindLabel, Counter>,
+    frames_rejected: Family<ReasonLabel, Counter>,
+    connected_peers: Gauge,
+    known_peers: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix(METRICS_PREFIX);
+        let messages_sent = Family::<KindLabel, Counter>::default();
+        let messages_received = Family::<KindLabel, Counter>::default();
+        let messages_dropped = Family::<ReasonLabel, Counter>::default();
+        let events = Family::<KindLabel, Counter>::default();
+        let frames_rejected = Family::<ReasonLabel, Counter>::default();
+        let connected_peers = Gauge::default();
+        let known_peers = Gauge::default();
+        registry.register(
+            "messages_sent",
+            "Core messages queued for sending",
+            messages_sent.clone(),
+        );
+        registry.register(
+            "messages_received",
+            "Core messages received and decoded",
+            messages_received.clone(),
+        );
+        registry.register(
+            "messages_dropped",
+            "Core messages dropped before sending",
+            messages_dropped.clone(),
+        );
+        registry.register(
+            "events",
+            "Events reported by the node state machine",
+            events.clone(),
+        );
+        registry.register(
+            "frames_rejected",
+            "Inbound frames refused; the stream carrying each was closed",
+            frames_rejected.clone(),
+        );
+        registry.register(
+            "connected_peers",
+            "Peers connected",
+            connected_peers.clone(),
+        );
+        registry.register(
+            "known_peers",
+            "Peers in the peer table",
+            known_peers.clone(),
+        );
+        Metrics {
+            registry: Arc::new(registry),
+            messages_sent,
+            messages_received,
+            messages_dropped,
+            events,
+            frames_rejected,
+            connected_peers,
+            known_peers,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// One message of `kind` sent.
+    pub fn message_sent(&self, kind: &'static str) {
+        self.messages_sent.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    /// One message of `kind` received.
+    pub fn message_received(&self, kind: &'static str) {
+        self.messages_received
+            .get_or_create(&KindLabel { kind })
+            .inc();
+    }
+
+    /// One outgoing message dropped for `reason`.
+    pub fn message_dropped(&self, reason: &'static str) {
+        self.messages_dropped
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// One inbound frame refused for `reason`.
+    pub fn frame_rejected(&self, reason: &'static str) {
+        self.frames_rejected
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    fn node_state(&self, node: &Node) {
+        self.connected_peers
+            .set(i64::try_from(node.connections().count()).unwrap_or(i64::MAX));
+        self.known_peers
+            .set(i64::try_from(node.peer_table().len()).unwrap_or(i64::MAX));
+    }
+}
+
+/// Counts and logs what the node does.
+#[derive(Clone, Debug)]
+pub struct MetricsObserver {
+    metrics: Metrics,
+}
+
+impl MetricsObserver {
+    /// An observer feeding `metrics`.
+    pub fn new(metrics: Metrics) -> Self {
+        MetricsObserver { metrics }
+    }
+}
+
+impl Observer for MetricsObserver {
+    fn event(&mut self, _now: Timestamp, node: &Node, event: &Event) {
+        self.metrics
+            .events
+            .get_or_create(&KindLabel { kind: event.kind() })
+            .inc();
+        self.metrics.node_state(node);
+        log_event(event);
+    }
+
+    fn transmit(&mut self, _now: Timestamp, _node: &Node, transmit: &Transmit) {
+        self.metrics.message_sent(transmit.message.kind());
+    }
+}
+
+/// Logs one event: connection changes at info, routine measurements at debug.
+fn log_event(event: &Event) {
+    match event {
+        Event::Dialing { peer, addr } => {
+            tracing::debug!(peer = ?peer.map(|p| p.to_string()), %addr, "dialing")
+        }
+        Event::DialFailed { peer, reason } => {
+            tracing::info!(peer = ?peer.map(|p| p.to_string()), %reason, "dial failed")
+        }
+        Event::Connected { peer, direction } => {
+            tracing::info!(%peer, direction = direction.label(), "peer connected")
+        }
+        Event::Disconnected { peer } => tracing::info!(%peer, "peer disconnected"),
+        Event::Dropping { peer, reason } => tracing::info!(%peer, %reason, "dropping peer"),
+        Event::Hello { peer } => tracing::debug!(%peer, "hello received"),
+        Event::Rtt { peer, rtt, .. } => {
+            tracing::debug!(%peer, rtt_ms = rtt.as_secs_f64() * 1000.0, "rtt")
+        }
+        Event::PingTimeout { peer, failures, .. } => {
+            tracing::info!(%peer, failures, "ping timed out")
+        }
+        Event::PeersLearned {
+            from,
+            received,
+            new,
+            rejected,
+        } => {
+            tracing::debug!(%from, received, new, rejected, "peers learned")
+        }
+        Event::AdvertRejected { from, reason } => {
+            tracing::info!(%from, %reason, "advert rejected")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_registered_metrics() {
+        let m = Metrics::new();
+        m.message_sent("ping");
+        m.frame_rejected("oversized");
+        let text = m.encode();
+        assert!(
+            text.contains("flotilla_messages_sent_total{kind=\"ping\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("flotilla_frames_rejected_total{reason=\"oversized\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("flotilla_connected_peers"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}

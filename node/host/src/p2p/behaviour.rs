@@ -1,0 +1,116 @@
+//! The libp2p behaviours of a node and how they are configured.
+//!
+//! - `limits`: caps on connections, so no peer or crowd can exhaust the node;
+//! - `identify`: exchanges listen addresses and protocols; feeds kad;
+//! - `ping`: keeps connections alive and detects dead ones;
+//! - `kad`: a DHT under the node's own protocol name, in server mode, bootstrapped
+//!   periodically; peers it can route to are reported to the core;
+//! - `gossipsub`: the hello topic on which nodes publish their signed adverts;
+//! - `stream`: raw streams for the core protocol.
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{StreamProtocol, connection_limits, gossipsub, identify, kad, ping};
+
+/// The DHT's protocol name, so that Flotilla's DHT stays apart from other networks.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/flotilla/kad/1.0.0");
+/// The identify protocol version string.
+pub const IDENTIFY_PROTOCOL: &str = "/flotilla/id/1.0.0";
+/// The gossip topic carrying adverts.
+pub const HELLO_TOPIC: &str = "flotilla/hello/1";
+/// The core protocol as a libp2p stream protocol.
+pub const CORE_PROTOCOL: StreamProtocol = StreamProtocol::new(flotilla_core::wire::PROTOCOL_NAME);
+
+/// Largest encoded advert published or accepted on the hello topic.
+pub const HELLO_BYTES_MAX: usize = 8 * 1024;
+/// Largest gossipsub RPC accepted (an advert plus the envelope and signature).
+pub const GOSSIP_TRANSMIT_BYTES_MAX: usize = 16 * 1024;
+/// Gossipsub heartbeat period.
+pub const GOSSIP_HEARTBEAT: Duration = Duration::from_secs(1);
+/// Period of the DHT's bootstrap (a self lookup refreshing the routing table).
+pub const KAD_BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(300);
+/// DHT query timeout.
+pub const KAD_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections to one peer at most (two allow simultaneous dials from both sides).
+pub const CONNECTIONS_PER_PEER_MAX: u32 = 2;
+/// Connections still in their handshake at most, each way.
+pub const CONNECTIONS_PENDING_MAX: u32 = 64;
+/// Connections kept besides those the core asks for (DHT and gossip traffic).
+pub const CONNECTIONS_EXTRA: usize = 32;
+/// Identify's re-identification period.
+pub const IDENTIFY_INTERVAL: Duration = Duration::from_secs(300);
+
+/// All behaviours of a production node.
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub(crate) limits: connection_limits::Behaviour,
+    pub(crate) identify: identify::Behaviour,
+    pub(crate) ping: ping::Behaviour,
+    pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub(crate) gossipsub: gossipsub::Behaviour,
+    pub(crate) stream: libp2p_stream::Behaviour,
+}
+
+impl std::fmt::Debug for Behaviour {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Behaviour").finish_non_exhaustive()
+    }
+}
+
+impl Behaviour {
+    /// The behaviours for key pair `key`; the core keeps at most `peers_max` connections.
+    pub fn new(key: &libp2p::identity::Keypair, peers_max: usize) -> Result<Self, String> {
+        let local = key.public().to_peer_id();
+        let established =
+            u32::try_from(peers_max.saturating_add(CONNECTIONS_EXTRA)).unwrap_or(u32::MAX);
+        let limits = connection_limits::ConnectionLimits::default()
+            .with_max_established(Some(established.saturating_mul(CONNECTIONS_PER_PEER_MAX)))
+            .with_max_established_per_peer(Some(CONNECTIONS_PER_PEER_MAX))
+            .with_max_pending_incoming(Some(CONNECTIONS_PENDING_MAX))
+            .with_max_pending_outgoing(Some(CONNECTIONS_PENDING_MAX));
+
+        let identify = identify::Config::new(IDENTIFY_PROTOCOL.to_string(), key.public())
+            .with_agent_version(format!("flotilla/{}", env!("CARGO_PKG_VERSION")))
+            .with_interval(IDENTIFY_INTERVAL);
+
+        let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+        kad_config
+            .set_periodic_bootstrap_interval(Some(KAD_BOOTSTRAP_INTERVAL))
+            .set_query_timeout(KAD_QUERY_TIMEOUT)
+            .set_kbucket_size(NonZeroUsize::new(20).unwrap_or(NonZeroUsize::MIN));
+        let mut kad =
+            kad::Behaviour::with_config(local, kad::store::MemoryStore::new(local), kad_config);
+        kad.set_mode(Some(kad::Mode::Server));
+
+        let gossip_config = gossipsub::ConfigBuilder::default()
+            .max_transmit_size(GOSSIP_TRANSMIT_BYTES_MAX)
+            .validation_mode(gossipsub::ValidationMode::Strict)
+            .heartbeat_interval(GOSSIP_HEARTBEAT)
+            .build()
+            .map_err(|e| format!("gossipsub configuration: {e}"))?;
+        let mut gossipsub = gossipsub::Behaviour::new(
+            gossipsub::MessageAuthenticity::Signed(key.clone()),
+            gossip_config,
+        )
+        .map_err(|e| format!("gossipsub: {e}"))?;
+        gossipsub
+            .subscribe(&hello_topic())
+            .map_err(|e| format!("subscribing to {HELLO_TOPIC}: {e}"))?;
+
+        Ok(Behaviour {
+            limits: connection_limits::Behaviour::new(limits),
+            identify: identify::Behaviour::new(identify),
+            ping: ping::Behaviour::new(ping::Config::new()),
+            kad,
+            gossipsub,
+            stream: libp2p_stream::Behaviour::new(),
+        })
+    }
+}
+
+/// The hello topic.
+pub fn hello_topic() -> gossipsub::IdentTopic {
+    gossipsub::IdentTopic::new(HELLO_TOPIC)
+}

@@ -1,0 +1,337 @@
+//! Real `flotilla` processes on loopback: two nodes find each other and measure RTTs, a
+//! key readable by others is refused, and bad frames on the core protocol do not bring a
+//! node down.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use flotilla_node::views::{PeerView, StatusView};
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::Multiaddr;
+
+const BIN: &str = env!("CARGO_BIN_EXE_flotilla");
+/// How long a node may take to print its start-up lines.
+const START_WAIT: Duration = Duration::from_secs(15);
+
+/// A running `flotilla node run`, killed when dropped.
+struct NodeProc {
+    child: Child,
+    peer_id: String,
+    listen: Vec<String>,
+    api: String,
+    stderr: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl NodeProc {
+    fn start(extra: &[&str]) -> anyhow::Result<NodeProc> {
+        let dir = tempfile::tempdir()?;
+        let config = dir.path().join("node.toml");
+        std::fs::write(
+            &config,
+            "region = \"test\"\n\n[peers]\nping_interval_s = 2\n",
+        )?;
+        let stderr = dir.path().join("stderr.log");
+        let mut child = Command::new(BIN)
+            .args(["node", "run", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args([
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--listen",
+                "/ip4/127.0.0.1/udp/0/quic-v1",
+            ])
+            .args(["--api", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr)?)
+            .spawn()?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (tx, rx) = mpsc::sync_channel(64);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut node = NodeProc {
+            child,
+            peer_id: String::new(),
+            listen: Vec::new(),
+            api: String::new(),
+            stderr,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + START_WAIT;
+        while node.api.is_empty() {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = rx.recv_timeout(wait) else {
+                bail!("node did not start; stderr:\n{}", node.log());
+            };
+            if let Some(id) = line.strip_prefix("peer id: ") {
+                node.peer_id = id.to_string();
+            } else if let Some(addr) = line.strip_prefix("listen: ") {
+                node.listen.push(addr.to_string());
+            } else if let Some(url) = line.strip_prefix("api: http://") {
+                node.api = url.to_string();
+            }
+        }
+        ensure!(
+            !node.peer_id.is_empty() && !node.listen.is_empty(),
+            "incomplete start-up lines"
+        );
+        Ok(node)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn tcp_addr(&self) -> anyhow::Result<&str> {
+        let addr = self
+            .listen
+            .iter()
+            .find(|a| a.contains("/tcp/"))
+            .context("no tcp address")?;
+        Ok(addr)
+    }
+
+    /// Runs a client command against this node's API.
+    fn cli(&self, args: &[&str]) -> anyhow::Result<Output> {
+        Ok(Command::new(BIN)
+            .arg("--api")
+            .arg(&self.api)
+            .args(args)
+            .output()?)
+    }
+
+    fn peers(&self) -> anyhow::Result<Vec<PeerView>> {
+        let out = self.cli(&["peers", "--json"])?;
+        ensure!(
+            out.status.success(),
+            "peers failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    fn status(&self) -> anyhow::Result<StatusView> {
+        let out = self.cli(&["status", "--json"])?;
+        ensure!(
+            out.status.success(),
+            "status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether `node` lists `peer` as connected with an RTT measured.
+fn sees_with_rtt(node: &NodeProc, peer: &str) -> anyhow::Result<bool> {
+    Ok(node
+        .peers()?
+        .iter()
+        .any(|p| p.peer_id.to_string() == peer && p.direction.is_some() && p.rtt_ms.is_some()))
+}
+
+#[test]
+fn two_nodes_find_each_other_and_ping() -> anyhow::Result<()> {
+    let a = NodeProc::start(&[])?;
+    ensure!(
+        a.listen
+            .iter()
+            .all(|l| l.ends_with(&format!("/p2p/{}", a.peer_id)))
+    );
+    let b = NodeProc::start(&["--bootstrap", a.tcp_addr()?])?;
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(sees_with_rtt(&a, &b.peer_id)? && sees_with_rtt(&b, &a.peer_id)?) {
+        ensure!(
+            Instant::now() < deadline,
+            "no RTT within 60 s\na: {}\nb: {}",
+            a.log(),
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let b_seen_by_a = a
+        .peers()?
+        .into_iter()
+        .find(|p| p.peer_id.to_string() == b.peer_id);
+    ensure!(
+        b_seen_by_a.is_some_and(|p| p.region.as_deref() == Some("test")),
+        "advert not applied"
+    );
+
+    let out = b.cli(&["ping", &a.peer_id])?;
+    ensure!(
+        out.status.success(),
+        "ping failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        String::from_utf8_lossy(&out.stdout).contains("rtt"),
+        "no rtt in ping output"
+    );
+    let out = a.cli(&["ping", &b.peer_id, "--json"])?;
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    ensure!(
+        reply["rtt_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+        "bad ping reply {reply}"
+    );
+
+    ensure!(
+        a.status()?.connected == 1,
+        "a should have exactly one connection"
+    );
+    let table = String::from_utf8(a.cli(&["peers"])?.stdout)?;
+    ensure!(
+        table.starts_with("PEER ID") && table.contains(&b.peer_id),
+        "bad table:\n{table}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_key_readable_by_others_is_refused() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    flotilla_node::keystore::load_or_create(&data)?;
+    let key = data.join(flotilla_node::keystore::KEY_FILE);
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644))?;
+    let out = run_with_timeout(
+        Command::new(BIN)
+            .args([
+                "node",
+                "run",
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--api",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(&data),
+    )?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success(), "node started with an unsafe key");
+    ensure!(
+        stderr.contains(&format!("chmod 600 {}", key.display())),
+        "no hint: {stderr}"
+    );
+    Ok(())
+}
+
+#[test]
+fn client_errors_are_clear() -> anyhow::Result<()> {
+    let out = run_with_timeout(Command::new(BIN).args(["--api", "127.0.0.1:1", "status"]))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.code() == Some(1), "exit {:?}", out.status);
+    ensure!(
+        stderr.contains("cannot reach the node API at http://127.0.0.1:1"),
+        "{stderr}"
+    );
+    let out = run_with_timeout(Command::new(BIN).args(["ping", "not-a-peer"]))?;
+    ensure!(
+        out.status.code() == Some(2),
+        "bad arguments must exit 2: {:?}",
+        out.status
+    );
+    let out = run_with_timeout(Command::new(BIN).args(["node", "run", "--api", "0.0.0.0:0"]))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.code() == Some(1) && stderr.contains("not a loopback"),
+        "{stderr}"
+    );
+    Ok(())
+}
+
+fn run_with_timeout(cmd: &mut Command) -> anyhow::Result<Output> {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let deadline = Instant::now() + START_WAIT;
+    while child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("command did not exit within {START_WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(child.wait_with_output()?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_frames_do_not_bring_a_node_down() -> anyhow::Result<()> {
+    let node = tokio::task::spawn_blocking(|| NodeProc::start(&[])).await??;
+    let target: Multiaddr = node.tcp_addr()?.parse()?;
+    let node_id: libp2p::PeerId = node.peer_id.parse()?;
+
+    let mut raw = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            Default::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )?
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())?
+        .build();
+    let mut control = raw.behaviour().new_control();
+    raw.dial(target)?;
+    let raw_task = tokio::spawn(async move {
+        loop {
+            raw.select_next_some().await;
+        }
+    });
+    let protocol = libp2p::StreamProtocol::new(flotilla_core::wire::PROTOCOL_NAME);
+    let frames: [&[u8]; 2] = [&u32::MAX.to_be_bytes(), &[0, 0, 0, 3, 0xff, 0xff, 0xff]];
+    for frame in frames {
+        let mut stream = control.open_stream(node_id, protocol.clone()).await?;
+        stream.write_all(frame).await?;
+        stream.flush().await?;
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await?;
+        ensure!(
+            matches!(read, Ok(0) | Err(_)),
+            "the node kept a bad stream open: {read:?}"
+        );
+    }
+    raw_task.abort();
+
+    let metrics = tokio::task::spawn_blocking(move || -> anyhow::Result<(String, StatusView)> {
+        let status = node.status()?;
+        let url = format!("http://{}/metrics", node.api);
+        let text = ureq::get(&url).call()?.body_mut().read_to_string()?;
+        ensure!(
+            node.log().contains("bad frame"),
+            "no warning logged:\n{}",
+            node.log()
+        );
+        Ok((text, status))
+    })
+    .await??;
+    let (text, status) = metrics;
+    ensure!(status.peer_id.to_string() == node_id.to_string());
+    ensure!(
+        text.contains("flotilla_frames_rejected_total{reason=\"oversized\"} 1"),
+        "{text}"
+    );
+    ensure!(
+        text.contains("flotilla_frames_rejected_total{reason=\"malformed\"} 1"),
+        "{text}"
+    );
+    Ok(())
+}
