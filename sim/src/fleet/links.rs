@@ -1,0 +1,318 @@
+//! Connections between fleet nodes: a TCP-like handshake, closes and FIFO delivery.
+//!
+//! Each pair of nodes has at most one [`Link`], the logical connection between them. A
+//! link goes through incarnations (its `epoch`); in each, each end is `Idle` (not told
+//! anything yet), `Open` (told it is connected) or `Closed` (told it is not, or closed it).
+//!
+//! - A dial sends a SYN along the directed link. On arrival the dialled end opens (unless
+//!   it has not started, which refuses the dial) and answers with a SYN-ACK, on whose
+//!   arrival the dialler opens: inbound after one one-way delay, established after a round
+//!   trip. A dial whose dialler end is already open is answered at once.
+//! - A disconnect closes the local end at once and sends a FIN; its arrival closes the other
+//!   end. Messages sent before the FIN arrive before it.
+//! - A link with no open end and at least one closed end is finished: the next SYN starts a
+//!   new incarnation. Items of an old incarnation are stale: messages are dropped, dial
+//!   answers fail the dial. A link with no open end and nothing in flight is forgotten.
+
+use flotilla_core::{DialId, Direction, PeerId, Timestamp, Transmit};
+
+use super::Fleet;
+use super::queue::{FailReason, Item, Letter};
+use crate::world::FastMap;
+
+/// How long a dial to an address nobody listens on takes to fail.
+pub(super) const DIAL_UNREACHABLE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What one end of a link has been told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Idle,
+    Open,
+    Closed,
+}
+
+/// The logical connection between two nodes.
+#[derive(Debug, Clone)]
+struct Link {
+    epoch: u32,
+    /// Ends of the lower and the higher node index.
+    ends: [End; 2],
+    /// Arrival time of the latest item sent from the lower (0) and the higher (1) end.
+    arrival_last_us: [u64; 2],
+    /// SYNs, SYN-ACKs, FINs and messages on their way.
+    in_flight: u32,
+}
+
+impl Link {
+    fn finished(&self) -> bool {
+        !self.ends.contains(&End::Open) && self.ends.contains(&End::Closed)
+    }
+
+    fn forgettable(&self) -> bool {
+        self.in_flight == 0 && !self.ends.contains(&End::Open)
+    }
+}
+
+/// All links, by node pair.
+#[derive(Debug, Default)]
+pub(super) struct Links {
+    map: FastMap<u64, Link>,
+}
+
+/// The key of the pair and the side of `a` in it.
+fn key(a: usize, b: usize) -> (u64, usize) {
+    let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+    ((lo as u64) << 32 | hi as u64, usize::from(a > b))
+}
+
+impl Links {
+    fn get(&mut self, a: usize, b: usize) -> Option<&mut Link> {
+        self.map.get_mut(&key(a, b).0)
+    }
+
+    fn forget_if_done(&mut self, a: usize, b: usize) {
+        let k = key(a, b).0;
+        if self.map.get(&k).is_some_and(Link::forgettable) {
+            self.map.remove(&k);
+        }
+    }
+}
+
+impl Fleet<'_> {
+    /// Schedules `item` from `from` to `to` after a one-way delay, FIFO on the directed link.
+    pub(super) fn send_on_link(&mut self, from: usize, to: usize, item: Item) {
+        let delay_us = self.world.one_way_us(from, to, &mut self.rng);
+        let at_us = self.now.as_micros() + delay_us;
+        let (k, side) = key(from, to);
+        let link = self.links.map.entry(k).or_insert(Link {
+            epoch: 0,
+            ends: [End::Idle; 2],
+            arrival_last_us: [0; 2],
+            in_flight: 0,
+        });
+        let at_us = at_us.max(link.arrival_last_us[side]);
+        link.arrival_last_us[side] = at_us;
+        link.in_flight += 1;
+        self.queue.push(Timestamp::from_micros(at_us), item);
+    }
+
+    /// Counts an arrival off the link and returns (epoch, end of `a`, end of `b`).
+    fn arrive(&mut self, a: usize, b: usize) -> Option<(u32, End, End)> {
+        let (_, side) = key(a, b);
+        let link = self.links.get(a, b)?;
+        link.in_flight -= 1;
+        Some((link.epoch, link.ends[side], link.ends[1 - side]))
+    }
+
+    fn set_end(&mut self, a: usize, b: usize, end: End) {
+        let (_, side) = key(a, b);
+        if let Some(link) = self.links.get(a, b) {
+            link.ends[side] = end;
+        }
+    }
+
+    fn fail_dial(&mut self, node: usize, dial: u64, reason: FailReason, after_us: u64) {
+        let at = Timestamp::from_micros(self.now.as_micros() + after_us);
+        self.queue.push(
+            at,
+            Item::DialFailed {
+                node: node as u32,
+                dial,
+                reason,
+            },
+        );
+    }
+
+    /// Node `from` dials `addr`, expecting `peer`.
+    pub(super) fn dial(&mut self, from: usize, id: DialId, addr: &str, peer: Option<PeerId>) {
+        let Some(to) = self.world.index_of_addr(addr) else {
+            let after_us = DIAL_UNREACHABLE.as_micros() as u64;
+            return self.fail_dial(from, id.0, FailReason::Unreachable, after_us);
+        };
+        if to == from {
+            return self.fail_dial(from, id.0, FailReason::SelfDial, 0);
+        }
+        if peer.is_some_and(|p| p != self.ids[to]) {
+            let rtt_us = self.world.rtt_us(from, to);
+            return self.fail_dial(from, id.0, FailReason::WrongPeer, rtt_us);
+        }
+        let (_, side) = key(from, to);
+        let open = self
+            .links
+            .get(from, to)
+            .is_some_and(|l| l.ends[side] == End::Open);
+        if open {
+            let (now, remote) = (self.now, self.ids[to]);
+            if let Some(n) = self.node(from) {
+                n.handle_connected(now, remote, Direction::Outbound, Some(id));
+            }
+            return;
+        }
+        let item = Item::Syn {
+            from: from as u32,
+            to: to as u32,
+            dial: id.0,
+        };
+        self.send_on_link(from, to, item);
+    }
+
+    /// A SYN from dialler `from` reaches `to`.
+    pub(super) fn on_syn(&mut self, from: usize, to: usize, dial: u64) {
+        if self.arrive(to, from).is_none() {
+            return self.fail_dial(from, dial, FailReason::Closed, 0);
+        }
+        let after_us = self.world.one_way_us(to, from, &mut self.rng);
+        if self.nodes[to].is_none() {
+            self.fail_dial(from, dial, FailReason::Refused, after_us);
+            return self.links.forget_if_done(from, to);
+        }
+        let (_, side) = key(to, from);
+        let Some(link) = self.links.get(to, from) else {
+            return;
+        };
+        if link.finished() {
+            link.epoch = link.epoch.wrapping_add(1);
+            link.ends = [End::Idle; 2];
+        }
+        let (epoch, mine, theirs) = (link.epoch, link.ends[side], link.ends[1 - side]);
+        if mine == End::Closed || theirs == End::Closed {
+            self.fail_dial(from, dial, FailReason::Closed, after_us);
+            return self.links.forget_if_done(from, to);
+        }
+        let answer = Item::SynAck {
+            from: to as u32,
+            to: from as u32,
+            epoch,
+            dial,
+        };
+        self.send_on_link(to, from, answer);
+        if mine == End::Idle {
+            self.set_end(to, from, End::Open);
+            let (now, remote) = (self.now, self.ids[from]);
+            if let Some(n) = self.node(to) {
+                n.handle_connected(now, remote, Direction::Inbound, None);
+            }
+            self.drain(to, false);
+        }
+    }
+
+    /// The acceptance of dial `dial` from `from` reaches the dialler `to`.
+    pub(super) fn on_syn_ack(&mut self, from: usize, to: usize, epoch: u32, dial: u64) {
+        let state = self.arrive(to, from);
+        let (now, remote) = (self.now, self.ids[from]);
+        match state {
+            Some((current, mine, _)) if current == epoch && mine != End::Closed => {
+                self.set_end(to, from, End::Open);
+                if let Some(n) = self.node(to) {
+                    n.handle_connected(now, remote, Direction::Outbound, Some(DialId(dial)));
+                }
+            }
+            _ => {
+                if let Some(n) = self.node(to) {
+                    n.handle_dial_failed(now, DialId(dial), FailReason::Closed.text());
+                }
+            }
+        }
+        self.drain(to, false);
+        self.links.forget_if_done(from, to);
+    }
+
+    /// Node `from` closes its connection to `peer`.
+    pub(super) fn disconnect(&mut self, from: usize, peer: PeerId) {
+        let now = self.now;
+        let Some(to) = self.world.index_of(&peer) else {
+            if let Some(n) = self.node(from) {
+                n.handle_disconnected(now, peer);
+            }
+            return;
+        };
+        let (_, side) = key(from, to);
+        let Some(link) = self.links.get(from, to) else {
+            if let Some(n) = self.node(from) {
+                n.handle_disconnected(now, peer);
+            }
+            return;
+        };
+        let (epoch, mine) = (link.epoch, link.ends[side]);
+        if mine == End::Closed {
+            return;
+        }
+        link.ends[side] = End::Closed;
+        if mine == End::Open
+            && let Some(n) = self.node(from)
+        {
+            n.handle_disconnected(now, peer);
+        }
+        self.send_on_link(
+            from,
+            to,
+            Item::Fin {
+                from: from as u32,
+                to: to as u32,
+                epoch,
+            },
+        );
+    }
+
+    /// The close of `from` reaches `to`.
+    pub(super) fn on_fin(&mut self, from: usize, to: usize, epoch: u32) {
+        if let Some((current, mine, _)) = self.arrive(to, from)
+            && current == epoch
+            && mine != End::Closed
+        {
+            self.set_end(to, from, End::Closed);
+            if mine == End::Open {
+                let (now, remote) = (self.now, self.ids[from]);
+                if let Some(n) = self.node(to) {
+                    n.handle_disconnected(now, remote);
+                }
+                self.drain(to, false);
+            }
+        }
+        self.links.forget_if_done(from, to);
+    }
+
+    /// Node `from` sends a message.
+    pub(super) fn send(&mut self, from: usize, t: Transmit) {
+        self.counters.sent += 1;
+        let Some(to) = self.world.index_of(&t.to) else {
+            self.counters.dropped += 1;
+            return;
+        };
+        let (_, side) = key(from, to);
+        let epoch = match self.links.get(from, to) {
+            Some(link) if link.ends[side] == End::Open => link.epoch,
+            _ => {
+                self.counters.dropped += 1;
+                return;
+            }
+        };
+        let slot = self.mail.insert(Letter {
+            from: from as u32,
+            to: to as u32,
+            epoch,
+            message: t.message,
+        });
+        self.send_on_link(from, to, Item::Deliver { slot });
+    }
+
+    /// A message arrives.
+    pub(super) fn on_deliver(&mut self, slot: u32) {
+        let Some(letter) = self.mail.take(slot) else {
+            return;
+        };
+        let (from, to) = (letter.from as usize, letter.to as usize);
+        match self.arrive(to, from) {
+            Some((current, End::Open, _)) if current == letter.epoch => {
+                self.counters.delivered += 1;
+                let (now, remote) = (self.now, self.ids[from]);
+                if let Some(n) = self.node(to) {
+                    n.handle_message(now, remote, letter.message);
+                }
+                self.drain(to, false);
+            }
+            _ => self.counters.dropped += 1,
+        }
+        self.links.forget_if_done(from, to);
+    }
+}

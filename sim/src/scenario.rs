@@ -1,0 +1,172 @@
+//! Scenario files (format v1): what to simulate, parsed strictly from TOML.
+//!
+//! A scenario names the run, its seed, duration and engine, the peers and how they start,
+//! where they live (region weights), the latency model and the node profile. Unknown keys,
+//! wrong types and impossible values are errors that name the file, the line and the key
+//! and say what to write instead:
+//!
+//! ```text
+//! scenarios/x.toml:7: unknown key `pears` in [peers] (known: count, bootstrap, start_spread_s)
+//! scenarios/x.toml:12: unknown region `eu-wst` in [regions] (known: na-east, ...)
+//! scenarios/x.toml:4: `peers.count` must be at least 2
+//! ```
+//!
+//! Lines come from toml's error spans; values that fail a semantic check are found again in
+//! toml's spanned document tree by their key path (see `locate`). `scenarios/README.md`
+//! documents every key and its default.
+
+mod check;
+mod locate;
+mod raw;
+
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_core::Config;
+
+use crate::data::{DataError, RegionData};
+use crate::engine::EngineKind;
+use check::Checker;
+use locate::{KeyIndex, describe, line_of};
+use raw::RawScenario;
+
+/// Peers at most in one scenario (node indices are 32-bit in the engines).
+pub const PEERS_MAX: u64 = 1_000_000;
+/// The longest scenario, seconds.
+pub const DURATION_S_MAX: f64 = 1_000_000.0;
+/// The largest jitter or last-mile delay accepted, milliseconds.
+pub const DELAY_MS_MAX: f64 = 10_000.0;
+
+/// Why a scenario could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The file could not be read.
+    #[error("{path}: cannot read the scenario: {error}; check the path")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        error: std::io::Error,
+    },
+    /// The file is not TOML, does not fit the format, or holds an impossible value.
+    #[error("{path}:{line}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// The 1-based line of the offending key or value.
+        line: usize,
+        /// What is wrong and what to write instead.
+        message: String,
+    },
+    /// The embedded region data is broken (a build problem, not a scenario problem).
+    #[error(transparent)]
+    Data(#[from] DataError),
+}
+
+impl ScenarioError {
+    /// The line the error points at, if it points at one.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ScenarioError::Invalid { line, .. } => Some(*line),
+            _ => None,
+        }
+    }
+}
+
+/// `[peers]`: how many peers and how they start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Peers {
+    /// Number of peers.
+    pub count: usize,
+    /// The first `bootstrap` peers are bootstrap nodes, known to every peer.
+    pub bootstrap: usize,
+    /// Non-bootstrap peers start at seeded offsets in `[0, start_spread)`.
+    pub start_spread: Duration,
+}
+
+/// `[latency]`: the latency model on top of the region RTT matrix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Latency {
+    /// Each one-way delay adds a seeded uniform draw from `[0, jitter]`.
+    pub jitter: Duration,
+    /// Smallest per-peer access (last-mile) RTT.
+    pub last_mile_min: Duration,
+    /// Largest per-peer access (last-mile) RTT.
+    pub last_mile_max: Duration,
+}
+
+/// One region peers are placed in, with its share of the peers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RegionWeight {
+    /// Index into [`RegionData::regions`].
+    pub region: usize,
+    /// Share of the peers; all weights of a scenario sum to 1.
+    pub weight: f64,
+}
+
+/// A parsed, checked scenario.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// The file it was read from (for messages).
+    pub path: String,
+    /// The scenario's name (letters, digits, `-`, `_`).
+    pub name: String,
+    /// The default seed of a run.
+    pub seed: u64,
+    /// Simulated time a run lasts.
+    pub duration: Duration,
+    /// The default engine.
+    pub engine: EngineKind,
+    /// Peers.
+    pub peers: Peers,
+    /// Regions with a positive weight, in data order.
+    pub regions: Vec<RegionWeight>,
+    /// The latency model.
+    pub latency: Latency,
+    /// The node profile; addresses, bootstrap list and region are filled in per peer.
+    pub node: Config,
+    /// The profile of the bootstrap nodes: `node` with `[bootstrap_node]` applied.
+    pub bootstrap_node: Config,
+    /// The region data set.
+    pub data: Arc<RegionData>,
+}
+
+impl Scenario {
+    /// Reads and parses the scenario file at `path`.
+    pub fn load(path: impl AsRef<Path>) -> Result<Scenario, ScenarioError> {
+        let path = path.as_ref();
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|error| ScenarioError::Read {
+            path: shown.clone(),
+            error,
+        })?;
+        Scenario::parse(&text, &shown)
+    }
+
+    /// Parses scenario `text`; `path` is only used in messages.
+    pub fn parse(text: &str, path: &str) -> Result<Scenario, ScenarioError> {
+        let data = RegionData::embedded()?;
+        let fail = |span: Range<usize>, message: String| ScenarioError::Invalid {
+            path: path.to_string(),
+            line: line_of(text, span.start),
+            message,
+        };
+        let index = KeyIndex::build(text)
+            .map_err(|e| fail(e.span().unwrap_or(0..0), e.message().to_string()))?;
+        let raw: RawScenario = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            let key = if span.is_empty() {
+                None
+            } else {
+                index.path_at(&span)
+            };
+            fail(span, describe(e.message(), key))
+        })?;
+        Checker { text, path, index }.scenario(raw, data)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,352 @@
+//! Semantic checks of a scenario: ranges, regions, the node profiles; defaults applied.
+//!
+//! Every error points at the key holding the offending value, found by its path in the
+//! document's [`KeyIndex`]; a value left to its default points at its table instead.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_core::{Config, ConfigError, Resources};
+use toml::Spanned;
+
+use super::locate::{KeyIndex, line_of};
+use super::raw::{RawLatency, RawNode, RawPeers, RawScenario};
+use super::{
+    DELAY_MS_MAX, DURATION_S_MAX, Latency, PEERS_MAX, Peers, RegionWeight, Scenario, ScenarioError,
+};
+use crate::data::RegionData;
+use crate::engine::EngineKind;
+
+/// The `Config` fields that are durations.
+const DURATION_FIELDS: [&str; 9] = [
+    "refuse_grace",
+    "maintain_interval",
+    "ping_interval",
+    "ping_timeout",
+    "exchange_interval",
+    "advert_ttl",
+    "advert_refresh",
+    "dial_backoff_base",
+    "dial_backoff_max",
+];
+
+/// Semantic checks, pointing at the key that holds the offending value.
+pub(super) struct Checker<'a> {
+    pub text: &'a str,
+    pub path: &'a str,
+    pub index: KeyIndex,
+}
+
+impl Checker<'_> {
+    fn error_at(&self, offset: usize, message: String) -> ScenarioError {
+        ScenarioError::Invalid {
+            path: self.path.to_string(),
+            line: line_of(self.text, offset),
+            message,
+        }
+    }
+
+    fn error(&self, key: &str, message: String) -> ScenarioError {
+        self.error_at(self.index.offset_of(key).unwrap_or(0), message)
+    }
+
+    /// An error about two keys, at the first of them that is written in the file.
+    fn error_either(&self, keys: [&str; 2], message: String) -> ScenarioError {
+        match keys.iter().find_map(|k| self.index.offset_of_written(k)) {
+            Some(offset) => self.error_at(offset, message),
+            None => self.error(keys[0], message),
+        }
+    }
+
+    /// Checks `lo <= value <= hi` for the number at `key`.
+    fn range(
+        &self,
+        key: &str,
+        value: f64,
+        lo: f64,
+        hi: f64,
+        unit: &str,
+    ) -> Result<f64, ScenarioError> {
+        if value.is_finite() && value >= lo && value <= hi {
+            Ok(value)
+        } else {
+            let unit = if unit.is_empty() {
+                String::new()
+            } else {
+                format!(" {unit}")
+            };
+            Err(self.error(
+                key,
+                format!("`{key}` must be from {lo} to {hi}{unit}, found {value}"),
+            ))
+        }
+    }
+
+    fn seconds(&self, key: &str, value: f64, min_s: f64) -> Result<Duration, ScenarioError> {
+        self.range(key, value, min_s, DURATION_S_MAX, "s")
+            .map(Duration::from_secs_f64)
+    }
+
+    fn millis(&self, key: &str, value: f64) -> Result<Duration, ScenarioError> {
+        self.range(key, value, 0.0, DELAY_MS_MAX, "ms")
+            .map(|ms| Duration::from_secs_f64(ms / 1000.0))
+    }
+
+    pub(super) fn scenario(
+        &self,
+        raw: RawScenario,
+        data: Arc<RegionData>,
+    ) -> Result<Scenario, ScenarioError> {
+        let name_ok = !raw.name.is_empty()
+            && raw
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !name_ok {
+            let msg = format!(
+                "`name` must be non-empty and use only letters, digits, `-` and `_`, found {:?}",
+                raw.name
+            );
+            return Err(self.error("name", msg));
+        }
+        if !(raw.duration_s.is_finite() && raw.duration_s > 0.0 && raw.duration_s <= DURATION_S_MAX)
+        {
+            let msg = format!(
+                "`duration_s` must be more than 0 and at most {DURATION_S_MAX} s, found {}",
+                raw.duration_s
+            );
+            return Err(self.error("duration_s", msg));
+        }
+        let duration = Duration::from_secs_f64(raw.duration_s);
+        let node = self.node(raw.node.as_ref(), Config::default(), "node")?;
+        let bootstrap_node =
+            self.node(raw.bootstrap_node.as_ref(), node.clone(), "bootstrap_node")?;
+        Ok(Scenario {
+            path: self.path.to_string(),
+            name: raw.name,
+            seed: raw.seed.unwrap_or(0),
+            duration,
+            engine: raw.engine.unwrap_or(EngineKind::Fleet),
+            peers: self.peers(&raw.peers, raw.duration_s)?,
+            regions: self.regions(raw.regions.as_ref(), &data)?,
+            latency: self.latency(raw.latency.as_ref())?,
+            node,
+            bootstrap_node,
+            data,
+        })
+    }
+
+    fn peers(&self, raw: &RawPeers, duration_s: f64) -> Result<Peers, ScenarioError> {
+        if !(2..=PEERS_MAX).contains(&raw.count) {
+            let msg = format!(
+                "`peers.count` must be at least 2 and at most {PEERS_MAX}, found {}",
+                raw.count
+            );
+            return Err(self.error("peers.count", msg));
+        }
+        let bootstrap = raw.bootstrap.unwrap_or(1);
+        if bootstrap == 0 || bootstrap > raw.count {
+            let msg = format!(
+                "`peers.bootstrap` must be from 1 to `peers.count` ({}), found {bootstrap}; \
+                 without a bootstrap node no peer can find another",
+                raw.count
+            );
+            return Err(self.error("peers.bootstrap", msg));
+        }
+        let spread_s = self.range(
+            "peers.start_spread_s",
+            raw.start_spread_s.unwrap_or(0.0),
+            0.0,
+            duration_s,
+            "s (the duration)",
+        )?;
+        // Both counts are at most PEERS_MAX, which fits any usize.
+        Ok(Peers {
+            count: raw.count as usize,
+            bootstrap: bootstrap as usize,
+            start_spread: Duration::from_secs_f64(spread_s),
+        })
+    }
+
+    fn regions(
+        &self,
+        raw: Option<&BTreeMap<Spanned<String>, f64>>,
+        data: &RegionData,
+    ) -> Result<Vec<RegionWeight>, ScenarioError> {
+        let mut weights: Vec<f64> = match raw {
+            None => data.regions().iter().map(|r| r.population_weight).collect(),
+            Some(map) => {
+                let mut w = vec![0.0; data.len()];
+                for (name, weight) in map {
+                    let key = format!("regions.{}", name.get_ref());
+                    let Some(i) = data.index_of(name.get_ref()) else {
+                        let known: Vec<&str> =
+                            data.regions().iter().map(|r| r.name.as_str()).collect();
+                        let msg = format!(
+                            "unknown region `{}` in [regions] (known: {})",
+                            name.get_ref(),
+                            known.join(", ")
+                        );
+                        return Err(self.error_at(name.span().start, msg));
+                    };
+                    w[i] = self.range(&key, *weight, 0.0, 1e9, "")?;
+                }
+                w
+            }
+        };
+        let total: f64 = weights.iter().sum();
+        if total <= 0.0 {
+            return Err(self.error(
+                "regions",
+                "every weight in [regions] is zero; give at least one region a positive weight"
+                    .into(),
+            ));
+        }
+        weights.iter_mut().for_each(|w| *w /= total);
+        Ok(weights
+            .into_iter()
+            .enumerate()
+            .filter(|(_, w)| *w > 0.0)
+            .map(|(region, weight)| RegionWeight { region, weight })
+            .collect())
+    }
+
+    fn latency(&self, raw: Option<&RawLatency>) -> Result<Latency, ScenarioError> {
+        let jitter = self.millis(
+            "latency.jitter_ms",
+            raw.and_then(|l| l.jitter_ms).unwrap_or(2.0),
+        )?;
+        let last_mile = raw
+            .and_then(|l| l.last_mile_ms.clone())
+            .unwrap_or_else(|| vec![5.0, 30.0]);
+        let [min_ms, max_ms] = last_mile[..] else {
+            let msg = format!(
+                "`latency.last_mile_ms` must be [min, max] in ms, found {} values",
+                last_mile.len()
+            );
+            return Err(self.error("latency.last_mile_ms", msg));
+        };
+        let (min, max) = (
+            self.millis("latency.last_mile_ms", min_ms)?,
+            self.millis("latency.last_mile_ms", max_ms)?,
+        );
+        if min > max {
+            let msg = format!(
+                "`latency.last_mile_ms` must be [min, max] with min <= max, found [{min_ms}, {max_ms}]"
+            );
+            return Err(self.error("latency.last_mile_ms", msg));
+        }
+        Ok(Latency {
+            jitter,
+            last_mile_min: min,
+            last_mile_max: max,
+        })
+    }
+
+    /// `base` with the keys of table `table` applied.
+    fn node(
+        &self,
+        raw: Option<&RawNode>,
+        base: Config,
+        table: &str,
+    ) -> Result<Config, ScenarioError> {
+        let Some(raw) = raw else { return Ok(base) };
+        let mut c = base;
+        let count = |v: Option<u32>, d: usize| v.map_or(d, |v| v as usize);
+        c.peers_target = count(raw.peers_target, c.peers_target);
+        c.peers_max = count(raw.peers_max, c.peers_max);
+        c.peers_refused_max = count(raw.peers_refused_max, c.peers_refused_max);
+        c.dials_concurrent_max = count(raw.dials_concurrent_max, c.dials_concurrent_max);
+        c.peers_known_max = count(raw.peers_known_max, c.peers_known_max);
+        c.ping_failures_max = raw.ping_failures_max.unwrap_or(c.ping_failures_max);
+        c.exchange_peers_max = raw.exchange_peers_max.unwrap_or(c.exchange_peers_max);
+        c.exchange_hops_max = raw.exchange_hops_max.unwrap_or(c.exchange_hops_max);
+        c.dial_failures_max = raw.dial_failures_max.unwrap_or(c.dial_failures_max);
+        for (key, value, field) in [
+            ("refuse_grace_s", raw.refuse_grace_s, &mut c.refuse_grace),
+            (
+                "maintain_interval_s",
+                raw.maintain_interval_s,
+                &mut c.maintain_interval,
+            ),
+            ("ping_interval_s", raw.ping_interval_s, &mut c.ping_interval),
+            ("ping_timeout_s", raw.ping_timeout_s, &mut c.ping_timeout),
+            (
+                "exchange_interval_s",
+                raw.exchange_interval_s,
+                &mut c.exchange_interval,
+            ),
+            ("advert_ttl_s", raw.advert_ttl_s, &mut c.advert_ttl),
+            (
+                "advert_refresh_s",
+                raw.advert_refresh_s,
+                &mut c.advert_refresh,
+            ),
+            (
+                "dial_backoff_base_s",
+                raw.dial_backoff_base_s,
+                &mut c.dial_backoff_base,
+            ),
+            (
+                "dial_backoff_max_s",
+                raw.dial_backoff_max_s,
+                &mut c.dial_backoff_max,
+            ),
+        ] {
+            if let Some(v) = value {
+                *field = self.seconds(&format!("{table}.{key}"), v, 0.0)?;
+            }
+        }
+        if let Some(r) = &raw.resources {
+            let d = c.resources;
+            c.resources = Resources {
+                cores: r.cores.unwrap_or(d.cores),
+                memory_mb: r.memory_mb.unwrap_or(d.memory_mb),
+                disk_gb: r.disk_gb.unwrap_or(d.disk_gb),
+                gpus: r.gpus.unwrap_or(d.gpus),
+            };
+        }
+        c.validate().map_err(|e| self.config_error(&e, table))?;
+        if c.ping_timeout >= c.ping_interval {
+            let msg = format!(
+                "`{table}.ping_timeout_s` ({} s) must be shorter than `{table}.ping_interval_s` ({} s)",
+                c.ping_timeout.as_secs_f64(),
+                c.ping_interval.as_secs_f64()
+            );
+            let keys = [
+                format!("{table}.ping_timeout_s"),
+                format!("{table}.ping_interval_s"),
+            ];
+            return Err(self.error_either([&keys[0], &keys[1]], msg));
+        }
+        Ok(c)
+    }
+
+    /// Names the scenario key behind a core configuration error.
+    fn config_error(&self, e: &ConfigError, table: &str) -> ScenarioError {
+        let key = |core: &str| {
+            // Core names of the periods, which the file writes with an `_s` suffix.
+            let seconds = DURATION_FIELDS.contains(&core);
+            if seconds {
+                format!("{table}.{core}_s")
+            } else {
+                format!("{table}.{core}")
+            }
+        };
+        match e {
+            ConfigError::Zero(name) => {
+                let k = key(name);
+                self.error(&k, format!("`{k}` must be at least 1"))
+            }
+            ConfigError::ZeroDuration(name) => {
+                let k = key(name);
+                self.error(&k, format!("`{k}` must be longer than 0 s"))
+            }
+            ConfigError::Order(a, b) => {
+                let (ka, kb) = (key(a), key(b));
+                self.error_either([&ka, &kb], format!("`{ka}` must not be larger than `{kb}`"))
+            }
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The scenario file as written: serde structs that mirror the TOML tables one to one.
+//!
+//! Every struct denies unknown keys, and every key but `name`, `duration_s` and
+//! `peers.count` is optional; defaults are applied in [`super::Scenario::parse`].
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::engine::EngineKind;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawScenario {
+    pub name: String,
+    pub seed: Option<u64>,
+    pub duration_s: f64,
+    pub engine: Option<EngineKind>,
+    pub peers: RawPeers,
+    pub regions: Option<BTreeMap<Spanned<String>, f64>>,
+    pub latency: Option<RawLatency>,
+    pub node: Option<RawNode>,
+    pub bootstrap_node: Option<RawNode>,
+}
+
+/// `[peers]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPeers {
+    pub count: u64,
+    pub bootstrap: Option<u64>,
+    pub start_spread_s: Option<f64>,
+}
+
+/// `[latency]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLatency {
+    pub jitter_ms: Option<f64>,
+    pub last_mile_ms: Option<Vec<f64>>,
+}
+
+/// `[node]` (the node profile, overriding `flotilla_core::Config` defaults) and
+/// `[bootstrap_node]` (overriding `[node]` for the bootstrap nodes).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNode {
+    pub peers_target: Option<u32>,
+    pub peers_max: Option<u32>,
+    pub peers_refused_max: Option<u32>,
+    pub refuse_grace_s: Option<f64>,
+    pub dials_concurrent_max: Option<u32>,
+    pub peers_known_max: Option<u32>,
+    pub maintain_interval_s: Option<f64>,
+    pub ping_interval_s: Option<f64>,
+    pub ping_timeout_s: Option<f64>,
+    pub ping_failures_max: Option<u32>,
+    pub exchange_interval_s: Option<f64>,
+    pub exchange_peers_max: Option<u16>,
+    pub exchange_hops_max: Option<u8>,
+    pub advert_ttl_s: Option<f64>,
+    pub advert_refresh_s: Option<f64>,
+    pub dial_backoff_base_s: Option<f64>,
+    pub dial_backoff_max_s: Option<f64>,
+    pub dial_failures_max: Option<u32>,
+    pub resources: Option<RawResources>,
+}
+
+/// `[node.resources]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawResources {
+    pub cores: Option<u32>,
+    pub memory_mb: Option<u64>,
+    pub disk_gb: Option<u64>,
+    pub gpus: Option<u32>,
+}

@@ -1,0 +1,239 @@
+//! Turmoil hosts running the production driver: five hand-made hosts connect, exchange
+//! hellos and measure RTTs; worlds drawn from scenarios run through [`run`]; a seed
+//! reproduces a run exactly.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use flotilla_core::seed::{PURPOSE_KEY, PURPOSE_PROTOCOL};
+use flotilla_core::{BootstrapPeer, Config, Event, Keypair, Node, SeedTree, Timestamp};
+use flotilla_node::driver::Observer;
+
+use super::*;
+use crate::engine::{self, EngineKind};
+use crate::scenario::Scenario;
+use crate::summary::Summary;
+
+const HOSTS: usize = 5;
+const EPOCH_S: u64 = 1_700_000_000;
+const RUN: Duration = Duration::from_secs(60);
+
+#[derive(Clone)]
+struct Log(Arc<Mutex<Vec<String>>>);
+
+impl Observer for Log {
+    fn event(&mut self, now: Timestamp, node: &Node, event: &Event) {
+        let line = format!("{now:?} {} {event:?}", node.peer_id().short());
+        self.0.lock().unwrap().push(line);
+    }
+}
+
+fn config(i: usize, host0: &Keypair) -> Config {
+    let mut config = Config {
+        listen_addrs: vec![addr_of(&format!("n{i}"), PORT)],
+        peers_target: 3,
+        maintain_interval: Duration::from_secs(2),
+        ping_interval: Duration::from_secs(5),
+        exchange_interval: Duration::from_secs(10),
+        ..Config::default()
+    };
+    if i != 0 {
+        let addr = addr_of("n0", PORT);
+        config.bootstrap = vec![BootstrapPeer {
+            addr,
+            peer_id: Some(host0.peer_id()),
+        }];
+    }
+    config
+}
+
+/// Runs the five hosts for [`RUN`]; returns the event log and the nodes by host index.
+fn simulate(rng_seed: u64) -> (Vec<String>, BTreeMap<usize, Node>) {
+    let seed = SeedTree::new(42);
+    let keys: Vec<Keypair> = (0..HOSTS)
+        .map(|i| Keypair::generate(&mut seed.child(i as u64).child(PURPOSE_KEY).rng()))
+        .collect();
+    let epoch = Timestamp::from_secs(EPOCH_S);
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(rng_seed)
+        .epoch(UNIX_EPOCH + Duration::from_secs(EPOCH_S))
+        .simulation_duration(RUN + Duration::from_secs(1))
+        .tick_duration(Duration::from_millis(1))
+        .min_message_latency(Duration::from_millis(5))
+        .max_message_latency(Duration::from_millis(40))
+        .build();
+    let log = Log(Arc::new(Mutex::new(Vec::new())));
+    let nodes = Arc::new(Mutex::new(BTreeMap::new()));
+    for (i, keypair) in keys.iter().enumerate() {
+        let spec = HostSpec {
+            config: config(i, &keys[0]),
+            keypair: keypair.clone(),
+            seed: seed.child(i as u64).child(PURPOSE_PROTOCOL),
+            clock_ahead: Duration::ZERO,
+            end: epoch + RUN,
+            port: PORT,
+            messages_dropped: Arc::default(),
+        };
+        let (log, nodes) = (log.clone(), nodes.clone());
+        sim.host(format!("n{i}"), move || {
+            let (spec, log, nodes) = (spec.clone(), log.clone(), nodes.clone());
+            async move {
+                let node = run_node(spec, log).await?;
+                nodes.lock().unwrap().insert(i, node);
+                Ok(())
+            }
+        });
+    }
+    while sim.elapsed() <= RUN {
+        sim.step().unwrap();
+    }
+    let log = log.0.lock().unwrap().clone();
+    let nodes = std::mem::take(&mut *nodes.lock().unwrap());
+    (log, nodes)
+}
+
+fn count(log: &[String], kind: &str) -> usize {
+    log.iter().filter(|l| l.contains(kind)).count()
+}
+
+#[test]
+fn five_hosts_connect_hello_and_measure() {
+    let (log, nodes) = simulate(1);
+    assert_eq!(nodes.len(), HOSTS, "every host returned its node");
+    for (i, node) in &nodes {
+        let connected = node.connections().count();
+        assert!(connected >= 2, "n{i} has {connected} connections");
+        assert!(node.connections().all(|c| c.hello), "n{i} got every hello");
+        let sampled = node.peer_table().iter().filter(|e| e.rtt.is_some()).count();
+        assert!(sampled >= 2, "n{i} has RTT samples for {sampled} peers");
+    }
+    assert_eq!(
+        nodes[&0].connections().count(),
+        HOSTS - 1,
+        "the bootstrap knows everyone"
+    );
+    assert!(count(&log, "Hello {") >= 2 * HOSTS);
+    assert!(count(&log, "Rtt {") >= 20);
+    assert_eq!(count(&log, "DialFailed"), 0);
+}
+
+#[test]
+fn same_seed_same_log_other_seed_other_log() {
+    let (a, _) = simulate(7);
+    let (b, _) = simulate(7);
+    assert!(!a.is_empty());
+    assert_eq!(a, b);
+    let (c, _) = simulate(8);
+    assert_ne!(a, c);
+}
+
+#[test]
+fn time_is_virtual() {
+    // A 60 s run must not take 60 s; the wall clock is only read here, by the test.
+    let t = SystemTime::now();
+    let (log, _) = simulate(3);
+    assert!(!log.is_empty());
+    assert!(t.elapsed().unwrap() < Duration::from_secs(30));
+}
+
+/// A scenario of `peers` peers for `duration_s`; bootstrap nodes accept everyone, so that
+/// the network forms however many peers start at once.
+fn scenario(peers: usize, duration_s: u64) -> Scenario {
+    let text = format!(
+        "name = \"turmoil-test\"\nduration_s = {duration_s}\n\
+         [peers]\ncount = {peers}\nbootstrap = 2\nstart_spread_s = 5\n\
+         [node]\npeers_target = 4\npeers_max = {peers}\nmaintain_interval_s = 2\n\
+         ping_interval_s = 5\nping_timeout_s = 4\nexchange_interval_s = 10\n"
+    );
+    Scenario::parse(&text, "turmoil-test.toml").unwrap()
+}
+
+fn run_scenario(s: &Scenario, seed: u64) -> (crate::World, RunResult) {
+    let world = engine::world(s, seed);
+    let trace = Trace::new(&world);
+    let result = run(&world, trace, world.duration());
+    (world, result)
+}
+
+#[test]
+fn a_world_runs_and_every_peer_connects() {
+    let s = scenario(12, 60);
+    let (world, result) = run_scenario(&s, 5);
+    let text = String::from_utf8(result.trace.text().to_vec()).unwrap();
+    assert!(
+        text.starts_with("    0.000000 n0 start"),
+        "{}",
+        &text[..200.min(text.len())]
+    );
+    assert!(
+        text.lines()
+            .last()
+            .unwrap()
+            .starts_with("   60.000000 -- end sent=")
+    );
+    assert_eq!(text.lines().filter(|l| l.contains(" start ")).count(), 12);
+    let times: Vec<&str> = text
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    let secs: Vec<f64> = times.iter().map(|t| t.parse().unwrap()).collect();
+    assert!(
+        secs.windows(2).all(|w| w[0] <= w[1]),
+        "trace lines are in time order"
+    );
+    assert!(text.contains(" rtt ") && text.contains(" hello ") && text.contains(" peers "));
+    assert!(result.messages_delivered > 0);
+    assert!(result.messages_delivered <= result.messages_sent);
+    let summary = Summary::from_run(&world, EngineKind::Turmoil, &result);
+    assert_eq!(summary.connected_fraction, 1.0, "{summary:?}");
+    assert!(summary.degree_min >= 2, "{summary:?}");
+    assert!(summary.rtt_samples > 0, "{summary:?}");
+    // Measured RTTs follow the model, rounded up to ticks (a few per round trip).
+    let slack_ms = 4.0 * TICK.as_secs_f64() * 1000.0;
+    let (measured, model) = (
+        summary.rtt_neighbour_mean_ms,
+        summary.rtt_neighbour_model_mean_ms,
+    );
+    assert!(
+        measured >= model * 0.9 && measured <= model * 1.1 + slack_ms,
+        "{summary:?}"
+    );
+}
+
+#[test]
+fn a_world_and_seed_give_a_byte_identical_trace() {
+    let s = scenario(8, 30);
+    let (_, a) = run_scenario(&s, 9);
+    let (_, b) = run_scenario(&s, 9);
+    assert_eq!(a.trace.text(), b.trace.text());
+    assert_eq!(a.trace.digest(), b.trace.digest());
+    let (_, c) = run_scenario(&s, 10);
+    assert_ne!(a.trace.digest(), c.trace.digest());
+}
+
+/// `cargo test --release -p flotilla-sim --lib hundred_peers -- --ignored --nocapture`
+#[test]
+#[ignore = "slow: 100 peers for 120 simulated seconds"]
+fn hundred_peers_for_two_minutes() {
+    let s = scenario(100, 120);
+    let t = SystemTime::now();
+    let (world, result) = run_scenario(&s, 1);
+    let wall = t.elapsed().unwrap();
+    let summary = Summary::from_run(&world, EngineKind::Turmoil, &result);
+    eprintln!(
+        "100 peers x 120 s on turmoil: {:.1} s wall, {} trace lines",
+        wall.as_secs_f64(),
+        result.trace.lines()
+    );
+    eprintln!("{summary:?}");
+    assert_eq!(summary.connected_fraction, 1.0);
+    let fleet = crate::fleet::run(&world, Trace::new(&world), world.duration());
+    let fleet = Summary::from_run(&world, EngineKind::Fleet, &fleet);
+    eprintln!("fleet: {fleet:?}");
+    let ratio = summary.messages_sent as f64 / fleet.messages_sent as f64;
+    assert!(
+        (0.9..1.1).contains(&ratio),
+        "both engines carry about the same traffic"
+    );
+}

@@ -1,0 +1,322 @@
+//! The world of one run: every peer's identity, place, access latency, start time and node
+//! configuration, drawn from the scenario and the seed, plus the latency model.
+//!
+//! Both engines build their nodes from the same [`World`], so a scenario and a seed name the
+//! same peers (same keys, regions and start offsets) whichever engine runs them. Randomness
+//! comes from [`SeedTree::new(seed)`](SeedTree): peer `i` draws its key from
+//! `child(i).child(PURPOSE_KEY)`, its protocol decisions from `child(i).child(PURPOSE_PROTOCOL)`
+//! and its placement from `child(i).child(PURPOSE_PLACEMENT)`; the network's jitter comes
+//! from `child(STREAM_NETWORK)`, a label no peer index reaches.
+//!
+//! Latency model: the base RTT between peers `a` and `b` is the median RTT between their
+//! regions plus the last-mile RTT of each end; a one-way delay is half of that plus a
+//! seeded uniform jitter from `[0, jitter]`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_core::seed::{PURPOSE_KEY, PURPOSE_PROTOCOL};
+use flotilla_core::{BootstrapPeer, Config, Keypair, Node, PeerId, SeedTree, Timestamp};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::data::RegionData;
+use crate::scenario::Scenario;
+
+/// Purpose label under a peer's seed: its region, last-mile delay and start offset.
+pub const PURPOSE_PLACEMENT: u64 = 0x534d_0001;
+/// Label under the root seed for the network's randomness (above every peer index).
+pub const STREAM_NETWORK: u64 = 1 << 63;
+/// The virtual start of every run: 2026-01-01T00:00:00Z.
+const EPOCH_S: u64 = 1_767_225_600;
+
+/// The address of peer `i` in both simulation engines: `/dns4/n<i>/tcp/4001`.
+pub fn sim_addr(i: usize) -> String {
+    format!("/dns4/n{i}/tcp/4001")
+}
+
+/// A fast hasher for keys that are already random (peer ids) or small integers. Used only
+/// for lookups, never iterated, so it cannot make a run depend on hash order.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        let h = self.0;
+        (h ^ (h >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ (h >> 32)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
+
+/// A lookup-only hash map keyed by already random or small keys.
+pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
+
+/// One simulated peer.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// Index in the world; the peer is called `n<index>` in traces.
+    pub index: usize,
+    /// Index of its region in the world's [`RegionData`].
+    pub region: usize,
+    /// True for the first `peers.bootstrap` peers, known to every peer.
+    pub bootstrap: bool,
+    /// Access-network RTT added at this end of every path.
+    pub last_mile: Duration,
+    /// When the peer starts, after the run's epoch.
+    pub start_offset: Duration,
+    /// Its identity.
+    pub keypair: Keypair,
+    /// Its peer id.
+    pub peer_id: PeerId,
+    /// The seed of its protocol decisions.
+    pub protocol_seed: SeedTree,
+    /// Its complete node configuration.
+    pub config: Config,
+}
+
+/// Everything fixed before a run starts.
+#[derive(Debug, Clone)]
+pub struct World {
+    name: String,
+    seed: u64,
+    duration: Duration,
+    jitter_us: u64,
+    data: Arc<RegionData>,
+    peers: Vec<Peer>,
+    // Hot-path copies of per-peer latency facts, kept dense.
+    region_of: Vec<u16>,
+    last_mile_us: Vec<u32>,
+    by_id: Arc<FastMap<PeerId, u32>>,
+    by_addr: BTreeMap<String, usize>,
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+impl World {
+    /// The world of `scenario` at `seed`; peer `i` listens on `addr_of(i)`.
+    pub fn build(scenario: &Scenario, seed: u64, addr_of: impl Fn(usize) -> String) -> World {
+        let root = SeedTree::new(seed);
+        let n = scenario.peers.count;
+        let keypairs: Vec<Keypair> = (0..n)
+            .map(|i| Keypair::generate(&mut root.child(i as u64).child(PURPOSE_KEY).rng()))
+            .collect();
+        let bootstrap: Vec<BootstrapPeer> = (0..scenario.peers.bootstrap)
+            .map(|b| BootstrapPeer {
+                addr: addr_of(b),
+                peer_id: Some(keypairs[b].peer_id()),
+            })
+            .collect();
+        let (lm_min, lm_max) = (
+            micros(scenario.latency.last_mile_min),
+            micros(scenario.latency.last_mile_max),
+        );
+        let spread_us = micros(scenario.peers.start_spread);
+        let mut peers = Vec::with_capacity(n);
+        for (i, keypair) in keypairs.into_iter().enumerate() {
+            let node_seed = root.child(i as u64);
+            let mut rng = node_seed.child(PURPOSE_PLACEMENT).rng();
+            let region = pick_region(scenario, rng.random::<f64>());
+            let last_mile = Duration::from_micros(rng.random_range(lm_min..=lm_max));
+            let is_bootstrap = i < scenario.peers.bootstrap;
+            let start_offset = if is_bootstrap || spread_us == 0 {
+                Duration::ZERO
+            } else {
+                Duration::from_micros(rng.random_range(0..spread_us))
+            };
+            let profile = if is_bootstrap {
+                &scenario.bootstrap_node
+            } else {
+                &scenario.node
+            };
+            let config = Config {
+                listen_addrs: vec![addr_of(i)],
+                bootstrap: bootstrap.clone(),
+                region: Some(scenario.data.region(region).name.clone()),
+                ..profile.clone()
+            };
+            peers.push(Peer {
+                index: i,
+                region,
+                bootstrap: is_bootstrap,
+                last_mile,
+                start_offset,
+                peer_id: keypair.peer_id(),
+                keypair,
+                protocol_seed: node_seed.child(PURPOSE_PROTOCOL),
+                config,
+            });
+        }
+        let by_id = peers.iter().map(|p| (p.peer_id, p.index as u32)).collect();
+        let by_addr = peers
+            .iter()
+            .flat_map(|p| p.config.listen_addrs.iter().map(|a| (a.clone(), p.index)))
+            .collect();
+        World {
+            name: scenario.name.clone(),
+            seed,
+            duration: scenario.duration,
+            jitter_us: micros(scenario.latency.jitter),
+            data: Arc::clone(&scenario.data),
+            region_of: peers.iter().map(|p| p.region as u16).collect(),
+            last_mile_us: peers.iter().map(|p| micros(p.last_mile) as u32).collect(),
+            peers,
+            by_id: Arc::new(by_id),
+            by_addr,
+        }
+    }
+
+    /// The virtual start of every run, 2026-01-01T00:00:00Z.
+    pub fn epoch() -> Timestamp {
+        Timestamp::from_secs(EPOCH_S)
+    }
+
+    /// The scenario's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The seed the world was drawn from.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// How long a run lasts.
+    pub fn duration(&self) -> Duration {
+        self.duration
+    }
+
+    /// The region data.
+    pub fn data(&self) -> &RegionData {
+        &self.data
+    }
+
+    /// All peers in index order.
+    pub fn peers(&self) -> &[Peer] {
+        &self.peers
+    }
+
+    /// Peer `i`.
+    pub fn peer(&self, i: usize) -> &Peer {
+        &self.peers[i]
+    }
+
+    /// Number of peers.
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// True if there are no peers (never for a checked scenario).
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// The name of peer `i`'s region.
+    pub fn region_name(&self, i: usize) -> &str {
+        &self.data.region(self.peers[i].region).name
+    }
+
+    /// The index of the peer with id `peer`.
+    pub fn index_of(&self, peer: &PeerId) -> Option<usize> {
+        self.by_id.get(peer).map(|i| *i as usize)
+    }
+
+    /// The index of the peer listening on `addr`.
+    pub fn index_of_addr(&self, addr: &str) -> Option<usize> {
+        self.by_addr.get(addr).copied()
+    }
+
+    /// Peer `i` for changing, in tests that need a world no scenario describes.
+    #[cfg(test)]
+    pub(crate) fn peer_mut(&mut self, i: usize) -> &mut Peer {
+        &mut self.peers[i]
+    }
+
+    pub(crate) fn peer_ids(&self) -> Arc<FastMap<PeerId, u32>> {
+        Arc::clone(&self.by_id)
+    }
+
+    /// Base RTT between two peers in microseconds: region RTT plus both last miles.
+    pub fn rtt_us(&self, from: usize, to: usize) -> u64 {
+        let (ra, rb) = (
+            usize::from(self.region_of[from]),
+            usize::from(self.region_of[to]),
+        );
+        u64::from(self.data.rtt_us(ra, rb))
+            + u64::from(self.last_mile_us[from])
+            + u64::from(self.last_mile_us[to])
+    }
+
+    /// Base RTT between two peers: region RTT plus both last miles, without jitter.
+    pub fn rtt(&self, from: usize, to: usize) -> Duration {
+        Duration::from_micros(self.rtt_us(from, to))
+    }
+
+    /// One one-way delay in microseconds: half the base RTT plus a jitter draw from `rng`.
+    pub fn one_way_us(&self, from: usize, to: usize, rng: &mut impl Rng) -> u64 {
+        let base = self.rtt_us(from, to) / 2;
+        if self.jitter_us == 0 {
+            base
+        } else {
+            base + rng.random_range(0..=self.jitter_us)
+        }
+    }
+
+    /// One one-way delay: half the base RTT plus a jitter draw from `rng`.
+    pub fn one_way(&self, from: usize, to: usize, rng: &mut impl Rng) -> Duration {
+        Duration::from_micros(self.one_way_us(from, to, rng))
+    }
+
+    /// The generator of the network's randomness (jitter) for this world.
+    pub fn network_rng(&self) -> ChaCha8Rng {
+        SeedTree::new(self.seed).child(STREAM_NETWORK).rng()
+    }
+
+    /// A fresh node for peer `i`, started at `now`.
+    ///
+    /// # Panics
+    /// If the configuration is invalid, which [`Scenario::parse`] rules out.
+    pub fn new_node(&self, i: usize, now: Timestamp) -> Node {
+        let p = &self.peers[i];
+        match Node::new(p.config.clone(), p.keypair.clone(), p.protocol_seed, now) {
+            Ok(node) => node,
+            Err(e) => panic!(
+                "peer {i} has an invalid configuration that the scenario check let through: {e}"
+            ),
+        }
+    }
+}
+
+/// The region whose cumulative weight first exceeds `u` (in `[0, 1)`).
+fn pick_region(scenario: &Scenario, u: f64) -> usize {
+    let mut acc = 0.0;
+    for r in &scenario.regions {
+        acc += r.weight;
+        if u < acc {
+            return r.region;
+        }
+    }
+    // Rounding can leave the sum a hair below 1.
+    scenario.regions.last().map_or(0, |r| r.region)
+}
+
+#[cfg(test)]
+mod tests;
