@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_core::seed::{PURPOSE_KEY, PURPOSE_PROTOCOL};
-use flotilla_core::{BootstrapPeer, Config, Keypair, Node, PeerId, SeedTree, Timestamp};
+use flotilla_core::{
+    BootstrapPeer, Config, Keypair, Node, PeerId, SeedTree, Timestamp, VerifiedAdverts,
+};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -105,6 +107,9 @@ pub struct World {
     last_mile_us: Vec<u32>,
     by_id: Arc<FastMap<PeerId, u32>>,
     by_addr: BTreeMap<String, usize>,
+    /// One cache of verified adverts for every node: each advert's signature is checked
+    /// once per run instead of once per node (outcomes are the same).
+    verified: Arc<VerifiedAdverts>,
 }
 
 fn micros(d: Duration) -> u64 {
@@ -181,6 +186,9 @@ impl World {
             peers,
             by_id: Arc::new(by_id),
             by_addr,
+            verified: Arc::new(VerifiedAdverts::new(
+                scenario.peers.count.saturating_mul(4).max(1024),
+            )),
         }
     }
 
@@ -297,7 +305,10 @@ impl World {
     pub fn new_node(&self, i: usize, now: Timestamp) -> Node {
         let p = &self.peers[i];
         match Node::new(p.config.clone(), p.keypair.clone(), p.protocol_seed, now) {
-            Ok(node) => node,
+            Ok(mut node) => {
+                node.share_verified_adverts(Arc::clone(&self.verified));
+                node
+            }
             Err(e) => panic!(
                 "peer {i} has an invalid configuration that the scenario check let through: {e}"
             ),

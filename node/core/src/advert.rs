@@ -4,6 +4,8 @@
 //! peer-table exchange and gossip and still be trusted. A forged, oversized, expired or
 //! future-dated advert is rejected by [`SignedAdvert::verify`] and never stored.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -116,11 +118,16 @@ impl SignedAdvert {
     /// Checks size, version, freshness and signature at time `now` with time to live `ttl`.
     pub fn verify(&self, now: Timestamp, ttl: Duration) -> Result<&Advert, AdvertError> {
         self.check_cheap(now, ttl)?;
+        self.check_signature()?;
+        Ok(&self.advert)
+    }
+
+    /// Checks the signature alone.
+    pub fn check_signature(&self) -> Result<(), AdvertError> {
         self.advert
             .peer_id
             .verify(&signing_bytes(&self.advert), &self.signature)
-            .map_err(|_| AdvertError::Forged)?;
-        Ok(&self.advert)
+            .map_err(|_| AdvertError::Forged)
     }
 
     /// Every check but the signature: sizes, version and freshness.
@@ -151,6 +158,63 @@ impl SignedAdvert {
             return Err(AdvertError::Expired);
         }
         Ok(())
+    }
+}
+
+/// Adverts whose signature was already checked, so that each is verified once.
+///
+/// A node keeps its own; a simulator may share one among all its nodes, which changes no
+/// outcome (verification is a pure function of the advert) but saves the repeated work.
+/// An entry matches only the identical advert, so a valid signature reused on altered
+/// content is still caught. When full, the entry with the smallest signature is forgotten.
+#[derive(Debug)]
+pub struct VerifiedAdverts {
+    capacity: usize,
+    seen: Mutex<BTreeMap<Signature, SignedAdvert>>,
+}
+
+impl VerifiedAdverts {
+    /// An empty cache holding at most `capacity` adverts.
+    pub fn new(capacity: usize) -> Self {
+        VerifiedAdverts {
+            capacity: capacity.max(1),
+            seen: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Like [`SignedAdvert::verify`], skipping the signature check for an advert seen before.
+    pub fn verify(
+        &self,
+        signed: &SignedAdvert,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<(), AdvertError> {
+        signed.check_cheap(now, ttl)?;
+        let lock = || {
+            self.seen
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        };
+        if lock().get(&signed.signature) == Some(signed) {
+            return Ok(());
+        }
+        signed.check_signature()?;
+        let mut seen = lock();
+        if seen.len() >= self.capacity {
+            seen.pop_first();
+        }
+        seen.insert(signed.signature, signed.clone());
+        Ok(())
+    }
+
+    /// Adverts held.
+    pub fn len(&self) -> usize {
+        self.seen.lock().map_or(0, |s| s.len())
+    }
+
+    /// True if no advert is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -217,5 +281,39 @@ mod tests {
         v2.protocol_version = PROTOCOL_VERSION + 1;
         let v2 = SignedAdvert::sign(&kp, v2);
         assert!(matches!(v2.verify(now, ttl), Err(AdvertError::Version(_))));
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+    use crate::seed::SeedTree;
+
+    #[test]
+    fn cache_accepts_only_the_identical_advert() {
+        let kp = Keypair::generate(&mut SeedTree::new(1).rng());
+        let now = Timestamp::from_secs(1000);
+        let ttl = Duration::from_secs(60);
+        let good = SignedAdvert::sign(
+            &kp,
+            Advert {
+                protocol_version: PROTOCOL_VERSION,
+                peer_id: kp.peer_id(),
+                listen_addrs: vec![],
+                resources: Resources::default(),
+                region: None,
+                started_at: now,
+                timestamp: now,
+            },
+        );
+        let cache = VerifiedAdverts::new(1);
+        assert_eq!(cache.verify(&good, now, ttl), Ok(()));
+        assert_eq!(cache.len(), 1);
+        let mut forged = good.clone();
+        forged.advert.resources.cores = 99;
+        assert_eq!(cache.verify(&forged, now, ttl), Err(AdvertError::Forged));
+        // Cached adverts still expire.
+        let later = now + Duration::from_secs(120);
+        assert_eq!(cache.verify(&good, later, ttl), Err(AdvertError::Expired));
     }
 }

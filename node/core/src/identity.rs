@@ -129,7 +129,7 @@ impl<'de> Deserialize<'de> for PeerId {
 }
 
 /// An ed25519 signature.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Signature(pub [u8; 64]);
 
 impl fmt::Debug for Signature {

@@ -36,7 +36,7 @@ pub mod seed;
 pub mod time;
 pub mod wire;
 
-pub use advert::{Advert, AdvertError, Resources, SignedAdvert};
+pub use advert::{Advert, AdvertError, Resources, SignedAdvert, VerifiedAdverts};
 pub use identity::{IdentityError, Keypair, PeerId, Signature};
 pub use node::{
     Action, BootstrapPeer, Config, ConfigError, ConnectionInfo, DialId, Direction, Event, Node,

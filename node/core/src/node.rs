@@ -17,6 +17,7 @@ mod event;
 mod exchange;
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
@@ -25,7 +26,7 @@ use rand_chacha::ChaCha8Rng;
 pub use config::{BootstrapPeer, Config, ConfigError};
 pub use event::{Action, DialId, Direction, Event, Transmit};
 
-use crate::advert::{Advert, AdvertError, SignedAdvert};
+use crate::advert::{Advert, AdvertError, SignedAdvert, VerifiedAdverts};
 use crate::identity::{Keypair, PeerId};
 use crate::peer_table::{PeerTable, Source};
 use crate::seed::SeedTree;
@@ -111,6 +112,7 @@ pub struct Node {
     rng: ChaCha8Rng,
     started_at: Timestamp,
     advert: SignedAdvert,
+    verified: Arc<VerifiedAdverts>,
     table: PeerTable,
     connections: BTreeMap<PeerId, Connection>,
     dials: BTreeMap<DialId, Dial>,
@@ -154,6 +156,9 @@ impl Node {
             rng,
             started_at: now,
             advert,
+            verified: Arc::new(VerifiedAdverts::new(
+                config.peers_known_max.saturating_mul(2),
+            )),
             table,
             connections: BTreeMap::new(),
             dials: BTreeMap::new(),
@@ -163,6 +168,12 @@ impl Node {
             events: VecDeque::new(),
             config,
         })
+    }
+
+    /// Shares a cache of verified adverts with other nodes of the same process (the
+    /// simulators do this; outcomes do not change, repeated signature checks are saved).
+    pub fn share_verified_adverts(&mut self, cache: Arc<VerifiedAdverts>) {
+        self.verified = cache;
     }
 
     // ----- getters -----
@@ -397,7 +408,9 @@ impl Node {
             Message::Hello(signed) => self.on_hello(now, from, signed),
             Message::Ping { nonce } => self.send(from, Message::Pong { nonce }),
             Message::Pong { nonce } => self.on_pong(now, from, nonce),
-            Message::PeersRequest { max, hops_max } => self.on_peers_request(from, max, hops_max),
+            Message::PeersRequest { max, hops_max } => {
+                self.on_peers_request(now, from, max, hops_max)
+            }
             Message::PeersResponse { records } => self.on_peers_response(now, from, records),
         }
     }
@@ -497,8 +510,13 @@ impl Node {
                     dead.push(*peer);
                 }
             }
-            if now >= c.next_ping && c.ping.is_none() {
-                due.push(*peer);
+            if now >= c.next_ping {
+                match c.ping {
+                    None => due.push(*peer),
+                    // A ping is still out (timeout longer than the interval): the next
+                    // one waits until that ping is answered or times out.
+                    Some(p) => c.next_ping = p.sent_at + self.config.ping_timeout,
+                }
             }
         }
         for peer in dead {
@@ -561,16 +579,8 @@ impl Node {
         if peer == self.peer_id() {
             return Ok(false);
         }
-        let known = self.table.get(&peer);
-        let is_new = known.is_none();
-        let already_verified = known
-            .and_then(|e| e.advert.as_ref())
-            .is_some_and(|held| held == signed);
-        let check = if already_verified {
-            signed.check_cheap(now, self.config.advert_ttl)
-        } else {
-            signed.verify(now, self.config.advert_ttl).map(|_| ())
-        };
+        let is_new = self.table.get(&peer).is_none();
+        let check = self.verified.verify(signed, now, self.config.advert_ttl);
         if let Err(reason) = check {
             self.events.push_back(Event::AdvertRejected {
                 from,

@@ -1,5 +1,7 @@
 //! Connection maintenance and peer-table exchange.
 
+use std::time::Duration;
+
 use rand::Rng;
 use rand::seq::index;
 
@@ -8,6 +10,10 @@ use crate::identity::PeerId;
 use crate::peer_table::Source;
 use crate::time::Timestamp;
 use crate::wire::{Message, PeerRecord};
+
+/// How long a refused connection stays open after its peers request was answered, so the
+/// answer is delivered before the connection closes.
+const REFUSED_LINGER: Duration = Duration::from_millis(500);
 
 impl Node {
     /// Dials known peers while the node has fewer connections than its target.
@@ -96,26 +102,41 @@ impl Node {
         self.send(peer, request);
     }
 
-    pub(super) fn on_peers_request(&mut self, from: PeerId, max: u16, hops_max: u8) {
+    pub(super) fn on_peers_request(
+        &mut self,
+        now: Timestamp,
+        from: PeerId,
+        max: u16,
+        hops_max: u8,
+    ) {
         let max = usize::from(max.min(self.config.exchange_peers_max));
-        let pool: Vec<PeerRecord> = self
+        let pool: Vec<&crate::peer_table::PeerEntry> = self
             .table
             .iter()
-            .filter(|e| e.peer_id != from && e.hops <= hops_max)
-            .filter_map(|e| {
+            .filter(|e| e.peer_id != from && e.hops <= hops_max && e.advert.is_some())
+            .collect();
+        let mut picks: Vec<usize> = if pool.len() <= max {
+            (0..pool.len()).collect()
+        } else {
+            index::sample(&mut self.rng, pool.len(), max).into_vec()
+        };
+        picks.sort_unstable();
+        let records: Vec<PeerRecord> = picks
+            .into_iter()
+            .filter_map(|i| {
+                let e = pool[i];
                 e.advert.as_ref().map(|a| PeerRecord {
                     advert: a.clone(),
                     hops: e.hops,
                 })
             })
             .collect();
-        let records = if pool.len() <= max {
-            pool
-        } else {
-            let mut picks = index::sample(&mut self.rng, pool.len(), max).into_vec();
-            picks.sort_unstable();
-            picks.into_iter().map(|i| pool[i].clone()).collect()
-        };
+        // A refused newcomer got what it came for: close its connection soon.
+        if let Some(c) = self.connections.get_mut(&from)
+            && let Some(at) = c.closing_at
+        {
+            c.closing_at = Some(at.min(now + REFUSED_LINGER));
+        }
         self.send(from, Message::PeersResponse { records });
     }
 

@@ -311,3 +311,37 @@ fn a_full_node_still_hands_newcomers_some_peers() {
         );
     }
 }
+
+#[test]
+fn timers_advance_when_ping_timeout_exceeds_interval() {
+    let config = Config {
+        ping_interval: Duration::from_secs(2),
+        ping_timeout: Duration::from_secs(5),
+        ..Config::default()
+    };
+    let start = Timestamp::from_secs(1000);
+    let mut node = Node::new(
+        config,
+        Keypair::generate(&mut SeedTree::new(1).rng()),
+        SeedTree::new(2),
+        start,
+    )
+    .unwrap();
+    node.handle_connected(
+        start,
+        PeerId::from_public_key([9; 32]),
+        Direction::Inbound,
+        None,
+    );
+    let mut now = start;
+    for _ in 0..50 {
+        let next = node.poll_timeout().unwrap();
+        assert!(next > now || now == start, "timer stuck at {now:?}");
+        now = next.max(now);
+        node.handle_timeout(now);
+        while node.poll_action().is_some() {}
+        while node.poll_transmit().is_some() {}
+        while node.poll_event().is_some() {}
+    }
+    assert!(now > start + Duration::from_secs(10));
+}
