@@ -22,14 +22,20 @@
 //! # }
 //! ```
 
+#[cfg(feature = "host")]
 pub mod api;
 pub mod clock;
+#[cfg(feature = "host")]
 pub mod config;
 pub mod driver;
 pub mod framing;
+#[cfg(feature = "host")]
 pub mod keystore;
+#[cfg(feature = "host")]
 pub mod metrics;
 pub mod network;
+#[cfg(feature = "host")]
 pub mod p2p;
+#[cfg(feature = "host")]
 pub mod run;
 pub mod views;
