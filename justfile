@@ -36,3 +36,21 @@ snap:
 # Run a node on embedded defaults.
 node *args="":
     cargo run --release -p flotilla-node --bin flotilla -- node run {{args}}
+
+# The same seed gives the same trace, another seed another one (sha256 of each trace).
+determinism scenario="scenarios/quickstart.toml":
+    cargo build --release -p flotilla-sim
+    ./target/release/flotilla-sim run {{scenario}} --seed 7 --out out/det-a > /dev/null
+    ./target/release/flotilla-sim run {{scenario}} --seed 7 --out out/det-b > /dev/null
+    ./target/release/flotilla-sim run {{scenario}} --seed 8 --out out/det-c > /dev/null
+    sha256sum out/det-a/trace.txt out/det-b/trace.txt out/det-c/trace.txt
+    cmp out/det-a/trace.txt out/det-b/trace.txt && echo "seed 7 twice: identical"
+    ! cmp -s out/det-a/trace.txt out/det-c/trace.txt && echo "seed 8: different"
+
+# Turmoil engine: 100 peers for 2 simulated minutes of the quickstart network, twice.
+turmoil-100:
+    cargo build --release -p flotilla-sim
+    ./target/release/flotilla-sim run scenarios/quickstart.toml --engine turmoil --peers 100 --duration-s 120 --out out/t100-a
+    ./target/release/flotilla-sim run scenarios/quickstart.toml --engine turmoil --peers 100 --duration-s 120 --out out/t100-b > /dev/null
+    sha256sum out/t100-a/trace.txt out/t100-b/trace.txt
+    cmp out/t100-a/trace.txt out/t100-b/trace.txt && echo "turmoil twice: identical"

@@ -33,6 +33,12 @@ enum Command {
         /// Output directory [default: out/<name>-seed<N>].
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// Override the scenario's peer count (e.g. a smaller run on the turmoil engine).
+        #[arg(long, value_name = "N")]
+        peers: Option<usize>,
+        /// Override the scenario's simulated duration in seconds.
+        #[arg(long, value_name = "SECONDS")]
+        duration_s: Option<f64>,
     },
 }
 
@@ -44,14 +50,77 @@ fn main() -> ExitCode {
             seed,
             engine,
             out,
-        } => match run(&scenario, seed, engine, out) {
+            peers,
+            duration_s,
+        } => match run(
+            &scenario,
+            seed,
+            engine,
+            out,
+            Overrides { peers, duration_s },
+        ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                let code = if e.is::<ScenarioError>() { 2 } else { 1 };
+                let usage = e.is::<ScenarioError>() || e.is::<OverrideError>();
+                let code = if usage { 2 } else { 1 };
                 eprintln!("error: {e:#}");
                 ExitCode::from(code)
             }
         },
+    }
+}
+
+/// Command-line overrides of scenario values.
+#[derive(Debug, Clone, Copy)]
+struct Overrides {
+    peers: Option<usize>,
+    duration_s: Option<f64>,
+}
+
+/// A command-line override that does not fit the scenario.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct OverrideError(String);
+
+impl Overrides {
+    fn apply(&self, scenario: &mut Scenario) -> Result<(), OverrideError> {
+        if let Some(n) = self.peers {
+            if n < 2 || n < scenario.peers.bootstrap {
+                return Err(OverrideError(format!(
+                    "--peers {n}: need at least 2 peers and at least the scenario's {} bootstrap nodes",
+                    scenario.peers.bootstrap
+                )));
+            }
+            scenario.peers.count = n;
+        }
+        if let Some(s) = self.duration_s {
+            if !(s > 0.0 && s <= flotilla_sim::scenario::DURATION_S_MAX) {
+                return Err(OverrideError(format!(
+                    "--duration-s {s}: must be more than 0 and at most {}",
+                    flotilla_sim::scenario::DURATION_S_MAX
+                )));
+            }
+            let duration = std::time::Duration::from_secs_f64(s);
+            if duration < scenario.peers.start_spread {
+                return Err(OverrideError(format!(
+                    "--duration-s {s}: shorter than the scenario's peers.start_spread_s ({} s)",
+                    scenario.peers.start_spread.as_secs_f64()
+                )));
+            }
+            scenario.duration = duration;
+        }
+        Ok(())
+    }
+
+    fn suffix(&self) -> String {
+        let mut out = String::new();
+        if let Some(n) = self.peers {
+            out.push_str(&format!("-{n}p"));
+        }
+        if let Some(s) = self.duration_s {
+            out.push_str(&format!("-{s}s"));
+        }
+        out
     }
 }
 
@@ -60,11 +129,19 @@ fn run(
     seed: Option<u64>,
     engine: Option<EngineKind>,
     out: Option<PathBuf>,
+    overrides: Overrides,
 ) -> anyhow::Result<()> {
-    let scenario = Scenario::load(path)?;
+    let mut scenario = Scenario::load(path)?;
+    overrides.apply(&mut scenario)?;
     let seed = seed.unwrap_or(scenario.seed);
     let kind = engine.unwrap_or(scenario.engine);
-    let out = out.unwrap_or_else(|| PathBuf::from(format!("out/{}-seed{seed}", scenario.name)));
+    let out = out.unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "out/{}{}-seed{seed}",
+            scenario.name,
+            overrides.suffix()
+        ))
+    });
     std::fs::create_dir_all(&out)
         .with_context(|| format!("cannot create output directory {}", out.display()))?;
     let trace_path = out.join("trace.txt");
