@@ -85,9 +85,11 @@ struct OverrideError(String);
 impl Overrides {
     fn apply(&self, scenario: &mut Scenario) -> Result<(), OverrideError> {
         if let Some(n) = self.peers {
-            if n < 2 || n < scenario.peers.bootstrap {
+            let max = flotilla_sim::scenario::PEERS_MAX as usize;
+            if n < 2 || n < scenario.peers.bootstrap || n > max {
                 return Err(OverrideError(format!(
-                    "--peers {n}: need at least 2 peers and at least the scenario's {} bootstrap nodes",
+                    "--peers {n}: need at least 2 peers, at least the scenario's {} bootstrap \
+                     nodes, and at most {max}",
                     scenario.peers.bootstrap
                 )));
             }

@@ -1,0 +1,203 @@
+//! Determinism of the simulator, in process, on `scenarios/small.toml`.
+//!
+//! - One scenario and one seed give byte-identical traces (compared by SHA-256), the same
+//!   summary and the same final neighbour sets, on the fleet engine and on the turmoil
+//!   engine, each against itself.
+//! - Another seed gives another trace on each engine.
+//! - The two engines agree on the headline numbers within the tolerances stated on
+//!   [`engines_agree_on_small`].
+//!
+//! The run at the scenario's own seed is made once per engine and shared by the tests of
+//! this binary; every comparison is against a fresh run.
+
+use std::sync::OnceLock;
+
+use flotilla_sim::{EngineKind, Scenario};
+use flotilla_tests::{Run, load, run};
+
+const SCENARIO: &str = "small.toml";
+
+fn scenario() -> &'static Scenario {
+    static SCENARIO_LOADED: OnceLock<Scenario> = OnceLock::new();
+    SCENARIO_LOADED.get_or_init(|| load(SCENARIO).expect("the scenario loads"))
+}
+
+/// The run of the scenario at its own seed on `engine`, made once.
+fn reference(engine: EngineKind) -> &'static Run {
+    static FLEET: OnceLock<Run> = OnceLock::new();
+    static TURMOIL: OnceLock<Run> = OnceLock::new();
+    let cell = match engine {
+        EngineKind::Fleet => &FLEET,
+        EngineKind::Turmoil => &TURMOIL,
+    };
+    cell.get_or_init(|| {
+        let scenario = scenario();
+        let run = run(scenario, scenario.seed, engine).expect("the reference run finishes");
+        assert_substantial(&run);
+        run
+    })
+}
+
+/// A trace worth comparing: every peer started, connections came up, the run ended.
+fn assert_substantial(run: &Run) {
+    let text = String::from_utf8_lossy(&run.trace);
+    let peers = scenario().peers.count;
+    assert_eq!(
+        text.lines().filter(|l| l.contains(" start ")).count(),
+        peers,
+        "{} engine, seed {}: not every peer started",
+        run.engine,
+        run.seed
+    );
+    assert!(
+        text.contains(" conn+ "),
+        "{} engine: no connection came up",
+        run.engine
+    );
+    assert!(
+        text.lines().last().is_some_and(|l| l.contains(" -- end ")),
+        "{} engine: the trace does not end with the end line",
+        run.engine
+    );
+}
+
+/// The first line where two traces differ, for failure messages.
+fn first_difference(a: &[u8], b: &[u8]) -> String {
+    let (a, b) = (String::from_utf8_lossy(a), String::from_utf8_lossy(b));
+    let (mut la, mut lb) = (a.lines(), b.lines());
+    for number in 1.. {
+        match (la.next(), lb.next()) {
+            (None, None) => break,
+            (x, y) if x == y => {}
+            (x, y) => {
+                return format!(
+                    "line {number}:\n  first:  {}\n  second: {}",
+                    x.unwrap_or("<end>"),
+                    y.unwrap_or("<end>")
+                );
+            }
+        }
+    }
+    "no line differs".to_string()
+}
+
+fn same_seed_same_trace(engine: EngineKind) {
+    let first = reference(engine);
+    let second = run(scenario(), first.seed, engine).expect("the second run finishes");
+    assert_eq!(
+        first.trace_sha256,
+        second.trace_sha256,
+        "{engine} engine, seed {}: two runs gave different traces; {}",
+        first.seed,
+        first_difference(&first.trace, &second.trace)
+    );
+    assert_eq!(first.summary.to_json(), second.summary.to_json());
+    assert_eq!(first.neighbours, second.neighbours);
+}
+
+fn other_seed_other_trace(engine: EngineKind) {
+    let first = reference(engine);
+    let seed = first.seed + 1;
+    let other = run(scenario(), seed, engine).expect("the run at another seed finishes");
+    assert_substantial(&other);
+    assert_eq!(other.summary.seed, seed);
+    assert_ne!(
+        first.trace_sha256, other.trace_sha256,
+        "{engine} engine: seeds {} and {seed} gave the same trace",
+        first.seed
+    );
+}
+
+#[test]
+fn fleet_same_seed_same_trace() {
+    same_seed_same_trace(EngineKind::Fleet);
+}
+
+#[test]
+fn turmoil_same_seed_same_trace() {
+    same_seed_same_trace(EngineKind::Turmoil);
+}
+
+#[test]
+fn fleet_other_seed_other_trace() {
+    other_seed_other_trace(EngineKind::Fleet);
+}
+
+#[test]
+fn turmoil_other_seed_other_trace() {
+    other_seed_other_trace(EngineKind::Turmoil);
+}
+
+/// `|other - base| / base`.
+fn relative_difference(base: f64, other: f64) -> f64 {
+    assert!(base > 0.0, "cannot compare against a base of {base}");
+    (other - base).abs() / base
+}
+
+/// The fleet and turmoil engines on `small.toml` at its own seed agree on the headline
+/// numbers of their summaries. Tolerances, relative to the fleet engine's value:
+///
+/// - `peers` and `rtt_random_mean_ms`: equal (the same world and latency model);
+/// - `connected_fraction`: equal;
+/// - `degree_mean`: within 25%;
+/// - `rtt_neighbour_mean_ms` (measured by the nodes) and `rtt_neighbour_model_mean_ms`
+///   (the model over the chosen neighbours): within 15% each;
+/// - `messages_sent`: within 25%.
+///
+/// The engines differ by design (turmoil rounds every one-way delay up to its 10 ms tick
+/// and brings a dialled connection up after one one-way delay instead of a round trip), so
+/// traces differ; these bounds say that the network they build is the same in kind.
+#[test]
+fn engines_agree_on_small() {
+    const DEGREE_MEAN_TOLERANCE: f64 = 0.25;
+    const RTT_TOLERANCE: f64 = 0.15;
+    const MESSAGES_TOLERANCE: f64 = 0.25;
+
+    let fleet = &reference(EngineKind::Fleet).summary;
+    let turmoil = &reference(EngineKind::Turmoil).summary;
+    let both = format!("\nfleet: {fleet:#?}\nturmoil: {turmoil:#?}");
+    assert_eq!(fleet.peers, turmoil.peers, "{both}");
+    assert_eq!(
+        fleet.rtt_random_mean_ms, turmoil.rtt_random_mean_ms,
+        "{both}"
+    );
+    assert_eq!(
+        fleet.connected_fraction, turmoil.connected_fraction,
+        "{both}"
+    );
+    let checks = [
+        (
+            "degree_mean",
+            fleet.degree_mean,
+            turmoil.degree_mean,
+            DEGREE_MEAN_TOLERANCE,
+        ),
+        (
+            "rtt_neighbour_mean_ms",
+            fleet.rtt_neighbour_mean_ms,
+            turmoil.rtt_neighbour_mean_ms,
+            RTT_TOLERANCE,
+        ),
+        (
+            "rtt_neighbour_model_mean_ms",
+            fleet.rtt_neighbour_model_mean_ms,
+            turmoil.rtt_neighbour_model_mean_ms,
+            RTT_TOLERANCE,
+        ),
+        (
+            "messages_sent",
+            fleet.messages_sent as f64,
+            turmoil.messages_sent as f64,
+            MESSAGES_TOLERANCE,
+        ),
+    ];
+    for (name, f, t, tolerance) in checks {
+        let difference = relative_difference(f, t);
+        assert!(
+            difference <= tolerance,
+            "{name}: fleet {f}, turmoil {t}: {:.1}% apart, more than {:.0}%{both}",
+            difference * 100.0,
+            tolerance * 100.0
+        );
+    }
+}

@@ -1,0 +1,130 @@
+//! Snapshots of the scenario files in `scenarios/`, stored in the workspace's `snapshots/`.
+//!
+//! | scenario | engine | snapshots |
+//! |---|---|---|
+//! | `small.toml` | fleet | `small_fleet_summary`, `small_fleet_trace` (the whole trace) |
+//! | `small.toml` | turmoil | `small_turmoil_summary`, `small_turmoil_trace_head` |
+//! | `quickstart.toml` | fleet | `quickstart_fleet_summary`, `quickstart_fleet_trace_head` |
+//!
+//! A `_summary` snapshot is `summary.json`; a `_trace_head` snapshot is the SHA-256 and line
+//! count of the trace and its first lines (100 for small, 200 for quickstart).
+//!
+//! Every run is at the scenario's own seed. A change in the core or the engines that moves
+//! any event shows here as a diff; if it is intended, rewrite the files with `just snap`
+//! (`INSTA_UPDATE=always cargo test -p flotilla-tests`) and review `git diff snapshots/`.
+//! [`every_scenario_file_is_snapshotted`] fails when a file is added to `scenarios/`
+//! without a row here.
+
+use flotilla_sim::EngineKind;
+use flotilla_tests::{Run, head, load, run, scenarios_dir};
+
+/// Scenario files snapshotted by this binary (sorted), one test each below.
+const COVERED: [&str; 2] = ["quickstart.toml", "small.toml"];
+
+/// Runs `scenarios/<file>` at its own seed on `engine`.
+fn run_file(file: &str, engine: EngineKind) -> Run {
+    let scenario = load(file).expect("the scenario loads");
+    run(&scenario, scenario.seed, engine).expect("the run finishes")
+}
+
+/// Asserts `value`, `what` of `run` of `scenarios/<file>`, against `snapshots/<name>.snap`.
+fn snapshot(file: &str, run: &Run, name: &str, what: &str, value: &str) {
+    let description = format!(
+        "scenarios/{file}, {} engine, seed {}: {what}",
+        run.engine, run.seed
+    );
+    insta::with_settings!({
+        snapshot_path => "../snapshots",
+        prepend_module_to_snapshot => false,
+        omit_expression => true,
+        description => description.as_str(),
+    }, {
+        insta::assert_snapshot!(name, value);
+    });
+}
+
+/// The SHA-256 and line count of a trace, then its first `lines` lines.
+fn trace_head(run: &Run, lines: usize) -> String {
+    let total = run.trace.iter().filter(|&&b| b == b'\n').count();
+    format!(
+        "sha256 {}\nlines {total}, first {lines} below\n{}",
+        run.trace_sha256,
+        head(&run.trace, lines)
+    )
+}
+
+#[test]
+fn every_scenario_file_is_snapshotted() {
+    let mut files: Vec<String> = std::fs::read_dir(scenarios_dir())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".toml"))
+        .collect();
+    files.sort();
+    assert_eq!(
+        files, COVERED,
+        "every file in scenarios/ needs a snapshot test in tests/snapshots.rs"
+    );
+    for file in files {
+        load(&file).unwrap();
+    }
+}
+
+#[test]
+fn small_fleet() {
+    let run = run_file("small.toml", EngineKind::Fleet);
+    snapshot(
+        "small.toml",
+        &run,
+        "small_fleet_summary",
+        "summary.json",
+        &run.summary.to_json(),
+    );
+    snapshot(
+        "small.toml",
+        &run,
+        "small_fleet_trace",
+        "trace.txt",
+        &String::from_utf8_lossy(&run.trace),
+    );
+}
+
+#[test]
+fn small_turmoil() {
+    let run = run_file("small.toml", EngineKind::Turmoil);
+    snapshot(
+        "small.toml",
+        &run,
+        "small_turmoil_summary",
+        "summary.json",
+        &run.summary.to_json(),
+    );
+    snapshot(
+        "small.toml",
+        &run,
+        "small_turmoil_trace_head",
+        "trace.txt digest and head",
+        &trace_head(&run, 100),
+    );
+}
+
+/// A thousand peers for ten simulated minutes on the fleet engine: too large to keep the
+/// whole trace (about 26 MB), so its digest stands for it.
+#[test]
+fn quickstart_fleet() {
+    let run = run_file("quickstart.toml", EngineKind::Fleet);
+    snapshot(
+        "quickstart.toml",
+        &run,
+        "quickstart_fleet_summary",
+        "summary.json",
+        &run.summary.to_json(),
+    );
+    snapshot(
+        "quickstart.toml",
+        &run,
+        "quickstart_fleet_trace_head",
+        "trace.txt digest and head",
+        &trace_head(&run, 200),
+    );
+}
