@@ -12,8 +12,7 @@
 //! regions plus the last-mile RTT of each end; a one-way delay is half of that plus a
 //! seeded uniform jitter from `[0, jitter]`.
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,36 +38,11 @@ pub fn sim_addr(i: usize) -> String {
     format!("/dns4/n{i}/tcp/4001")
 }
 
-/// A fast hasher for keys that are already random (peer ids) or small integers. Used only
-/// for lookups, never iterated, so it cannot make a run depend on hash order.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        let h = self.0;
-        (h ^ (h >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ (h >> 32)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
-}
-
 /// A lookup-only hash map keyed by already random or small keys.
-pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
+///
+/// Its hasher has no random state, so even its iteration order would be the same on every
+/// run; it is used only for lookups all the same.
+pub(crate) type FastMap<K, V> = rustc_hash::FxHashMap<K, V>;
 
 /// One simulated peer.
 #[derive(Debug, Clone)]
