@@ -5,7 +5,7 @@
 //! future-dated advert is rejected by [`SignedAdvert::verify`] and never stored.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -167,10 +167,12 @@ impl SignedAdvert {
 /// outcome (verification is a pure function of the advert) but saves the repeated work.
 /// An entry matches only the identical advert, so a valid signature reused on altered
 /// content is still caught. When full, the entry with the smallest signature is forgotten.
+/// Adverts are held as the `Arc` they arrived in, so a cache hit on the very same allocation
+/// (the usual case in a simulator, where adverts are shared) costs no comparison.
 #[derive(Debug)]
 pub struct VerifiedAdverts {
     capacity: usize,
-    seen: Mutex<BTreeMap<Signature, SignedAdvert>>,
+    seen: Mutex<BTreeMap<Signature, Arc<SignedAdvert>>>,
 }
 
 impl VerifiedAdverts {
@@ -185,7 +187,7 @@ impl VerifiedAdverts {
     /// Like [`SignedAdvert::verify`], skipping the signature check for an advert seen before.
     pub fn verify(
         &self,
-        signed: &SignedAdvert,
+        signed: &Arc<SignedAdvert>,
         now: Timestamp,
         ttl: Duration,
     ) -> Result<(), AdvertError> {
@@ -195,7 +197,10 @@ impl VerifiedAdverts {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
         };
-        if lock().get(&signed.signature) == Some(signed) {
+        if lock()
+            .get(&signed.signature)
+            .is_some_and(|held| Arc::ptr_eq(held, signed) || **held == **signed)
+        {
             return Ok(());
         }
         signed.check_signature()?;
@@ -203,7 +208,7 @@ impl VerifiedAdverts {
         if seen.len() >= self.capacity {
             seen.pop_first();
         }
-        seen.insert(signed.signature, signed.clone());
+        seen.insert(signed.signature, Arc::clone(signed));
         Ok(())
     }
 
@@ -294,7 +299,7 @@ mod cache_tests {
         let kp = Keypair::generate(&mut SeedTree::new(1).rng());
         let now = Timestamp::from_secs(1000);
         let ttl = Duration::from_secs(60);
-        let good = SignedAdvert::sign(
+        let good = Arc::new(SignedAdvert::sign(
             &kp,
             Advert {
                 protocol_version: PROTOCOL_VERSION,
@@ -305,13 +310,18 @@ mod cache_tests {
                 started_at: now,
                 timestamp: now,
             },
-        );
+        ));
         let cache = VerifiedAdverts::new(1);
         assert_eq!(cache.verify(&good, now, ttl), Ok(()));
         assert_eq!(cache.len(), 1);
-        let mut forged = good.clone();
+        let mut forged = (*good).clone();
         forged.advert.resources.cores = 99;
+        let forged = Arc::new(forged);
         assert_eq!(cache.verify(&forged, now, ttl), Err(AdvertError::Forged));
+        // An identical advert in another allocation is a hit too.
+        let copy = Arc::new((*good).clone());
+        assert_eq!(cache.verify(&copy, now, ttl), Ok(()));
+        assert_eq!(cache.len(), 1);
         // Cached adverts still expire.
         let later = now + Duration::from_secs(120);
         assert_eq!(cache.verify(&good, later, ttl), Err(AdvertError::Expired));

@@ -111,10 +111,12 @@ pub struct Node {
     config: Config,
     rng: ChaCha8Rng,
     started_at: Timestamp,
-    advert: SignedAdvert,
+    advert: Arc<SignedAdvert>,
     verified: Arc<VerifiedAdverts>,
     table: PeerTable,
     connections: BTreeMap<PeerId, Connection>,
+    /// Connections in `connections` that were refused and are about to close.
+    refused: usize,
     dials: BTreeMap<DialId, Dial>,
     next_dial_id: u64,
     next_maintain: Timestamp,
@@ -136,14 +138,13 @@ impl Node {
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let mut rng = seed.rng();
-        let advert = sign_advert(&keypair, &config, now, now);
+        let advert = Arc::new(sign_advert(&keypair, &config, now, now));
         let mut table = PeerTable::new(config.peers_known_max);
         for b in &config.bootstrap {
             if let Some(peer) = b.peer_id.filter(|p| *p != keypair.peer_id())
                 && let Some(e) = table.entry(peer, now, Source::Bootstrap, 1, |_| true)
-                && !e.addrs.contains(&b.addr)
             {
-                e.addrs.push(b.addr.clone());
+                e.add_addr(b.addr.clone(), usize::MAX);
             }
         }
         let exchange_phase = jitter(&mut rng, config.exchange_interval);
@@ -161,6 +162,7 @@ impl Node {
             )),
             table,
             connections: BTreeMap::new(),
+            refused: 0,
             dials: BTreeMap::new(),
             next_dial_id: 0,
             actions: VecDeque::new(),
@@ -211,10 +213,7 @@ impl Node {
 
     /// Connected peers, not counting refused connections about to close.
     pub fn peers_count(&self) -> usize {
-        self.connections
-            .values()
-            .filter(|c| c.closing_at.is_none())
-            .count()
+        self.connections.len() - self.refused
     }
 
     /// True if `peer` is connected.
@@ -280,7 +279,12 @@ impl Node {
     /// Timers due at or before `now` fire.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         if now >= self.next_advert_refresh {
-            self.advert = sign_advert(&self.keypair, &self.config, self.started_at, now);
+            self.advert = Arc::new(sign_advert(
+                &self.keypair,
+                &self.config,
+                self.started_at,
+                now,
+            ));
             self.next_advert_refresh = now + self.config.advert_refresh;
         }
         self.close_refused(now);
@@ -316,8 +320,7 @@ impl Node {
         }
         let mut closing_at = None;
         if direction == Direction::Inbound && self.peers_count() >= self.config.peers_max {
-            let refusing = self.connections.len() - self.peers_count();
-            if refusing >= self.config.peers_refused_max {
+            if self.refused >= self.config.peers_refused_max {
                 self.drop_peer(peer, "peers_max");
                 return;
             }
@@ -335,7 +338,7 @@ impl Node {
             .table
             .entry(peer, now, source, 1, |p| !connected.contains_key(p))
         {
-            e.last_seen = now;
+            e.last_seen = e.last_seen.max(now);
             e.dial_failures = 0;
             e.dial_not_before = Timestamp::ZERO;
         }
@@ -345,6 +348,7 @@ impl Node {
         } else {
             now + first_ping
         };
+        self.refused += usize::from(closing_at.is_some());
         self.connections.insert(
             peer,
             Connection {
@@ -358,7 +362,7 @@ impl Node {
             },
         );
         self.events.push_back(Event::Connected { peer, direction });
-        self.send(peer, Message::Hello(self.advert.clone()));
+        self.send(peer, Message::Hello(Arc::clone(&self.advert)));
         if direction == Direction::Outbound {
             self.send(peer, self.peers_request());
         }
@@ -366,10 +370,8 @@ impl Node {
 
     /// The last connection to `peer` is down.
     pub fn handle_disconnected(&mut self, now: Timestamp, peer: PeerId) {
-        if self.connections.remove(&peer).is_some() {
-            if let Some(e) = self.table.get_mut(&peer) {
-                e.last_seen = now;
-            }
+        if self.remove_connection(&peer).is_some() {
+            self.table.touch(&peer, now);
             self.events.push_back(Event::Disconnected { peer });
         }
     }
@@ -431,18 +433,16 @@ impl Node {
             .table
             .entry(peer, now, source, 1, |p| !connected.contains_key(p))
         {
-            e.last_seen = now;
+            e.last_seen = e.last_seen.max(now);
             for a in addrs {
-                if !e.addrs.contains(&a) && e.addrs.len() < crate::advert::ADVERT_ADDRS_MAX {
-                    e.addrs.push(a);
-                }
+                e.add_addr(a, crate::advert::ADVERT_ADDRS_MAX);
             }
         }
     }
 
     /// A signed advert that arrived outside a connection (the gossip hello topic).
     pub fn handle_advert(&mut self, now: Timestamp, from: PeerId, signed: SignedAdvert) {
-        let _ = self.learn_advert(now, from, &signed, 1, Source::Gossip);
+        let _ = self.learn_advert(now, from, &Arc::new(signed), 1, Source::Gossip);
     }
 
     // ----- operator commands -----
@@ -479,7 +479,17 @@ impl Node {
         nonce
     }
 
+    /// Removes the connection to `peer`, keeping the count of refused ones.
+    fn remove_connection(&mut self, peer: &PeerId) -> Option<Connection> {
+        let c = self.connections.remove(peer)?;
+        self.refused -= usize::from(c.closing_at.is_some());
+        Some(c)
+    }
+
     fn close_refused(&mut self, now: Timestamp) {
+        if self.refused == 0 {
+            return;
+        }
         let due: Vec<PeerId> = self
             .connections
             .iter()
@@ -487,7 +497,7 @@ impl Node {
             .map(|(p, _)| *p)
             .collect();
         for peer in due {
-            self.connections.remove(&peer);
+            self.remove_connection(&peer);
             self.drop_peer(peer, "peers_max");
         }
     }
@@ -520,7 +530,7 @@ impl Node {
             }
         }
         for peer in dead {
-            self.connections.remove(&peer);
+            self.remove_connection(&peer);
             self.drop_peer(peer, "ping-failures");
         }
         for peer in due {
@@ -530,7 +540,7 @@ impl Node {
         }
     }
 
-    fn on_hello(&mut self, now: Timestamp, from: PeerId, signed: SignedAdvert) {
+    fn on_hello(&mut self, now: Timestamp, from: PeerId, signed: Arc<SignedAdvert>) {
         let result = if signed.advert.peer_id != from {
             Err(AdvertError::Forged)
         } else {
@@ -571,7 +581,7 @@ impl Node {
         &mut self,
         now: Timestamp,
         from: PeerId,
-        signed: &SignedAdvert,
+        signed: &Arc<SignedAdvert>,
         hops: u8,
         source: Source,
     ) -> Result<bool, AdvertError> {

@@ -5,6 +5,8 @@
 //! anything is read into memory. The same framing is used on libp2p streams in production
 //! and on TCP sockets in the turmoil simulator.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::advert::SignedAdvert;
@@ -21,8 +23,10 @@ pub const FRAME_PREFIX_BYTES: usize = 4;
 /// A message between two nodes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
-    /// The sender's signed advert; sent first on every new connection.
-    Hello(SignedAdvert),
+    /// The sender's signed advert; sent first on every new connection. Shared, not copied,
+    /// between the sender, the message and the receiver's peer table (the encoding is the
+    /// advert's own).
+    Hello(Arc<SignedAdvert>),
     /// Asks for a [`Message::Pong`] with the same nonce.
     Ping {
         /// Echoed in the answer.
@@ -63,8 +67,8 @@ impl Message {
 /// A peer passed on in a [`Message::PeersResponse`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerRecord {
-    /// The peer's own signed advert.
-    pub advert: SignedAdvert,
+    /// The peer's own signed advert (shared with the peer tables that hold it).
+    pub advert: Arc<SignedAdvert>,
     /// Hops from the answerer: 0 if the answerer heard the peer's hello itself.
     pub hops: u8,
 }

@@ -1,5 +1,6 @@
 //! Connection maintenance and peer-table exchange.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
@@ -7,7 +8,7 @@ use rand::seq::index;
 
 use super::{Action, Dial, DialId, Event, Node};
 use crate::identity::PeerId;
-use crate::peer_table::Source;
+use crate::peer_table::{PeerEntry, Source};
 use crate::time::Timestamp;
 use crate::wire::{Message, PeerRecord};
 
@@ -28,30 +29,34 @@ impl Node {
             return;
         }
         let dialing: Vec<PeerId> = self.dials.values().filter_map(|d| d.peer).collect();
-        let candidates: Vec<(PeerId, String)> = self
+        let candidates: Vec<&PeerEntry> = self
             .table
             .iter()
             .filter(|e| {
-                !e.addrs.is_empty()
+                e.addr_first().is_some()
                     && e.dial_not_before <= now
                     && !self.connections.contains_key(&e.peer_id)
                     && !dialing.contains(&e.peer_id)
             })
-            .map(|e| (e.peer_id, e.addrs[0].clone()))
             .collect();
         let picks = index::sample(
             &mut self.rng,
             candidates.len(),
             deficit.min(candidates.len()),
         );
-        for i in picks {
-            let (peer, addr) = candidates[i].clone();
+        // Only the picks' addresses are copied, not every candidate's.
+        let picks: Vec<(PeerId, String)> = picks
+            .into_iter()
+            .filter_map(|i| Some((candidates[i].peer_id, candidates[i].addr_first()?.clone())))
+            .collect();
+        let no_candidates = candidates.is_empty();
+        for (peer, addr) in picks {
             self.dial(addr, Some(peer));
         }
         // Isolated and nothing to dial: go back to the bootstrap addresses without peer id.
         if self.connections.is_empty()
             && self.dials.is_empty()
-            && candidates.is_empty()
+            && no_candidates
             && now >= self.bootstrap_not_before
         {
             let addrs: Vec<String> = self
@@ -110,10 +115,10 @@ impl Node {
         hops_max: u8,
     ) {
         let max = usize::from(max.min(self.config.exchange_peers_max));
-        let pool: Vec<&crate::peer_table::PeerEntry> = self
+        let pool: Vec<&PeerEntry> = self
             .table
             .iter()
-            .filter(|e| e.peer_id != from && e.hops <= hops_max && e.advert.is_some())
+            .filter(|e| e.peer_id != from && e.hops <= hops_max && e.advert().is_some())
             .collect();
         let mut picks: Vec<usize> = if pool.len() <= max {
             (0..pool.len()).collect()
@@ -125,8 +130,8 @@ impl Node {
             .into_iter()
             .filter_map(|i| {
                 let e = pool[i];
-                e.advert.as_ref().map(|a| PeerRecord {
-                    advert: a.clone(),
+                e.advert().map(|a| PeerRecord {
+                    advert: Arc::clone(a),
                     hops: e.hops,
                 })
             })

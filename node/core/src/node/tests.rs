@@ -150,7 +150,7 @@ fn two_nodes_exchange_hello_and_ping() {
     assert_eq!(rtt.ewma_us, 40_000, "two one-way delays of 20 ms");
     let entry = net.nodes[0].peer_table().get(&b).unwrap();
     assert_eq!(entry.hops, 0);
-    assert_eq!(entry.addrs, vec!["/sim/1".to_string()]);
+    assert_eq!(entry.addrs().collect::<Vec<_>>(), ["/sim/1"]);
 }
 
 #[test]
@@ -204,7 +204,7 @@ fn forged_hello_drops_the_peer() {
     let b = net.nodes[1].peer_id();
     let mut forged = net.nodes[1].advert().clone();
     forged.advert.resources.cores = 1024;
-    net.nodes[0].handle_message(net.now, b, Message::Hello(forged));
+    net.nodes[0].handle_message(net.now, b, Message::Hello(std::sync::Arc::new(forged)));
     assert_eq!(
         net.nodes[0].poll_action(),
         Some(Action::Disconnect { peer: b })
@@ -224,7 +224,7 @@ fn forged_hello_drops_the_peer() {
         net.nodes[0]
             .peer_table()
             .get(&b)
-            .and_then(|e| e.resources)
+            .and_then(|e| e.resources())
             .map(|r| r.cores),
         Some(1024)
     );
