@@ -7,6 +7,9 @@
 //! - The two engines agree on the headline numbers within the tolerances stated on
 //!   [`engines_agree_on_small`].
 //!
+//! - Faults are drawn from the seed too: `scenarios/crash-restart.toml` (seeded crashes, a
+//!   loss burst) gives the same trace twice at one seed and another at another seed.
+//!
 //! The run at the scenario's own seed is made once per engine and shared by the tests of
 //! this binary; every comparison is against a fresh run.
 
@@ -200,4 +203,37 @@ fn engines_agree_on_small() {
             tolerance * 100.0
         );
     }
+}
+
+/// The trace of a checked fleet run of `scenarios/crash-restart.toml` at `seed`.
+fn faulty_trace(seed: u64) -> Vec<u8> {
+    let scenario = load("crash-restart.toml").expect("the scenario loads");
+    let outcome = flotilla_sim::runner::run_checked(
+        &scenario,
+        seed,
+        EngineKind::Fleet,
+        flotilla_sim::Trace::new,
+    )
+    .expect("the run finishes");
+    outcome.result.trace.into_bytes()
+}
+
+#[test]
+fn faults_are_drawn_from_the_seed() {
+    let (a, b, c) = (faulty_trace(3), faulty_trace(3), faulty_trace(4));
+    assert!(a == b, "seed 3 twice: {}", first_difference(&a, &b));
+    assert!(a != c, "seeds 3 and 4 gave the same trace");
+    let crashes = |t: &[u8]| -> Vec<String> {
+        String::from_utf8_lossy(t)
+            .lines()
+            .filter(|l| l.contains(" crash "))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(crashes(&a).len(), 6, "three listed and three drawn crashes");
+    assert_ne!(
+        crashes(&a),
+        crashes(&c),
+        "the drawn crashes depend on the seed"
+    );
 }

@@ -5,6 +5,11 @@
 //! | `small.toml` | fleet | `small_fleet_summary`, `small_fleet_trace` (the whole trace) |
 //! | `small.toml` | turmoil | `small_turmoil_summary`, `small_turmoil_trace_head` |
 //! | `quickstart.toml` | fleet | `quickstart_fleet_summary`, `quickstart_fleet_trace_head` |
+//! | `partition-heal.toml` | fleet | `partition_heal_fleet_summary`, `partition_heal_fleet_trace` |
+//! | `crash-restart.toml` | fleet | `crash_restart_fleet_summary`, `crash_restart_fleet_trace` |
+//!
+//! The scenarios with faults run through the simulator's checked runner (faults, invariants,
+//! liveness, `[expect]`), as `flotilla-sim run` does, and must pass.
 //!
 //! A `_summary` snapshot is `summary.json`; a `_trace_head` snapshot is the SHA-256 and line
 //! count of the trace and its first lines (100 for small, 200 for quickstart).
@@ -15,16 +20,71 @@
 //! [`every_scenario_file_is_snapshotted`] fails when a file is added to `scenarios/`
 //! without a row here.
 
-use flotilla_sim::EngineKind;
-use flotilla_tests::{Run, head, load, run, scenarios_dir};
+use flotilla_sim::{EngineKind, Trace, runner};
+use flotilla_tests::{Run, head, load, run, scenarios_dir, sha256_hex};
 
 /// Scenario files snapshotted by this binary (sorted), one test each below.
-const COVERED: [&str; 2] = ["quickstart.toml", "small.toml"];
+const COVERED: [&str; 4] = [
+    "crash-restart.toml",
+    "partition-heal.toml",
+    "quickstart.toml",
+    "small.toml",
+];
 
 /// Runs `scenarios/<file>` at its own seed on `engine`.
 fn run_file(file: &str, engine: EngineKind) -> Run {
     let scenario = load(file).expect("the scenario loads");
     run(&scenario, scenario.seed, engine).expect("the run finishes")
+}
+
+/// Runs `scenarios/<file>` at its own seed on the fleet engine with every check; the run
+/// must pass.
+fn run_checked_file(file: &str) -> Run {
+    let scenario = load(file).expect("the scenario loads");
+    let seed = scenario.seed;
+    let outcome = runner::run_checked(&scenario, seed, EngineKind::Fleet, Trace::new)
+        .expect("the run finishes");
+    assert!(outcome.failure.is_none(), "{:?}", outcome.failure);
+    let neighbours = outcome
+        .result
+        .nodes
+        .iter()
+        .map(|n| {
+            n.connections()
+                .filter(|c| !c.closing)
+                .map(|c| c.peer)
+                .collect()
+        })
+        .collect();
+    let trace = outcome.result.trace.into_bytes();
+    Run {
+        engine: EngineKind::Fleet,
+        seed,
+        trace_sha256: sha256_hex(&trace),
+        trace,
+        summary: outcome.summary,
+        neighbours,
+    }
+}
+
+/// Snapshots the summary and the whole trace of a fleet run of `file` with faults.
+fn snapshot_checked(file: &str, name: &str) {
+    let run = run_checked_file(file);
+    let summary = format!("{name}_fleet_summary");
+    snapshot(file, &run, &summary, "summary.json", &run.summary.to_json());
+    let trace = format!("{name}_fleet_trace");
+    let text = String::from_utf8_lossy(&run.trace);
+    snapshot(file, &run, &trace, "trace.txt", &text);
+}
+
+#[test]
+fn partition_heal_fleet() {
+    snapshot_checked("partition-heal.toml", "partition_heal");
+}
+
+#[test]
+fn crash_restart_fleet() {
+    snapshot_checked("crash-restart.toml", "crash_restart");
 }
 
 /// Asserts `value`, `what` of `run` of `scenarios/<file>`, against `snapshots/<name>.snap`.

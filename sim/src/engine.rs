@@ -94,6 +94,9 @@ pub fn world(scenario: &Scenario, seed: u64) -> World {
 }
 
 /// Runs `scenario` at `seed` on `engine`, keeping the trace in memory.
+///
+/// This is the bare engine: no faults, invariants or `[expect]`; a run with those is
+/// [`runner::run_checked`](crate::runner::run_checked).
 pub fn run(scenario: &Scenario, seed: u64, engine: EngineKind) -> Result<RunResult, EngineError> {
     let world = world(scenario, seed);
     let trace = Trace::new(&world);

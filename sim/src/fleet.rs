@@ -18,7 +18,14 @@
 //!   messages for a connection that closed are dropped and counted.
 //! - **Determinism**: one seeded ChaCha stream for the network, ordered ties in the queue,
 //!   hash maps used only for lookups. The same world gives the same trace, byte for byte.
+//! - **Faults** (module `faults`) come from the [`Plan`]: partitions, crashes and restarts,
+//!   loss bursts and clock skew, on the scenario's schedule and drawn from the seed.
+//! - **Checks**: after every step the touched node goes through the plan's invariant
+//!   [`Registry`]; the first violation stops the run. With a liveness bound, probes look
+//!   at the network every second after the fault phase until it has converged.
 
+mod checks;
+mod faults;
 mod links;
 mod queue;
 
@@ -27,9 +34,14 @@ use std::time::Duration;
 use flotilla_core::{Action, DialId, Node, PeerId, Timestamp};
 use rand_chacha::ChaCha8Rng;
 
+use crate::check::{self, Ctx, Failure, Registry};
 use crate::engine::RunResult;
 use crate::trace::Trace;
 use crate::world::World;
+use checks::LinksView;
+pub use checks::Plan;
+use faults::Faults;
+pub use faults::STREAM_FAULTS;
 use links::Links;
 use queue::{Item, Mailbag, Queue};
 
@@ -76,20 +88,37 @@ struct Fleet<'w> {
     rng: ChaCha8Rng,
     trace: Trace,
     counters: Counters,
+    faults: Faults,
+    checks: Registry,
+    liveness: Option<(Timestamp, Duration)>,
+    panic_at: Timestamp,
+    failure: Option<Failure>,
 }
 
 /// Runs `world` for `duration` of simulated time, recording into `trace`.
 pub fn run(world: &World, trace: Trace, duration: Duration) -> RunResult {
+    run_with(world, trace, duration, Plan::none()).0
+}
+
+/// Runs `world` for `duration` with the faults and checks of `plan`; the run stops at
+/// the first failure, which is returned with the result.
+pub fn run_with(
+    world: &World,
+    trace: Trace,
+    duration: Duration,
+    plan: Plan,
+) -> (RunResult, Option<Failure>) {
     let end = World::epoch() + duration;
-    let mut fleet = Fleet::new(world, trace);
+    let mut fleet = Fleet::new(world, trace, plan);
     fleet.run_until(end);
     fleet.finish(end)
 }
 
 impl<'w> Fleet<'w> {
     /// A fleet with every node's start scheduled.
-    fn new(world: &'w World, trace: Trace) -> Self {
+    fn new(world: &'w World, trace: Trace, plan: Plan) -> Self {
         let epoch = World::epoch();
+        let faults = Faults::new(world, &plan.faults);
         let mut fleet = Fleet {
             world,
             ids: world.peers().iter().map(|p| p.peer_id).collect(),
@@ -109,7 +138,20 @@ impl<'w> Fleet<'w> {
             rng: world.network_rng(),
             trace,
             counters: Counters::default(),
+            faults,
+            checks: plan.checks,
+            liveness: plan.liveness.map(|(from, bound)| (epoch + from, bound)),
+            panic_at: plan.panic_after.map_or(Timestamp::MAX, |d| epoch + d),
+            failure: None,
         };
+        for (k, (at, _)) in fleet.faults.steps.iter().enumerate() {
+            fleet
+                .queue
+                .push(epoch + *at, Item::Fault { step: k as u32 });
+        }
+        if let Some((from, _)) = fleet.liveness {
+            fleet.queue.push(from, Item::Probe);
+        }
         for p in world.peers() {
             fleet.queue.push(
                 epoch + p.start_offset,
@@ -123,8 +165,14 @@ impl<'w> Fleet<'w> {
 
     /// Processes everything due at or before `end`.
     fn run_until(&mut self, end: Timestamp) {
-        while let Some((at, item)) = self.queue.pop_until(end) {
+        while self.failure.is_none()
+            && let Some((at, item)) = self.queue.pop_until(end)
+        {
             self.now = at;
+            assert!(
+                at < self.panic_at,
+                "deliberate crash requested by debug.panic_after_s"
+            );
             self.step(item);
         }
     }
@@ -147,19 +195,25 @@ impl Fleet<'_> {
                 dial,
             } => self.on_syn_ack(from as usize, to as usize, epoch, dial),
             Item::DialFailed { node, dial, reason } => {
-                let now = self.now;
-                if let Some(n) = self.node(node as usize) {
+                let now = self.clock(node as usize);
+                let dial = self.faults.untag_dial(node as usize, dial);
+                if let (Some(dial), Some(n)) = (dial, self.nodes[node as usize].as_mut()) {
                     n.handle_dial_failed(now, DialId(dial), reason.text());
                 }
                 self.drain(node as usize, false);
             }
             Item::Fin { from, to, epoch } => self.on_fin(from as usize, to as usize, epoch),
             Item::Deliver { slot } => self.on_deliver(slot),
+            Item::Fault { step } => self.fault_step(step),
+            Item::Probe => self.probe(),
         }
     }
 
     fn start(&mut self, i: usize) {
-        let node = self.world.new_node(i, self.now);
+        if self.faults.down[i] || self.nodes[i].is_some() {
+            return;
+        }
+        let node = self.world.new_node(i, self.clock(i));
         let p = self.world.peer(i);
         self.trace.node_started(
             self.now,
@@ -184,8 +238,23 @@ impl Fleet<'_> {
         while let Some(t) = self.node(i).and_then(Node::poll_transmit) {
             self.send(i, t);
         }
+        let ctx = Ctx {
+            world: self.world,
+            elapsed: check::elapsed(now),
+        };
         while let Some(e) = self.node(i).and_then(Node::poll_event) {
             self.trace.event(now, i, &e);
+            if self.failure.is_none()
+                && let Err(v) = self.checks.on_event(&ctx, i, &e)
+            {
+                self.fail(Failure::Invariant(v));
+            }
+        }
+        if self.failure.is_none()
+            && let Some(n) = self.nodes[i].as_ref()
+            && let Err(v) = self.checks.on_node(&ctx, i, n)
+        {
+            self.fail(Failure::Invariant(v));
         }
         self.rearm(i, fired);
     }
@@ -194,7 +263,8 @@ impl Fleet<'_> {
         let Some(node) = self.nodes[i].as_ref() else {
             return;
         };
-        let mut due = node.poll_timeout().unwrap_or(Timestamp::MAX);
+        let due = node.poll_timeout().unwrap_or(Timestamp::MAX);
+        let mut due = self.sim_time_of(i, due);
         if fired && due <= self.now {
             due = self.now + STALL_BACKOFF;
         }
@@ -230,14 +300,26 @@ impl Fleet<'_> {
             }
             return;
         }
-        let now = self.now;
+        let now = self.clock(i);
         if let Some(n) = self.node(i) {
             n.handle_timeout(now);
         }
         self.drain(i, true);
     }
 
-    fn finish(mut self, end: Timestamp) -> RunResult {
+    fn finish(mut self, end: Timestamp) -> (RunResult, Option<Failure>) {
+        if self.failure.is_none() {
+            self.now = end;
+            let ctx = Ctx {
+                world: self.world,
+                elapsed: check::elapsed(end),
+            };
+            let links = LinksView(&self.links);
+            if let Err(v) = self.checks.on_end(&ctx, &self.nodes, &links) {
+                self.fail(Failure::Invariant(v));
+            }
+        }
+        let end = self.now;
         let in_flight = self.mail.in_use();
         let c = self.counters;
         assert_eq!(
@@ -254,12 +336,13 @@ impl Fleet<'_> {
             .enumerate()
             .map(|(i, n)| n.unwrap_or_else(|| world.new_node(i, end)))
             .collect();
-        RunResult {
+        let result = RunResult {
             nodes,
             messages_sent: c.sent,
             messages_delivered: c.delivered,
             trace: self.trace,
-        }
+        };
+        (result, self.failure)
     }
 }
 

@@ -13,7 +13,17 @@
 //! - [`fleet`]: the discrete-event engine that steps the cores directly;
 //! - [`turmoil_engine`]: the engine that runs the async driver on turmoil's simulated TCP;
 //! - [`trace`]: the one-line-per-event trace and its legend;
-//! - [`summary`]: the numbers of a finished run.
+//! - [`summary`]: the numbers of a finished run;
+//! - [`check`]: invariants checked during a run, liveness after healing, failures and
+//!   their exit codes;
+//! - [`runner`]: a checked run (faults, invariants, `[expect]`, panics caught) and the
+//!   replay command printed with a failure;
+//! - [`overrides`]: `--peers` and `--duration-s` applied to a scenario;
+//! - [`replay`]: filtering a trace by peer, kind and time window;
+//! - [`sweep`]: many seeds of one scenario in parallel;
+//! - [`timeline`]: per-interval counts of messages and connections;
+//! - [`report`]: the files of a run beside trace and summary: the resolved scenario and
+//!   SVG charts.
 //!
 //! ```
 //! use flotilla_sim::{EngineKind, Scenario, Summary, engine};
@@ -27,11 +37,18 @@
 //! assert!(result.trace.text().starts_with(b"    0.000000 n0 start"));
 //! ```
 
+pub mod check;
 pub mod data;
 pub mod engine;
 pub mod fleet;
+pub mod overrides;
+pub mod replay;
+pub mod report;
+pub mod runner;
 pub mod scenario;
 pub mod summary;
+pub mod sweep;
+pub mod timeline;
 pub mod trace;
 pub mod turmoil_engine;
 pub mod world;

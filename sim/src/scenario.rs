@@ -16,6 +16,9 @@
 //! documents every key and its default.
 
 mod check;
+mod expect;
+mod faults;
+mod include;
 mod locate;
 mod raw;
 
@@ -29,7 +32,11 @@ use flotilla_core::Config;
 use crate::data::{DataError, RegionData};
 use crate::engine::EngineKind;
 use check::Checker;
-use locate::{KeyIndex, describe, line_of};
+pub use expect::{Debug, Expect};
+pub use faults::{Fault, FaultKind, Side, fault_phase_end};
+pub use include::INCLUDE_DEPTH_MAX;
+use include::Locator;
+use locate::describe;
 use raw::RawScenario;
 
 /// Peers at most in one scenario (node indices are 32-bit in the engines).
@@ -129,11 +136,44 @@ pub struct Scenario {
     pub node: Config,
     /// The profile of the bootstrap nodes: `node` with `[bootstrap_node]` applied.
     pub bootstrap_node: Config,
+    /// Faults injected on a schedule (`[[faults]]`), in file order.
+    pub faults: Vec<Fault>,
+    /// Assertions on the run (`[expect]`).
+    pub expect: Expect,
+    /// Deliberate failures for testing the simulator (`[debug]`).
+    pub debug: Debug,
     /// The region data set.
     pub data: Arc<RegionData>,
 }
 
 impl Scenario {
+    /// When the fault phase ends (every fault settled, every peer started) and the
+    /// liveness phase begins.
+    pub fn fault_phase_end(&self) -> Duration {
+        fault_phase_end(&self.faults, &self.peers)
+    }
+
+    /// The highest peer index a fault names, if any does.
+    pub fn faults_node_max(&self) -> Option<usize> {
+        self.faults
+            .iter()
+            .flat_map(|f| match &f.kind {
+                FaultKind::Partition { a, b, .. } => [Some(a), b.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|s| match s {
+                        Side::Nodes(n) => n.clone(),
+                        Side::Regions(_) => Vec::new(),
+                    })
+                    .collect(),
+                FaultKind::Crash { nodes, .. } | FaultKind::ClockSkew { nodes, .. } => {
+                    nodes.clone()
+                }
+                FaultKind::Loss { .. } => Vec::new(),
+            })
+            .max()
+    }
+
     /// Reads and parses the scenario file at `path`.
     pub fn load(path: impl AsRef<Path>) -> Result<Scenario, ScenarioError> {
         let path = path.as_ref();
@@ -146,25 +186,21 @@ impl Scenario {
     }
 
     /// Parses scenario `text`; `path` is only used in messages.
+    ///
+    /// An `include` is read relative to the directory of `path`.
     pub fn parse(text: &str, path: &str) -> Result<Scenario, ScenarioError> {
         let data = RegionData::embedded()?;
-        let fail = |span: Range<usize>, message: String| ScenarioError::Invalid {
-            path: path.to_string(),
-            line: line_of(text, span.start),
-            message,
-        };
-        let index = KeyIndex::build(text)
-            .map_err(|e| fail(e.span().unwrap_or(0..0), e.message().to_string()))?;
-        let raw: RawScenario = toml::from_str(text).map_err(|e| {
-            let span = e.span().unwrap_or(0..0);
+        let loc = Locator::resolve(text, path)?;
+        let raw: RawScenario = toml::from_str(&loc.text).map_err(|e| {
+            let span: Range<usize> = e.span().unwrap_or(0..0);
             let key = if span.is_empty() {
                 None
             } else {
-                index.path_at(&span)
+                loc.index.path_at(&span)
             };
-            fail(span, describe(e.message(), key))
+            loc.error_at(span, describe(e.message(), key))
         })?;
-        Checker { text, path, index }.scenario(raw, data)
+        Checker { path, loc: &loc }.scenario(raw, data)
     }
 }
 

@@ -30,6 +30,11 @@
 //! | `peers` | peer, `recv=` records, `new=` new peers, `rej=` rejected | a peer-table exchange answer |
 //! | `advert-rejected` | peer that sent it, reason | an advert failed verification |
 //! | `end` | `sent=`, `delivered=`, `dropped=`, `in_flight=` messages | the run ended (engine line) |
+//! | `fault` | `#`index, kind, `on`/`off`, detail | a partition, loss burst or clock skew began or ended (engine line, fleet) |
+//! | `crash` | `running` or `not-started` | the node crashed (engine line, fleet) |
+//! | `restart` | `fresh` | the node restarts from a fresh state; its `start` line follows (engine line, fleet) |
+//! | `converged` | `after=` seconds since the fault phase ended | the liveness phase saw the network converged (engine line, fleet) |
+//! | `failed` | the failure | an invariant broke or the liveness bound passed; the run stops (engine line, fleet) |
 //!
 //! The trace can stay in memory ([`Trace::new`]) or stream to a writer
 //! ([`Trace::with_sink`]); either way it keeps a running 64-bit FNV-1a digest of its bytes,
@@ -42,6 +47,7 @@ use std::time::Duration;
 
 use flotilla_core::{Event, PeerId, Timestamp};
 
+use crate::timeline::Timeline;
 use crate::world::{FastMap, World};
 
 /// Bytes buffered before they are written to a sink.
@@ -59,6 +65,7 @@ pub struct Trace {
     events: u64,
     lines: u64,
     digest: u64,
+    timeline: Timeline,
 }
 
 impl fmt::Debug for Trace {
@@ -109,6 +116,7 @@ impl Trace {
             events: 0,
             lines: 0,
             digest: FNV_OFFSET,
+            timeline: Timeline::new(World::epoch(), world.duration()),
         }
     }
 
@@ -127,6 +135,13 @@ impl Trace {
         let ids = Arc::clone(&self.ids);
         let name = |p| Name(&ids, Some(p));
         let kind = event.kind();
+        match event {
+            Event::Connected { peer, .. } => self.timeline.conn_up(now, node, *peer),
+            Event::Disconnected { peer } | Event::Dropping { peer, .. } => {
+                self.timeline.conn_down(now, node, *peer)
+            }
+            _ => {}
+        }
         match event {
             Event::Dialing { peer: Some(p), .. } => {
                 self.line(now, Some(node), kind, format_args!("{}", name(p)))
@@ -314,6 +329,17 @@ impl Trace {
     /// a streaming trace.
     pub fn text(&self) -> &[u8] {
         &self.buf
+    }
+
+    /// The per-interval counts of the run: connections from the events recorded here,
+    /// messages from the engine's hooks ([`Trace::timeline_mut`]).
+    pub fn timeline(&self) -> &Timeline {
+        &self.timeline
+    }
+
+    /// The per-interval counts, for the engines to count messages in.
+    pub fn timeline_mut(&mut self) -> &mut Timeline {
+        &mut self.timeline
     }
 
     /// The in-memory text, consuming the trace.

@@ -70,6 +70,33 @@ impl Links {
         self.map.get_mut(&key(a, b).0)
     }
 
+    /// The nodes `a` has a link with, in index order.
+    pub(super) fn peers_of(&self, a: usize) -> Vec<usize> {
+        let a = a as u64;
+        let mut peers: Vec<usize> = self
+            .map
+            .keys()
+            .filter_map(|k| {
+                let (lo, hi) = (k >> 32, k & 0xffff_ffff);
+                if lo == a {
+                    Some(hi as usize)
+                } else if hi == a {
+                    Some(lo as usize)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        // Sorted, so the order of the hash map never shows.
+        peers.sort_unstable();
+        peers
+    }
+
+    /// True if nothing is in flight between `a` and `b`.
+    pub(super) fn quiet(&self, a: usize, b: usize) -> bool {
+        self.map.get(&key(a, b).0).is_none_or(|l| l.in_flight == 0)
+    }
+
     fn forget_if_done(&mut self, a: usize, b: usize) {
         let k = key(a, b).0;
         if self.map.get(&k).is_some_and(Link::forgettable) {
@@ -81,6 +108,10 @@ impl Links {
 impl Fleet<'_> {
     /// Schedules `item` from `from` to `to` after a one-way delay, FIFO on the directed link.
     pub(super) fn send_on_link(&mut self, from: usize, to: usize, item: Item) {
+        let message = matches!(item, Item::Deliver { .. });
+        if self.faults.blocks(from, to) || (message && self.faults.draw_loss()) {
+            return self.lose(from, item);
+        }
         let delay_us = self.world.one_way_us(from, to, &mut self.rng);
         let at_us = self.now.as_micros() + delay_us;
         let (k, side) = key(from, to);
@@ -111,7 +142,13 @@ impl Fleet<'_> {
         }
     }
 
-    fn fail_dial(&mut self, node: usize, dial: u64, reason: FailReason, after_us: u64) {
+    pub(super) fn fail_dial_after(
+        &mut self,
+        node: usize,
+        dial: u64,
+        reason: FailReason,
+        after_us: u64,
+    ) {
         let at = Timestamp::from_micros(self.now.as_micros() + after_us);
         self.queue.push(
             at,
@@ -125,16 +162,17 @@ impl Fleet<'_> {
 
     /// Node `from` dials `addr`, expecting `peer`.
     pub(super) fn dial(&mut self, from: usize, id: DialId, addr: &str, peer: Option<PeerId>) {
+        let tagged = self.faults.tag_dial(from, id.0);
         let Some(to) = self.world.index_of_addr(addr) else {
             let after_us = DIAL_UNREACHABLE.as_micros() as u64;
-            return self.fail_dial(from, id.0, FailReason::Unreachable, after_us);
+            return self.fail_dial_after(from, tagged, FailReason::Unreachable, after_us);
         };
         if to == from {
-            return self.fail_dial(from, id.0, FailReason::SelfDial, 0);
+            return self.fail_dial_after(from, tagged, FailReason::SelfDial, 0);
         }
         if peer.is_some_and(|p| p != self.ids[to]) {
             let rtt_us = self.world.rtt_us(from, to);
-            return self.fail_dial(from, id.0, FailReason::WrongPeer, rtt_us);
+            return self.fail_dial_after(from, tagged, FailReason::WrongPeer, rtt_us);
         }
         let (_, side) = key(from, to);
         let open = self
@@ -142,7 +180,7 @@ impl Fleet<'_> {
             .get(from, to)
             .is_some_and(|l| l.ends[side] == End::Open);
         if open {
-            let (now, remote) = (self.now, self.ids[to]);
+            let (now, remote) = (self.clock(from), self.ids[to]);
             if let Some(n) = self.node(from) {
                 n.handle_connected(now, remote, Direction::Outbound, Some(id));
             }
@@ -151,7 +189,7 @@ impl Fleet<'_> {
         let item = Item::Syn {
             from: from as u32,
             to: to as u32,
-            dial: id.0,
+            dial: tagged,
         };
         self.send_on_link(from, to, item);
     }
@@ -159,11 +197,11 @@ impl Fleet<'_> {
     /// A SYN from dialler `from` reaches `to`.
     pub(super) fn on_syn(&mut self, from: usize, to: usize, dial: u64) {
         if self.arrive(to, from).is_none() {
-            return self.fail_dial(from, dial, FailReason::Closed, 0);
+            return self.fail_dial_after(from, dial, FailReason::Closed, 0);
         }
         let after_us = self.world.one_way_us(to, from, &mut self.rng);
         if self.nodes[to].is_none() {
-            self.fail_dial(from, dial, FailReason::Refused, after_us);
+            self.fail_dial_after(from, dial, FailReason::Refused, after_us);
             return self.links.forget_if_done(from, to);
         }
         let (_, side) = key(to, from);
@@ -176,7 +214,7 @@ impl Fleet<'_> {
         }
         let (epoch, mine, theirs) = (link.epoch, link.ends[side], link.ends[1 - side]);
         if mine == End::Closed || theirs == End::Closed {
-            self.fail_dial(from, dial, FailReason::Closed, after_us);
+            self.fail_dial_after(from, dial, FailReason::Closed, after_us);
             return self.links.forget_if_done(from, to);
         }
         let answer = Item::SynAck {
@@ -188,7 +226,7 @@ impl Fleet<'_> {
         self.send_on_link(to, from, answer);
         if mine == End::Idle {
             self.set_end(to, from, End::Open);
-            let (now, remote) = (self.now, self.ids[from]);
+            let (now, remote) = (self.clock(to), self.ids[from]);
             if let Some(n) = self.node(to) {
                 n.handle_connected(now, remote, Direction::Inbound, None);
             }
@@ -199,7 +237,24 @@ impl Fleet<'_> {
     /// The acceptance of dial `dial` from `from` reaches the dialler `to`.
     pub(super) fn on_syn_ack(&mut self, from: usize, to: usize, epoch: u32, dial: u64) {
         let state = self.arrive(to, from);
-        let (now, remote) = (self.now, self.ids[from]);
+        let (now, remote) = (self.clock(to), self.ids[from]);
+        // The dial was made by a node that has crashed since: reset the connection the
+        // answering end opened, as TCP would.
+        let Some(dial) = self.faults.untag_dial(to, dial) else {
+            if let Some((current, mine, _)) = state
+                && current == epoch
+                && mine != End::Open
+            {
+                self.set_end(to, from, End::Closed);
+                let reset = Item::Fin {
+                    from: to as u32,
+                    to: from as u32,
+                    epoch,
+                };
+                self.send_on_link(to, from, reset);
+            }
+            return self.links.forget_if_done(from, to);
+        };
         match state {
             Some((current, mine, _)) if current == epoch && mine != End::Closed => {
                 self.set_end(to, from, End::Open);
@@ -219,7 +274,7 @@ impl Fleet<'_> {
 
     /// Node `from` closes its connection to `peer`.
     pub(super) fn disconnect(&mut self, from: usize, peer: PeerId) {
-        let now = self.now;
+        let now = self.clock(from);
         let Some(to) = self.world.index_of(&peer) else {
             if let Some(n) = self.node(from) {
                 n.handle_disconnected(now, peer);
@@ -254,6 +309,26 @@ impl Fleet<'_> {
         );
     }
 
+    /// Node `a` is gone (crashed): its end of the link to `b` closes, and if it was open a
+    /// close travels to `b` behind what `a` sent before.
+    pub(super) fn close_end(&mut self, a: usize, b: usize) {
+        let (_, side) = key(a, b);
+        let Some(link) = self.links.get(a, b) else {
+            return;
+        };
+        let (epoch, mine) = (link.epoch, link.ends[side]);
+        link.ends[side] = End::Closed;
+        if mine == End::Open {
+            let fin = Item::Fin {
+                from: a as u32,
+                to: b as u32,
+                epoch,
+            };
+            self.send_on_link(a, b, fin);
+        }
+        self.links.forget_if_done(a, b);
+    }
+
     /// The close of `from` reaches `to`.
     pub(super) fn on_fin(&mut self, from: usize, to: usize, epoch: u32) {
         if let Some((current, mine, _)) = self.arrive(to, from)
@@ -262,7 +337,7 @@ impl Fleet<'_> {
         {
             self.set_end(to, from, End::Closed);
             if mine == End::Open {
-                let (now, remote) = (self.now, self.ids[from]);
+                let (now, remote) = (self.clock(to), self.ids[from]);
                 if let Some(n) = self.node(to) {
                     n.handle_disconnected(now, remote);
                 }
@@ -275,6 +350,7 @@ impl Fleet<'_> {
     /// Node `from` sends a message.
     pub(super) fn send(&mut self, from: usize, t: Transmit) {
         self.counters.sent += 1;
+        self.trace.timeline_mut().sent(self.now);
         let Some(to) = self.world.index_of(&t.to) else {
             self.counters.dropped += 1;
             return;
@@ -305,7 +381,8 @@ impl Fleet<'_> {
         match self.arrive(to, from) {
             Some((current, End::Open, _)) if current == letter.epoch => {
                 self.counters.delivered += 1;
-                let (now, remote) = (self.now, self.ids[from]);
+                self.trace.timeline_mut().delivered(self.now);
+                let (now, remote) = (self.clock(to), self.ids[from]);
                 if let Some(n) = self.node(to) {
                     n.handle_message(now, remote, letter.message);
                 }

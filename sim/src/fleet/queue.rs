@@ -64,6 +64,10 @@ pub(super) enum Item {
     Fin { from: u32, to: u32, epoch: u32 },
     /// The message in mailbag slot `slot` arrives.
     Deliver { slot: u32 },
+    /// Step `step` of the fault schedule.
+    Fault { step: u32 },
+    /// The liveness phase looks at the network.
+    Probe,
 }
 
 #[derive(Debug)]

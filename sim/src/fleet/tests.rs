@@ -231,7 +231,7 @@ fn refused_connections_drop_their_messages_and_count_them() {
 fn links_are_fifo_under_jitter() {
     let jittery = "name = \"j\"\nduration_s = 5\n[peers]\ncount = 2\n[latency]\njitter_ms = 50\n";
     let w = world(jittery, 1);
-    let mut fleet = Fleet::new(&w, Trace::new(&w));
+    let mut fleet = Fleet::new(&w, Trace::new(&w), Plan::none());
     fleet.queue = Queue::default();
     fleet.rng = ChaCha8Rng::seed_from_u64(1);
     for k in 0..200u32 {
@@ -255,7 +255,7 @@ fn links_are_fifo_under_jitter() {
 #[test]
 fn every_node_has_a_timer_entry_no_later_than_its_deadline() {
     let w = world(MESH, 11);
-    let mut fleet = Fleet::new(&w, Trace::new(&w));
+    let mut fleet = Fleet::new(&w, Trace::new(&w), Plan::none());
     for step_ms in (0..60_000).step_by(777) {
         let t = World::epoch() + Duration::from_millis(step_ms);
         fleet.run_until(t);
@@ -275,4 +275,25 @@ fn every_node_has_a_timer_entry_no_later_than_its_deadline() {
             );
         }
     }
+}
+
+#[test]
+fn a_connection_only_one_end_holds_breaks_symmetry_at_the_end() {
+    let s = Scenario::parse(MESH, "t.toml").unwrap();
+    let w = World::build(&s, 3, sim_addr);
+    let mut fleet = Fleet::new(&w, Trace::new(&w), Plan::of(&s));
+    let end = World::epoch() + Duration::from_secs(60);
+    fleet.run_until(end);
+    assert!(fleet.failure.is_none(), "{:?}", fleet.failure);
+    // Node 0 forgets a connection without telling the network: the other end still
+    // holds it and nothing is in flight between them.
+    let node = fleet.nodes[0].as_mut().unwrap();
+    let peer = node.connections().find(|c| !c.closing).unwrap().peer;
+    node.handle_disconnected(end, peer);
+    let (_, failure) = fleet.finish(end);
+    let Some(Failure::Invariant(v)) = failure else {
+        panic!("expected a symmetry violation, got {failure:?}")
+    };
+    assert_eq!(v.invariant, "symmetry");
+    assert!(v.detail.contains("n0"), "{v}");
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use flotilla_core::{Config, ConfigError, Resources};
 use toml::Spanned;
 
-use super::locate::{KeyIndex, line_of};
+use super::include::Locator;
 use super::raw::{RawLatency, RawNode, RawPeers, RawScenario};
 use super::{
     DELAY_MS_MAX, DURATION_S_MAX, Latency, PEERS_MAX, Peers, RegionWeight, Scenario, ScenarioError,
@@ -33,34 +33,29 @@ const DURATION_FIELDS: [&str; 9] = [
 
 /// Semantic checks, pointing at the key that holds the offending value.
 pub(super) struct Checker<'a> {
-    pub text: &'a str,
     pub path: &'a str,
-    pub index: KeyIndex,
+    pub loc: &'a Locator,
 }
 
 impl Checker<'_> {
-    fn error_at(&self, offset: usize, message: String) -> ScenarioError {
-        ScenarioError::Invalid {
-            path: self.path.to_string(),
-            line: line_of(self.text, offset),
-            message,
-        }
-    }
-
-    fn error(&self, key: &str, message: String) -> ScenarioError {
-        self.error_at(self.index.offset_of(key).unwrap_or(0), message)
+    pub(super) fn error(&self, key: &str, message: String) -> ScenarioError {
+        self.loc.error(key, message)
     }
 
     /// An error about two keys, at the first of them that is written in the file.
     fn error_either(&self, keys: [&str; 2], message: String) -> ScenarioError {
-        match keys.iter().find_map(|k| self.index.offset_of_written(k)) {
-            Some(offset) => self.error_at(offset, message),
+        match keys.iter().find_map(|k| self.loc.written(k)) {
+            Some((path, line)) => ScenarioError::Invalid {
+                path,
+                line,
+                message,
+            },
             None => self.error(keys[0], message),
         }
     }
 
     /// Checks `lo <= value <= hi` for the number at `key`.
-    fn range(
+    pub(super) fn range(
         &self,
         key: &str,
         value: f64,
@@ -83,7 +78,12 @@ impl Checker<'_> {
         }
     }
 
-    fn seconds(&self, key: &str, value: f64, min_s: f64) -> Result<Duration, ScenarioError> {
+    pub(super) fn seconds(
+        &self,
+        key: &str,
+        value: f64,
+        min_s: f64,
+    ) -> Result<Duration, ScenarioError> {
         self.range(key, value, min_s, DURATION_S_MAX, "s")
             .map(Duration::from_secs_f64)
     }
@@ -122,17 +122,29 @@ impl Checker<'_> {
         let node = self.node(raw.node.as_ref(), Config::default(), "node")?;
         let bootstrap_node =
             self.node(raw.bootstrap_node.as_ref(), node.clone(), "bootstrap_node")?;
+        let peers = self.peers(&raw.peers, raw.duration_s)?;
+        let faults = self.faults(
+            raw.faults.as_deref().unwrap_or(&[]),
+            &peers,
+            duration,
+            &data,
+        )?;
+        let expect = self.expect(raw.expect.as_ref(), &faults, &peers, duration)?;
+        let debug = self.debug(raw.debug.as_ref())?;
         Ok(Scenario {
             path: self.path.to_string(),
             name: raw.name,
             seed: raw.seed.unwrap_or(0),
             duration,
             engine: raw.engine.unwrap_or(EngineKind::Fleet),
-            peers: self.peers(&raw.peers, raw.duration_s)?,
+            peers,
             regions: self.regions(raw.regions.as_ref(), &data)?,
             latency: self.latency(raw.latency.as_ref())?,
             node,
             bootstrap_node,
+            faults,
+            expect,
+            debug,
             data,
         })
     }
@@ -188,7 +200,7 @@ impl Checker<'_> {
                             name.get_ref(),
                             known.join(", ")
                         );
-                        return Err(self.error_at(name.span().start, msg));
+                        return Err(self.loc.error_at(name.span(), msg));
                     };
                     w[i] = self.range(&key, *weight, 0.0, 1e9, "")?;
                 }

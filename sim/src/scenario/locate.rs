@@ -44,8 +44,22 @@ impl KeyIndex {
                 value: value.span(),
                 path: path.clone(),
             });
-            if let DeValue::Table(inner) = value.get_ref() {
-                self.walk(inner, &path);
+            match value.get_ref() {
+                DeValue::Table(inner) => self.walk(inner, &path),
+                DeValue::Array(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        if let DeValue::Table(inner) = item.get_ref() {
+                            let item_path = format!("{path}.{i}");
+                            self.entries.push(Entry {
+                                key: item.span(),
+                                value: item.span(),
+                                path: item_path.clone(),
+                            });
+                            self.walk(inner, &item_path);
+                        }
+                    }
+                }
+                _ => {}
             }
         }
     }
@@ -70,6 +84,7 @@ impl KeyIndex {
     }
 
     /// The start of `path`, or of its closest parent table that is written.
+    #[cfg(test)]
     pub fn offset_of(&self, path: &str) -> Option<usize> {
         let mut path = path;
         loop {
@@ -125,7 +140,11 @@ fn expected_in_words(expected: &str) -> String {
         | "struct RawPeers"
         | "struct RawLatency"
         | "struct RawNode"
-        | "struct RawResources" => "a table".into(),
+        | "struct RawResources"
+        | "struct RawFault"
+        | "struct RawExpect"
+        | "struct RawDebug" => "a table".into(),
+        "bool" | "a boolean" => "true or false".into(),
         other => other.to_string(),
     }
 }

@@ -23,6 +23,9 @@ pub(super) struct RawScenario {
     pub latency: Option<RawLatency>,
     pub node: Option<RawNode>,
     pub bootstrap_node: Option<RawNode>,
+    pub faults: Option<Vec<RawFault>>,
+    pub expect: Option<RawExpect>,
+    pub debug: Option<RawDebug>,
 }
 
 /// `[peers]`.
@@ -76,4 +79,53 @@ pub(super) struct RawResources {
     pub memory_mb: Option<u64>,
     pub disk_gb: Option<u64>,
     pub gpus: Option<u32>,
+}
+
+/// The kinds of `[[faults]]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum RawFaultKind {
+    Partition,
+    Crash,
+    Loss,
+    ClockSkew,
+}
+
+/// One `[[faults]]` entry; which keys apply depends on `kind`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFault {
+    pub kind: RawFaultKind,
+    pub at_s: f64,
+    pub until_s: Option<f64>,
+    pub duration_s: Option<f64>,
+    pub regions_a: Option<Vec<String>>,
+    pub regions_b: Option<Vec<String>>,
+    pub nodes_a: Option<Vec<u64>>,
+    pub nodes_b: Option<Vec<u64>>,
+    pub one_way: Option<bool>,
+    pub nodes: Option<Vec<u64>>,
+    pub count: Option<u64>,
+    pub restart_after_s: Option<f64>,
+    pub probability: Option<f64>,
+    pub offset_ms: Option<f64>,
+}
+
+/// `[expect]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawExpect {
+    pub connected_fraction_min: Option<f64>,
+    pub degree_mean_min: Option<f64>,
+    pub degree_min_min: Option<u64>,
+    pub rtt_neighbour_mean_ms_max: Option<f64>,
+    pub liveness_s: Option<f64>,
+}
+
+/// `[debug]`: deliberate failures, to test the failure paths of the simulator itself.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDebug {
+    pub fail_invariant_after_s: Option<f64>,
+    pub panic_after_s: Option<f64>,
 }

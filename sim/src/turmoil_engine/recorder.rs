@@ -28,6 +28,10 @@ enum Record {
     },
     /// The node reported an event.
     Event(Event),
+    /// The node handed a message to the network (counted in the timeline only).
+    Sent,
+    /// The node received a message (counted in the timeline only).
+    Delivered,
 }
 
 /// The state shared by every host of a run and the engine loop (all on one thread).
@@ -76,6 +80,8 @@ impl Shared {
                     bootstrap,
                 } => trace.node_started(now, node, &region, last_mile, bootstrap),
                 Record::Event(event) => trace.event(now, node, &event),
+                Record::Sent => trace.timeline_mut().sent(now),
+                Record::Delivered => trace.timeline_mut().delivered(now),
             }
         }
     }
@@ -113,11 +119,17 @@ impl Observer for Recorder {
             .push((at, self.index, Record::Event(event.clone())));
     }
 
-    fn transmit(&mut self, _: Timestamp, _: &Node, _: &Transmit) {
-        self.shared.borrow_mut().sent += 1;
+    fn transmit(&mut self, now: Timestamp, _: &Node, _: &Transmit) {
+        let mut shared = self.shared.borrow_mut();
+        shared.sent += 1;
+        let at = sim_now().unwrap_or(now);
+        shared.records.push((at, self.index, Record::Sent));
     }
 
-    fn received(&mut self, _: Timestamp, _: &Node, _: &PeerId, _: &Message) {
-        self.shared.borrow_mut().delivered += 1;
+    fn received(&mut self, now: Timestamp, _: &Node, _: &PeerId, _: &Message) {
+        let mut shared = self.shared.borrow_mut();
+        shared.delivered += 1;
+        let at = sim_now().unwrap_or(now);
+        shared.records.push((at, self.index, Record::Delivered));
     }
 }

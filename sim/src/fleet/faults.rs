@@ -1,0 +1,318 @@
+//! Faults in the fleet engine: partitions, crashes and restarts, loss bursts, clock skew.
+//!
+//! The schedule is expanded when the fleet is built: every fault becomes one or two
+//! [`Step`]s in the queue (on and off; crash and restart), and crashes with a `count` draw
+//! their peers and times from the seed's fault stream. While faults are active:
+//!
+//! - **partition**: anything sent across the cut (in the cut's direction for a one-way
+//!   partition) is lost: messages are dropped and counted, a dial's SYN or SYN-ACK is lost
+//!   and the dial fails as unreachable after [`DIAL_UNREACHABLE`], a close is lost (the
+//!   other end finds out through failed pings). Items already on the wire arrive.
+//! - **crash**: the node stops at once; every open connection closes for its peers one
+//!   one-way delay later (behind what the node sent before), messages to it are dropped, its
+//!   timers are forgotten; a restart builds a fresh node from the world (same key, fresh
+//!   state) and starts it like at the beginning. Dials carry the node's incarnation: an
+//!   answer to a dial of the crashed node reaches no one, and the connection the answering
+//!   end opened is reset (it sees it close one one-way delay later).
+//! - **loss**: every message sent is lost with the burst's probability (seeded draws; two
+//!   bursts at once combine as independent losses).
+//! - **clock skew**: the node is handed `now + offset` in every input and its deadlines are
+//!   taken back by the offset.
+
+use std::time::Duration;
+
+use flotilla_core::{SeedTree, Timestamp};
+use rand::Rng;
+use rand::seq::index::sample;
+use rand_chacha::ChaCha8Rng;
+
+use super::Fleet;
+use super::links::DIAL_UNREACHABLE;
+use super::queue::{FailReason, Item};
+use crate::scenario::{Fault, FaultKind, Side};
+use crate::world::{STREAM_NETWORK, World};
+
+/// Label under the root seed for fault draws (random crashes, loss bursts).
+pub const STREAM_FAULTS: u64 = STREAM_NETWORK + 2;
+
+/// Bits of a travelling dial id below the incarnation tag (a core numbers its dials from
+/// 0 up, never near 2^48).
+const DIAL_TAG_SHIFT: u32 = 48;
+
+/// One change the fault schedule makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Step {
+    /// Fault `fault` (a partition, loss burst or clock skew) starts or ends.
+    Toggle { fault: u32, on: bool },
+    /// Node `node` crashes.
+    Crash { node: u32 },
+    /// Node `node` restarts.
+    Restart { node: u32 },
+}
+
+/// The fault state of a run.
+#[derive(Debug)]
+pub(super) struct Faults {
+    faults: Vec<Fault>,
+    /// The schedule, in the order the steps were expanded.
+    pub steps: Vec<(Duration, Step)>,
+    /// For each active partition: every node's side (0 neither, 1 a, 2 b), and one-way.
+    cuts: Vec<(u32, Vec<u8>, bool)>,
+    /// Loss probabilities of the active bursts, by fault.
+    losses: Vec<(u32, f64)>,
+    /// Each node's clock offset, microseconds.
+    pub skew_us: Vec<i64>,
+    /// Nodes that crashed and have not restarted.
+    pub down: Vec<bool>,
+    /// Each node's crashes so far: dials in flight carry it, so that a restarted node
+    /// (whose dial ids start again) is never told about a dial of its former self.
+    incarnation: Vec<u16>,
+    loss_rng: ChaCha8Rng,
+}
+
+impl Faults {
+    /// The schedule of `faults` in `world`.
+    pub(super) fn new(world: &World, faults: &[Fault]) -> Faults {
+        let root = SeedTree::new(world.seed()).child(STREAM_FAULTS);
+        let mut draw = root.child(0).rng();
+        let mut steps = Vec::new();
+        for (k, f) in faults.iter().enumerate() {
+            let k = k as u32;
+            match &f.kind {
+                FaultKind::Crash {
+                    nodes,
+                    count,
+                    restart_after,
+                } => {
+                    let mut crashes: Vec<(Duration, usize)> =
+                        nodes.iter().map(|n| (f.at, *n)).collect();
+                    if *count > 0 {
+                        let window_us =
+                            f.until.unwrap_or(f.at).saturating_sub(f.at).as_micros() as u64;
+                        let n = world.len();
+                        for node in sample(&mut draw, n, (*count).min(n)).into_iter() {
+                            let offset_us = if window_us == 0 {
+                                0
+                            } else {
+                                draw.random_range(0..window_us)
+                            };
+                            crashes.push((f.at + Duration::from_micros(offset_us), node));
+                        }
+                    }
+                    for (at, node) in crashes {
+                        steps.push((at, Step::Crash { node: node as u32 }));
+                        if let Some(d) = restart_after {
+                            steps.push((at + *d, Step::Restart { node: node as u32 }));
+                        }
+                    }
+                }
+                _ => {
+                    steps.push((f.at, Step::Toggle { fault: k, on: true }));
+                    if let Some(until) = f.until {
+                        steps.push((
+                            until,
+                            Step::Toggle {
+                                fault: k,
+                                on: false,
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+        Faults {
+            faults: faults.to_vec(),
+            steps,
+            cuts: Vec::new(),
+            losses: Vec::new(),
+            skew_us: vec![0; world.len()],
+            down: vec![false; world.len()],
+            incarnation: vec![0; world.len()],
+            loss_rng: root.child(1).rng(),
+        }
+    }
+
+    /// True if an item sent from `from` to `to` now is lost.
+    pub(super) fn blocks(&self, from: usize, to: usize) -> bool {
+        self.cuts.iter().any(|(_, sides, one_way)| {
+            let (a, b) = (sides[from], sides[to]);
+            (a == 1 && b == 2) || (!one_way && a == 2 && b == 1)
+        })
+    }
+
+    /// Dial id `dial` of node `i` as it travels: tagged with the node's incarnation.
+    pub(super) fn tag_dial(&self, i: usize, dial: u64) -> u64 {
+        dial | u64::from(self.incarnation[i]) << DIAL_TAG_SHIFT
+    }
+
+    /// The dial id of a travelling `tagged` dial of node `i`, if it is of the node's
+    /// current incarnation.
+    pub(super) fn untag_dial(&self, i: usize, tagged: u64) -> Option<u64> {
+        let current = u64::from(self.incarnation[i]);
+        (tagged >> DIAL_TAG_SHIFT == current).then_some(tagged & ((1 << DIAL_TAG_SHIFT) - 1))
+    }
+
+    /// Draws whether a message sent now is lost to a loss burst.
+    pub(super) fn draw_loss(&mut self) -> bool {
+        if self.losses.is_empty() {
+            return false;
+        }
+        let kept: f64 = self.losses.iter().map(|(_, p)| 1.0 - p).product();
+        self.loss_rng.random::<f64>() >= kept
+    }
+}
+
+fn in_side(side: &Side, world: &World, i: usize) -> bool {
+    match side {
+        Side::Regions(rs) => rs.contains(&world.peer(i).region),
+        Side::Nodes(ns) => ns.contains(&i),
+    }
+}
+
+impl Fleet<'_> {
+    /// Node `i`'s clock: simulated time plus its skew.
+    pub(super) fn clock(&self, i: usize) -> Timestamp {
+        let skew = self.faults.skew_us[i];
+        if skew == 0 {
+            return self.now;
+        }
+        Timestamp::from_micros(self.now.as_micros().saturating_add_signed(skew))
+    }
+
+    /// A deadline of node `i`'s clock in simulated time.
+    pub(super) fn sim_time_of(&self, i: usize, due: Timestamp) -> Timestamp {
+        let skew = self.faults.skew_us[i];
+        if skew == 0 || due == Timestamp::MAX {
+            return due;
+        }
+        Timestamp::from_micros(due.as_micros().saturating_add_signed(-skew))
+    }
+
+    /// Handles an item that a fault keeps from crossing from `from` to `to`.
+    pub(super) fn lose(&mut self, from: usize, item: Item) {
+        let after_us = DIAL_UNREACHABLE.as_micros() as u64;
+        match item {
+            Item::Deliver { slot } => {
+                self.mail.take(slot);
+                self.counters.dropped += 1;
+            }
+            Item::Syn { dial, .. } => {
+                self.fail_dial_after(from, dial, FailReason::Unreachable, after_us)
+            }
+            Item::SynAck { to, dial, .. } => {
+                self.fail_dial_after(to as usize, dial, FailReason::Unreachable, after_us)
+            }
+            _ => {}
+        }
+    }
+
+    /// Applies fault step `step`.
+    pub(super) fn fault_step(&mut self, step: u32) {
+        let Some((_, step)) = self.faults.steps.get(step as usize).copied() else {
+            return;
+        };
+        match step {
+            Step::Crash { node } => self.crash(node as usize),
+            Step::Restart { node } => {
+                let i = node as usize;
+                if self.faults.down[i] {
+                    self.faults.down[i] = false;
+                    self.trace
+                        .note(self.now, Some(i), "restart", format_args!("fresh"));
+                    self.start(i);
+                }
+            }
+            Step::Toggle { fault, on } => self.toggle(fault, on),
+        }
+    }
+
+    fn toggle(&mut self, k: u32, on: bool) {
+        let Some(fault) = self.faults.faults.get(k as usize).cloned() else {
+            return;
+        };
+        let (name, what) = match &fault.kind {
+            FaultKind::Partition { a, b, one_way } => {
+                self.faults.cuts.retain(|(f, _, _)| *f != k);
+                if on {
+                    let world = self.world;
+                    let sides = (0..world.len())
+                        .map(|i| {
+                            if in_side(a, world, i) {
+                                1
+                            } else if b.as_ref().is_none_or(|b| in_side(b, world, i)) {
+                                2
+                            } else {
+                                0
+                            }
+                        })
+                        .collect();
+                    self.faults.cuts.push((k, sides, *one_way));
+                }
+                (
+                    "partition",
+                    if *one_way { "one-way" } else { "both-ways" }.to_string(),
+                )
+            }
+            FaultKind::Loss { probability } => {
+                self.faults.losses.retain(|(f, _)| *f != k);
+                if on {
+                    self.faults.losses.push((k, *probability));
+                }
+                ("loss", format!("p={probability}"))
+            }
+            FaultKind::ClockSkew { nodes, offset_us } => {
+                for n in nodes {
+                    self.faults.skew_us[*n] = if on { *offset_us } else { 0 };
+                }
+                ("clock-skew", format!("offset={offset_us}us"))
+            }
+            FaultKind::Crash { .. } => return,
+        };
+        let state = if on { "on" } else { "off" };
+        self.trace.note(
+            self.now,
+            None,
+            "fault",
+            format_args!("#{k} {name} {state} {what}"),
+        );
+        // Deadlines of a clock that jumped are due at another simulated time.
+        if let FaultKind::ClockSkew { nodes, .. } = &fault.kind {
+            for n in nodes.clone() {
+                self.rearm(n, false);
+            }
+        }
+    }
+
+    /// Node `i` crashes: it stops, and its open connections close for the peers.
+    fn crash(&mut self, i: usize) {
+        if self.faults.down[i] {
+            return;
+        }
+        self.faults.down[i] = true;
+        self.faults.incarnation[i] = self.faults.incarnation[i].wrapping_add(1);
+        let was_running = self.nodes[i].take().is_some();
+        self.trace.note(
+            self.now,
+            Some(i),
+            "crash",
+            format_args!(
+                "{}",
+                if was_running {
+                    "running"
+                } else {
+                    "not-started"
+                }
+            ),
+        );
+        let slot = &mut self.timers[i];
+        slot.generation = slot.generation.wrapping_add(1);
+        slot.due = Timestamp::MAX;
+        slot.scheduled = Timestamp::MAX;
+        for peer in self.links.peers_of(i) {
+            self.close_end(i, peer);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,314 @@
+//! The resolved scenario: every value a run used, as a scenario file.
+//!
+//! [`to_toml`] writes a checked [`Scenario`] back in the file format of
+//! `scenarios/README.md`, with every default filled in and the run's own seed and engine
+//! (which the command line may have overridden), so the file alone reproduces the run and
+//! [`Scenario::parse`] reads it back to the same values. The text depends only on the
+//! values: keys in a fixed order, regions by name.
+//!
+//! Some things are written in normalised form: region weights are the shares the run drew
+//! from (they sum to 1); periods and delays are decimal seconds and milliseconds of the
+//! whole nanoseconds the run used; a fault's `duration_s` is written as its `until_s`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use flotilla_core::Config;
+use serde::Serialize;
+
+use super::ReportError;
+use crate::data::RegionData;
+use crate::engine::EngineKind;
+use crate::scenario::{self, FaultKind, Scenario, Side};
+
+/// The first lines of every resolved scenario file.
+const HEADER: &str = "# The resolved scenario of a run: every value after defaults and command-line\n\
+                      # overrides. `flotilla-sim run` on this file repeats the run.\n\n";
+
+/// The whole file, in the order the format documents.
+#[derive(Debug, Serialize)]
+struct File<'a> {
+    name: &'a str,
+    seed: u64,
+    duration_s: f64,
+    engine: EngineKind,
+    peers: Peers,
+    regions: BTreeMap<&'a str, f64>,
+    latency: Latency,
+    node: Node,
+    bootstrap_node: Node,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    faults: Vec<Fault<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expect: Option<Expect>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    debug: Option<Debug>,
+}
+
+/// One `[[faults]]` entry: the keys of its kind only.
+#[derive(Debug, Default, Serialize)]
+struct Fault<'a> {
+    kind: &'static str,
+    at_s: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    until_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    regions_a: Option<Vec<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nodes_a: Option<Vec<u64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    regions_b: Option<Vec<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nodes_b: Option<Vec<u64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    one_way: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nodes: Option<Vec<u64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    restart_after_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    probability: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offset_ms: Option<f64>,
+}
+
+/// `[expect]`, the bounds that are set.
+#[derive(Debug, Serialize)]
+struct Expect {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connected_fraction_min: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    degree_mean_min: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    degree_min_min: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rtt_neighbour_mean_ms_max: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    liveness_s: Option<f64>,
+}
+
+/// `[debug]`, the deliberate failures that are set.
+#[derive(Debug, Serialize)]
+struct Debug {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fail_invariant_after_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    panic_after_s: Option<f64>,
+}
+
+/// `[peers]`.
+#[derive(Debug, Serialize)]
+struct Peers {
+    count: u64,
+    bootstrap: u64,
+    start_spread_s: f64,
+}
+
+/// `[latency]`.
+#[derive(Debug, Serialize)]
+struct Latency {
+    jitter_ms: f64,
+    last_mile_ms: [f64; 2],
+}
+
+/// `[node]` and `[bootstrap_node]`, every key written.
+#[derive(Debug, Serialize)]
+struct Node {
+    peers_target: u64,
+    peers_max: u64,
+    peers_refused_max: u64,
+    refuse_grace_s: f64,
+    dials_concurrent_max: u64,
+    peers_known_max: u64,
+    maintain_interval_s: f64,
+    ping_interval_s: f64,
+    ping_timeout_s: f64,
+    ping_failures_max: u32,
+    exchange_interval_s: f64,
+    exchange_peers_max: u16,
+    exchange_hops_max: u8,
+    advert_ttl_s: f64,
+    advert_refresh_s: f64,
+    dial_backoff_base_s: f64,
+    dial_backoff_max_s: f64,
+    dial_failures_max: u32,
+    resources: Resources,
+}
+
+/// `[node.resources]`.
+#[derive(Debug, Serialize)]
+struct Resources {
+    cores: u32,
+    memory_mb: u64,
+    disk_gb: u64,
+    gpus: u32,
+}
+
+/// Whole nanoseconds as decimal seconds: the shortest decimal that reads back to them.
+fn seconds(d: Duration) -> f64 {
+    d.as_nanos() as f64 / 1e9
+}
+
+/// Whole nanoseconds as decimal milliseconds.
+fn millis(d: Duration) -> f64 {
+    d.as_nanos() as f64 / 1e6
+}
+
+impl Node {
+    fn of(c: &Config) -> Node {
+        Node {
+            peers_target: c.peers_target as u64,
+            peers_max: c.peers_max as u64,
+            peers_refused_max: c.peers_refused_max as u64,
+            refuse_grace_s: seconds(c.refuse_grace),
+            dials_concurrent_max: c.dials_concurrent_max as u64,
+            peers_known_max: c.peers_known_max as u64,
+            maintain_interval_s: seconds(c.maintain_interval),
+            ping_interval_s: seconds(c.ping_interval),
+            ping_timeout_s: seconds(c.ping_timeout),
+            ping_failures_max: c.ping_failures_max,
+            exchange_interval_s: seconds(c.exchange_interval),
+            exchange_peers_max: c.exchange_peers_max,
+            exchange_hops_max: c.exchange_hops_max,
+            advert_ttl_s: seconds(c.advert_ttl),
+            advert_refresh_s: seconds(c.advert_refresh),
+            dial_backoff_base_s: seconds(c.dial_backoff_base),
+            dial_backoff_max_s: seconds(c.dial_backoff_max),
+            dial_failures_max: c.dial_failures_max,
+            resources: Resources {
+                cores: c.resources.cores,
+                memory_mb: c.resources.memory_mb,
+                disk_gb: c.resources.disk_gb,
+                gpus: c.resources.gpus,
+            },
+        }
+    }
+}
+
+fn indices(v: &[usize]) -> Vec<u64> {
+    v.iter().map(|i| *i as u64).collect()
+}
+
+/// A partition side as its `regions_*` and `nodes_*` keys.
+fn side<'a>(data: &'a RegionData, s: Option<&Side>) -> (Option<Vec<&'a str>>, Option<Vec<u64>>) {
+    match s {
+        None => (None, None),
+        Some(Side::Regions(r)) => (
+            Some(r.iter().map(|i| data.region(*i).name.as_str()).collect()),
+            None,
+        ),
+        Some(Side::Nodes(n)) => (None, Some(indices(n))),
+    }
+}
+
+impl<'a> Fault<'a> {
+    fn of(f: &scenario::Fault, data: &'a RegionData) -> Fault<'a> {
+        let base = Fault {
+            at_s: seconds(f.at),
+            until_s: f.until.map(seconds),
+            ..Fault::default()
+        };
+        match &f.kind {
+            FaultKind::Partition { a, b, one_way } => {
+                let ((regions_a, nodes_a), (regions_b, nodes_b)) =
+                    (side(data, Some(a)), side(data, b.as_ref()));
+                Fault {
+                    kind: "partition",
+                    regions_a,
+                    nodes_a,
+                    regions_b,
+                    nodes_b,
+                    one_way: Some(*one_way),
+                    ..base
+                }
+            }
+            FaultKind::Crash {
+                nodes,
+                count,
+                restart_after,
+            } => Fault {
+                kind: "crash",
+                nodes: (!nodes.is_empty()).then(|| indices(nodes)),
+                count: (*count > 0).then_some(*count as u64),
+                restart_after_s: restart_after.map(seconds),
+                ..base
+            },
+            FaultKind::Loss { probability } => Fault {
+                kind: "loss",
+                probability: Some(*probability),
+                ..base
+            },
+            FaultKind::ClockSkew { nodes, offset_us } => Fault {
+                kind: "clock_skew",
+                nodes: Some(indices(nodes)),
+                offset_ms: Some(*offset_us as f64 / 1000.0),
+                ..base
+            },
+        }
+    }
+}
+
+fn expect(e: &scenario::Expect) -> Option<Expect> {
+    let out = Expect {
+        connected_fraction_min: e.connected_fraction_min,
+        degree_mean_min: e.degree_mean_min,
+        degree_min_min: e.degree_min_min.map(|d| d as u64),
+        rtt_neighbour_mean_ms_max: e.rtt_neighbour_mean_ms_max,
+        liveness_s: e.liveness.map(seconds),
+    };
+    let set = out.connected_fraction_min.is_some()
+        || out.degree_mean_min.is_some()
+        || out.degree_min_min.is_some()
+        || out.rtt_neighbour_mean_ms_max.is_some()
+        || out.liveness_s.is_some();
+    set.then_some(out)
+}
+
+fn debug(d: &scenario::Debug) -> Option<Debug> {
+    let out = Debug {
+        fail_invariant_after_s: d.fail_invariant_after.map(seconds),
+        panic_after_s: d.panic_after.map(seconds),
+    };
+    (out.fail_invariant_after_s.is_some() || out.panic_after_s.is_some()).then_some(out)
+}
+
+/// `scenario` as a scenario file, run at `seed` on `engine`.
+pub fn to_toml(scenario: &Scenario, seed: u64, engine: EngineKind) -> Result<String, ReportError> {
+    let regions = scenario
+        .regions
+        .iter()
+        .map(|r| (scenario.data.region(r.region).name.as_str(), r.weight))
+        .collect();
+    let file = File {
+        name: &scenario.name,
+        seed,
+        duration_s: seconds(scenario.duration),
+        engine,
+        peers: Peers {
+            count: scenario.peers.count as u64,
+            bootstrap: scenario.peers.bootstrap as u64,
+            start_spread_s: seconds(scenario.peers.start_spread),
+        },
+        regions,
+        latency: Latency {
+            jitter_ms: millis(scenario.latency.jitter),
+            last_mile_ms: [
+                millis(scenario.latency.last_mile_min),
+                millis(scenario.latency.last_mile_max),
+            ],
+        },
+        node: Node::of(&scenario.node),
+        bootstrap_node: Node::of(&scenario.bootstrap_node),
+        faults: scenario
+            .faults
+            .iter()
+            .map(|f| Fault::of(f, &scenario.data))
+            .collect(),
+        expect: expect(&scenario.expect),
+        debug: debug(&scenario.debug),
+    };
+    let body = toml::to_string(&file).map_err(|e| ReportError::Scenario(e.to_string()))?;
+    Ok(format!("{HEADER}{body}"))
+}
