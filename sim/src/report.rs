@@ -34,6 +34,7 @@ use rand::Rng;
 
 use crate::engine::{EngineKind, RunResult};
 use crate::scenario::Scenario;
+use crate::summary::neighbourhoods;
 use crate::timeline::Timeline;
 use crate::world::{STREAM_NETWORK, World};
 
@@ -95,17 +96,12 @@ impl ChartData {
             degrees: Vec::with_capacity(result.nodes.len()),
             timeline: result.trace.timeline().clone(),
         };
-        for (i, node) in result.nodes.iter().enumerate() {
-            let mut degree = 0;
-            for c in node.connections().filter(|c| !c.closing) {
-                degree += 1;
-                let rtt = node.peer_table().get(&c.peer).and_then(|e| e.rtt);
-                if let (Some(rtt), Some(j)) = (rtt, world.index_of(&c.peer)) {
-                    data.rtt_measured_ms.push(rtt.ewma_us as f64 / 1000.0);
-                    data.rtt_model_ms.push(world.rtt_us(i, j) as f64 / 1000.0);
-                }
+        for hood in neighbourhoods(world, result) {
+            for (measured, model) in hood.rtts_us {
+                data.rtt_measured_ms.push(measured as f64 / 1000.0);
+                data.rtt_model_ms.push(model as f64 / 1000.0);
             }
-            data.degrees.push(degree);
+            data.degrees.push(hood.degree);
         }
         data.rtt_measured_ms.sort_by(f64::total_cmp);
         data.rtt_model_ms.sort_by(f64::total_cmp);

@@ -68,6 +68,36 @@ fn mean(sum: f64, count: u64) -> f64 {
     if count == 0 { 0.0 } else { sum / count as f64 }
 }
 
+/// One node's neighbourhood at the end of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Neighbourhood {
+    /// Connections that count (refused connections about to close left out).
+    pub degree: usize,
+    /// For each neighbour with an RTT sample: the measured smoothed RTT and the model's
+    /// base RTT of the pair, microseconds.
+    pub rtts_us: Vec<(u64, u64)>,
+}
+
+/// The neighbourhood of every node of `result`, in node order.
+pub(crate) fn neighbourhoods(world: &World, result: &RunResult) -> Vec<Neighbourhood> {
+    let mut out = Vec::with_capacity(result.nodes.len());
+    for (i, node) in result.nodes.iter().enumerate() {
+        let mut hood = Neighbourhood {
+            degree: 0,
+            rtts_us: Vec::new(),
+        };
+        for c in node.connections().filter(|c| !c.closing) {
+            hood.degree += 1;
+            let rtt = node.peer_table().get(&c.peer).and_then(|e| e.rtt);
+            if let (Some(rtt), Some(j)) = (rtt, world.index_of(&c.peer)) {
+                hood.rtts_us.push((rtt.ewma_us, world.rtt_us(i, j)));
+            }
+        }
+        out.push(hood);
+    }
+    out
+}
+
 impl Summary {
     /// Summarises `result`, a run of `world` on `engine`.
     pub fn from_run(world: &World, engine: EngineKind, result: &RunResult) -> Summary {
@@ -75,21 +105,16 @@ impl Summary {
         let (mut degree_sum, mut degree_min, mut degree_max, mut connected) =
             (0u64, usize::MAX, 0, 0u64);
         let (mut samples, mut measured_us, mut model_us) = (0u64, 0f64, 0f64);
-        for (i, node) in result.nodes.iter().enumerate() {
-            let mut degree = 0;
-            for c in node.connections().filter(|c| !c.closing) {
-                degree += 1;
-                let rtt = node.peer_table().get(&c.peer).and_then(|e| e.rtt);
-                if let (Some(rtt), Some(j)) = (rtt, world.index_of(&c.peer)) {
-                    samples += 1;
-                    measured_us += rtt.ewma_us as f64;
-                    model_us += world.rtt_us(i, j) as f64;
-                }
+        for hood in neighbourhoods(world, result) {
+            for (measured, model) in hood.rtts_us {
+                samples += 1;
+                measured_us += measured as f64;
+                model_us += model as f64;
             }
-            degree_sum += degree as u64;
-            degree_min = degree_min.min(degree);
-            degree_max = degree_max.max(degree);
-            connected += u64::from(degree > 0);
+            degree_sum += hood.degree as u64;
+            degree_min = degree_min.min(hood.degree);
+            degree_max = degree_max.max(hood.degree);
+            connected += u64::from(hood.degree > 0);
         }
         Summary {
             scenario: world.name().to_string(),
