@@ -81,6 +81,8 @@ pub struct ConnectionInfo {
 #[derive(Clone, Debug)]
 struct Dial {
     peer: Option<PeerId>,
+    /// An exploration dial: once connected, one other peer is let go.
+    explore: bool,
 }
 
 /// A summary of the node's state for the API.
@@ -121,6 +123,7 @@ pub struct Node {
     next_dial_id: u64,
     next_maintain: Timestamp,
     next_exchange: Timestamp,
+    next_explore: Timestamp,
     next_advert_refresh: Timestamp,
     bootstrap_not_before: Timestamp,
     actions: VecDeque<Action>,
@@ -148,9 +151,11 @@ impl Node {
             }
         }
         let exchange_phase = jitter(&mut rng, config.exchange_interval);
+        let explore_phase = jitter(&mut rng, config.explore_interval);
         Ok(Node {
             next_maintain: now,
             next_exchange: now + exchange_phase,
+            next_explore: now + config.explore_interval + explore_phase,
             next_advert_refresh: now + config.advert_refresh,
             bootstrap_not_before: now,
             keypair,
@@ -261,6 +266,7 @@ impl Node {
         let mut t = self
             .next_maintain
             .min(self.next_exchange)
+            .min(self.next_explore)
             .min(self.next_advert_refresh);
         for c in self.connections.values() {
             t = t.min(c.next_ping);
@@ -299,6 +305,11 @@ impl Node {
             let j = jitter(&mut self.rng, self.config.exchange_interval / 5);
             self.next_exchange = now + self.config.exchange_interval + j;
         }
+        if now >= self.next_explore {
+            self.explore(now);
+            let j = jitter(&mut self.rng, self.config.explore_interval / 5);
+            self.next_explore = now + self.config.explore_interval + j;
+        }
     }
 
     /// A connection to `peer` is up. `dial` is set when it answers one of this node's dials.
@@ -326,6 +337,7 @@ impl Node {
             }
             closing_at = Some(now + self.config.refuse_grace);
         }
+        let explored = dialed.as_ref().is_some_and(|d| d.explore);
         let source = match (direction, dialed) {
             (Direction::Inbound, _) => Source::Inbound,
             // Dialled by address alone: one of the configured bootstrap addresses.
@@ -366,6 +378,26 @@ impl Node {
         if direction == Direction::Outbound {
             self.send(peer, self.peers_request());
         }
+        if explored && self.peers_count() > self.config.peers_target {
+            self.let_one_go(peer);
+        }
+    }
+
+    /// Lets one connection other than `keep` go, drawn at random: the other half of an
+    /// exploration dial, so the node stays at its target.
+    fn let_one_go(&mut self, keep: PeerId) {
+        let others: Vec<PeerId> = self
+            .connections
+            .iter()
+            .filter(|(p, c)| **p != keep && c.closing_at.is_none())
+            .map(|(p, _)| *p)
+            .collect();
+        if others.is_empty() {
+            return;
+        }
+        let victim = others[self.rng.random_range(0..others.len())];
+        self.remove_connection(&victim);
+        self.drop_peer(victim, "rotate");
     }
 
     /// The last connection to `peer` is down.

@@ -19,12 +19,13 @@ use crate::data::RegionData;
 use crate::engine::EngineKind;
 
 /// The `Config` fields that are durations.
-const DURATION_FIELDS: [&str; 9] = [
+const DURATION_FIELDS: [&str; 10] = [
     "refuse_grace",
     "maintain_interval",
     "ping_interval",
     "ping_timeout",
     "exchange_interval",
+    "explore_interval",
     "advert_ttl",
     "advert_refresh",
     "dial_backoff_base",
@@ -288,6 +289,11 @@ impl Checker<'_> {
                 "exchange_interval_s",
                 raw.exchange_interval_s,
                 &mut c.exchange_interval,
+            ),
+            (
+                "explore_interval_s",
+                raw.explore_interval_s,
+                &mut c.explore_interval,
             ),
             ("advert_ttl_s", raw.advert_ttl_s, &mut c.advert_ttl),
             (

@@ -61,6 +61,7 @@ pub(super) struct RawNode {
     pub ping_timeout_s: Option<f64>,
     pub ping_failures_max: Option<u32>,
     pub exchange_interval_s: Option<f64>,
+    pub explore_interval_s: Option<f64>,
     pub exchange_peers_max: Option<u16>,
     pub exchange_hops_max: Option<u8>,
     pub advert_ttl_s: Option<f64>,

@@ -47,6 +47,10 @@ pub struct Config {
     pub ping_timeout: Duration,
     /// Consecutive failed pings after which the peer is disconnected.
     pub ping_failures_max: u32,
+    /// Period between exploration dials: a node with its target of peers still dials one
+    /// random known peer now and then and lets one other connection go, so the overlay keeps
+    /// mixing and parts that were cut apart find each other again.
+    pub explore_interval: Duration,
     /// Period between peer-table exchanges.
     pub exchange_interval: Duration,
     /// Records asked for and accepted in one exchange.
@@ -82,6 +86,7 @@ impl Default for Config {
             ping_interval: Duration::from_secs(15),
             ping_timeout: Duration::from_secs(10),
             ping_failures_max: 3,
+            explore_interval: Duration::from_secs(60),
             exchange_interval: Duration::from_secs(60),
             exchange_peers_max: 32,
             exchange_hops_max: 2,
@@ -128,6 +133,7 @@ impl Config {
             (self.ping_interval, "ping_interval"),
             (self.ping_timeout, "ping_timeout"),
             (self.exchange_interval, "exchange_interval"),
+            (self.explore_interval, "explore_interval"),
             (self.advert_ttl, "advert_ttl"),
             (self.advert_refresh, "advert_refresh"),
         ] {

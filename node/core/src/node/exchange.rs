@@ -1,14 +1,15 @@
 //! Connection maintenance and peer-table exchange.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
 use rand::seq::index;
 
-use super::{Action, Dial, DialId, Event, Node};
+use super::{Action, Connection, Dial, DialId, Event, Node};
 use crate::identity::PeerId;
-use crate::peer_table::{PeerEntry, Source};
+use crate::peer_table::{PeerEntry, PeerTable, Source};
 use crate::time::Timestamp;
 use crate::wire::{Message, PeerRecord};
 
@@ -28,17 +29,7 @@ impl Node {
         if deficit == 0 {
             return;
         }
-        let dialing: Vec<PeerId> = self.dials.values().filter_map(|d| d.peer).collect();
-        let candidates: Vec<&PeerEntry> = self
-            .table
-            .iter()
-            .filter(|e| {
-                e.addr_first().is_some()
-                    && e.dial_not_before <= now
-                    && !self.connections.contains_key(&e.peer_id)
-                    && !dialing.contains(&e.peer_id)
-            })
-            .collect();
+        let candidates = dial_candidates(&self.table, &self.connections, &self.dials, now);
         let picks = index::sample(
             &mut self.rng,
             candidates.len(),
@@ -50,8 +41,14 @@ impl Node {
             .filter_map(|i| Some((candidates[i].peer_id, candidates[i].addr_first()?.clone())))
             .collect();
         let no_candidates = candidates.is_empty();
+        let too_few = candidates.len() < deficit;
         for (peer, addr) in picks {
-            self.dial(addr, Some(peer));
+            self.dial(addr, Some(peer), false);
+        }
+        // Short of peers and of candidates: ask a connected peer for more now rather than
+        // at the next exchange.
+        if too_few {
+            self.start_exchange(now);
         }
         // Isolated and nothing to dial: go back to the bootstrap addresses without peer id.
         if self.connections.is_empty()
@@ -67,16 +64,36 @@ impl Node {
                 .map(|b| b.addr.clone())
                 .collect();
             for addr in addrs {
-                self.dial(addr, None);
+                self.dial(addr, None, false);
             }
             self.bootstrap_not_before = now + self.config.dial_backoff_base;
         }
     }
 
-    fn dial(&mut self, addr: String, peer: Option<PeerId>) {
+    /// At its target of peers, dials one random candidate; when it connects, one other
+    /// connection is let go (see `handle_connected`). One exploration at a time.
+    pub(super) fn explore(&mut self, now: Timestamp) {
+        if self.peers_count() < self.config.peers_target
+            || self.peers_count() >= self.config.peers_max
+            || self.dials.values().any(|d| d.explore)
+        {
+            return;
+        }
+        let candidates = dial_candidates(&self.table, &self.connections, &self.dials, now);
+        if candidates.is_empty() {
+            return;
+        }
+        let pick = candidates[self.rng.random_range(0..candidates.len())];
+        if let Some(addr) = pick.addr_first().cloned() {
+            let peer = pick.peer_id;
+            self.dial(addr, Some(peer), true);
+        }
+    }
+
+    fn dial(&mut self, addr: String, peer: Option<PeerId>, explore: bool) {
         let id = DialId(self.next_dial_id);
         self.next_dial_id += 1;
-        self.dials.insert(id, Dial { peer });
+        self.dials.insert(id, Dial { peer, explore });
         self.events.push_back(Event::Dialing {
             peer,
             addr: addr.clone(),
@@ -181,4 +198,24 @@ impl Node {
             rejected,
         });
     }
+}
+
+/// Known peers that may be dialled now: not connected, not being dialled, not backing off,
+/// with an address.
+fn dial_candidates<'a>(
+    table: &'a PeerTable,
+    connections: &BTreeMap<PeerId, Connection>,
+    dials: &BTreeMap<DialId, Dial>,
+    now: Timestamp,
+) -> Vec<&'a PeerEntry> {
+    let dialing: Vec<PeerId> = dials.values().filter_map(|d| d.peer).collect();
+    table
+        .iter()
+        .filter(|e| {
+            e.addr_first().is_some()
+                && e.dial_not_before <= now
+                && !connections.contains_key(&e.peer_id)
+                && !dialing.contains(&e.peer_id)
+        })
+        .collect()
 }

@@ -345,3 +345,38 @@ fn timers_advance_when_ping_timeout_exceeds_interval() {
     }
     assert!(now > start + Duration::from_secs(10));
 }
+
+#[test]
+fn a_node_at_its_target_explores_and_stays_at_target() {
+    let hub = hub_id();
+    let mut net = Net::new(8, |i| {
+        let mut c = star_config(i, hub);
+        c.peers_target = 2;
+        c.explore_interval = Duration::from_secs(30);
+        c
+    });
+    let start = net.now;
+    net.run_until(start + Duration::from_secs(600));
+    let explored = net
+        .events
+        .iter()
+        .filter(|(_, e)| {
+            matches!(
+                e,
+                Event::Dropping {
+                    reason: "rotate",
+                    ..
+                }
+            )
+        })
+        .count();
+    assert!(explored >= 8, "only {explored} rotations in 10 minutes");
+    for (i, n) in net.nodes.iter().enumerate() {
+        // Rotation never leaves a node below its target for good.
+        assert!(
+            n.peers_count() >= 2,
+            "node {i} has {} peers",
+            n.peers_count()
+        );
+    }
+}
