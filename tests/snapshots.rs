@@ -7,6 +7,7 @@
 //! | `quickstart.toml` | fleet | `quickstart_fleet_summary`, `quickstart_fleet_trace_head` |
 //! | `partition-heal.toml` | fleet | `partition_heal_fleet_summary`, `partition_heal_fleet_trace` |
 //! | `crash-restart.toml` | fleet | `crash_restart_fleet_summary`, `crash_restart_fleet_trace` |
+//! | `churn-classes.toml` | fleet | `churn_classes_fleet_summary`, `churn_classes_fleet_trace_head` (with every engine line) |
 //!
 //! The scenarios with faults run through the simulator's checked runner (faults, invariants,
 //! liveness, `[expect]`), as `flotilla-sim run` does, and must pass.
@@ -24,7 +25,8 @@ use flotilla_sim::{EngineKind, Trace, runner};
 use flotilla_tests::{Run, head, load, run, scenarios_dir, sha256_hex};
 
 /// Scenario files snapshotted by this binary (sorted), one test each below.
-const COVERED: [&str; 4] = [
+const COVERED: [&str; 5] = [
+    "churn-classes.toml",
     "crash-restart.toml",
     "partition-heal.toml",
     "quickstart.toml",
@@ -85,6 +87,40 @@ fn partition_heal_fleet() {
 #[test]
 fn crash_restart_fleet() {
     snapshot_checked("crash-restart.toml", "crash_restart");
+}
+
+/// Three hundred peers in classes, two of them churning, and a partition drawn from the
+/// seed: the summary, the head of the trace and every engine line (the drawn partition's
+/// `fault` lines, `converged`, `end`).
+#[test]
+fn churn_classes_fleet() {
+    let file = "churn-classes.toml";
+    let run = run_checked_file(file);
+    let summary = run.summary.to_json();
+    snapshot(
+        file,
+        &run,
+        "churn_classes_fleet_summary",
+        "summary.json",
+        &summary,
+    );
+    let text = String::from_utf8_lossy(&run.trace);
+    let engine: Vec<&str> = text.lines().filter(|l| l.contains(" -- ")).collect();
+    let value = format!(
+        "{}
+engine lines
+{}
+",
+        trace_head(&run, 100),
+        engine.join("\n")
+    );
+    snapshot(
+        file,
+        &run,
+        "churn_classes_fleet_trace_head",
+        "trace.txt digest, head and engine lines",
+        &value,
+    );
 }
 
 /// Asserts `value`, `what` of `run` of `scenarios/<file>`, against `snapshots/<name>.snap`.

@@ -215,12 +215,13 @@ impl Fleet<'_> {
         }
         let node = self.world.new_node(i, self.clock(i));
         let p = self.world.peer(i);
-        self.trace.node_started(
+        self.trace.node_started_in(
             self.now,
             i,
             self.world.region_name(i),
             p.last_mile,
             p.bootstrap,
+            self.world.class_name(i),
         );
         self.nodes[i] = Some(node);
         self.drain(i, false);

@@ -68,6 +68,8 @@ pub fn run_checked(
     trace_of: impl FnOnce(&World) -> Trace,
 ) -> Result<Outcome, RunError> {
     check_engine(scenario, engine)?;
+    // Fault options written as ranges are drawn for this seed.
+    let scenario = &scenario.at_seed(seed);
     let world = engine::world(scenario, seed);
     let trace = trace_of(&world);
     let ran = catch_unwind(AssertUnwindSafe(|| {
@@ -111,6 +113,15 @@ pub fn check_engine(scenario: &Scenario, engine: EngineKind) -> Result<(), RunEr
         }
         if scenario.debug != Default::default() {
             return Err(RunError::Unsupported("[debug] failures"));
+        }
+        if scenario.has_churn() {
+            return Err(RunError::Unsupported("churning classes (`uptime_s`)"));
+        }
+        if scenario.latency.loss > 0.0 {
+            return Err(RunError::Unsupported("message loss (`latency.loss`)"));
+        }
+        if scenario.has_bandwidth() {
+            return Err(RunError::Unsupported("uplink limits (`bandwidth_kbps`)"));
         }
     }
     Ok(())

@@ -16,6 +16,8 @@
 //! documents every key and its default.
 
 mod check;
+mod classes;
+mod draw;
 mod expect;
 mod faults;
 mod include;
@@ -32,8 +34,12 @@ use flotilla_core::Config;
 use crate::data::{DataError, RegionData};
 use crate::engine::EngineKind;
 use check::Checker;
+pub use classes::{
+    BANDWIDTH_KBPS_MAX, BANDWIDTH_KBPS_MIN, CHURN_S_MIN, CLASSES_MAX, Churn, Class, Dist,
+};
+pub use draw::STREAM_FAULT_OPTIONS;
 pub use expect::{Debug, Expect};
-pub use faults::{Fault, FaultKind, Side, fault_phase_end};
+pub use faults::{Fault, FaultDraws, FaultKind, Side, fault_phase_end, fraction_count};
 pub use include::INCLUDE_DEPTH_MAX;
 use include::Locator;
 use locate::describe;
@@ -102,6 +108,8 @@ pub struct Latency {
     pub last_mile_min: Duration,
     /// Largest per-peer access (last-mile) RTT.
     pub last_mile_max: Duration,
+    /// Probability that a message is lost (seeded draws); 0 for none.
+    pub loss: f64,
 }
 
 /// One region peers are placed in, with its share of the peers.
@@ -136,8 +144,13 @@ pub struct Scenario {
     pub node: Config,
     /// The profile of the bootstrap nodes: `node` with `[bootstrap_node]` applied.
     pub bootstrap_node: Config,
-    /// Faults injected on a schedule (`[[faults]]`), in file order.
+    /// Node classes (`[[classes]]`), in file order; empty without the key.
+    pub classes: Vec<Class>,
+    /// Faults injected on a schedule (`[[faults]]`), in file order; options written as
+    /// ranges hold their low end until [`Scenario::at_seed`] draws them.
     pub faults: Vec<Fault>,
+    /// For each fault, what of it a seed draws (same order as `faults`).
+    pub fault_draws: Vec<FaultDraws>,
     /// Assertions on the run (`[expect]`).
     pub expect: Expect,
     /// Deliberate failures for testing the simulator (`[debug]`).
@@ -151,6 +164,16 @@ impl Scenario {
     /// liveness phase begins.
     pub fn fault_phase_end(&self) -> Duration {
         fault_phase_end(&self.faults, &self.peers)
+    }
+
+    /// True if a class churns.
+    pub fn has_churn(&self) -> bool {
+        self.classes.iter().any(|c| c.churn.is_some())
+    }
+
+    /// True if a class limits its uplink.
+    pub fn has_bandwidth(&self) -> bool {
+        self.classes.iter().any(|c| c.bandwidth_kbps.is_some())
     }
 
     /// The highest peer index a fault names, if any does.

@@ -211,12 +211,26 @@ impl Trace {
         last_mile: Duration,
         bootstrap: bool,
     ) {
+        self.node_started_in(now, node, region, last_mile, bootstrap, None);
+    }
+
+    /// Engine line: node `node` of class `class` (if the scenario has classes) started.
+    pub fn node_started_in(
+        &mut self,
+        now: Timestamp,
+        node: usize,
+        region: &str,
+        last_mile: Duration,
+        bootstrap: bool,
+        class: Option<&str>,
+    ) {
         let boot = if bootstrap { " boot" } else { "" };
+        let (sep, class) = class.map_or(("", ""), |c| (" class=", c));
         self.line(
             now,
             Some(node),
             "start",
-            format_args!("{region} lm={}{boot}", Millis(last_mile)),
+            format_args!("{region} lm={}{boot}{sep}{class}", Millis(last_mile)),
         );
     }
 

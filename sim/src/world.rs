@@ -6,7 +6,11 @@
 //! comes from [`SeedTree::new(seed)`](SeedTree): peer `i` draws its key from
 //! `child(i).child(PURPOSE_KEY)`, its protocol decisions from `child(i).child(PURPOSE_PROTOCOL)`
 //! and its placement from `child(i).child(PURPOSE_PLACEMENT)`; the network's jitter comes
-//! from `child(STREAM_NETWORK)`, a label no peer index reaches.
+//! from `child(STREAM_NETWORK)`, a label no peer index reaches. With `[[classes]]`, each
+//! non-bootstrap peer draws its class from `child(i).child(PURPOSE_CLASS)` (a class with
+//! its own regions places the peer with the same placement draw), and a churning peer
+//! draws its sessions and down times from `child(STREAM_CHURN).child(i)`: classes and
+//! churn move none of the draws above.
 //!
 //! Latency model: the base RTT between peers `a` and `b` is the median RTT between their
 //! regions plus the last-mile RTT of each end; a one-way delay is half of that plus a
@@ -24,12 +28,18 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::data::RegionData;
-use crate::scenario::Scenario;
+use crate::scenario::{Churn, Scenario};
 
 /// Purpose label under a peer's seed: its region, last-mile delay and start offset.
 pub const PURPOSE_PLACEMENT: u64 = 0x534d_0001;
+/// Purpose label under a peer's seed: its class.
+pub const PURPOSE_CLASS: u64 = 0x534d_0002;
 /// Label under the root seed for the network's randomness (above every peer index).
 pub const STREAM_NETWORK: u64 = 1 << 63;
+/// Label under the root seed for the churn of the peers (sessions and down times).
+pub const STREAM_CHURN: u64 = STREAM_NETWORK + 17;
+/// Label under the root seed for the baseline message loss (`latency.loss`).
+pub const STREAM_LOSS: u64 = STREAM_NETWORK + 18;
 /// The virtual start of every run: 2026-01-01T00:00:00Z.
 const EPOCH_S: u64 = 1_767_225_600;
 
@@ -65,6 +75,9 @@ pub struct Peer {
     pub protocol_seed: SeedTree,
     /// Its complete node configuration.
     pub config: Config,
+    /// Its class (index into the scenario's `[[classes]]`), if the scenario has classes
+    /// and the peer is not a bootstrap node.
+    pub class: Option<usize>,
 }
 
 /// Everything fixed before a run starts.
@@ -81,6 +94,12 @@ pub struct World {
     last_mile_us: Vec<u32>,
     by_id: Arc<FastMap<PeerId, u32>>,
     by_addr: BTreeMap<String, usize>,
+    /// Names and churn of the scenario's classes.
+    classes: Vec<(String, Option<Churn>)>,
+    /// Each peer's uplink, kbit/s (0: unlimited).
+    uplink_kbps: Vec<f64>,
+    /// Probability that a message is lost.
+    loss: f64,
     /// One cache of verified adverts for every node: each advert's signature is checked
     /// once per run instead of once per node (outcomes are the same).
     verified: Arc<VerifiedAdverts>,
@@ -113,18 +132,25 @@ impl World {
         for (i, keypair) in keypairs.into_iter().enumerate() {
             let node_seed = root.child(i as u64);
             let mut rng = node_seed.child(PURPOSE_PLACEMENT).rng();
-            let region = pick_region(scenario, rng.random::<f64>());
-            let last_mile = Duration::from_micros(rng.random_range(lm_min..=lm_max));
             let is_bootstrap = i < scenario.peers.bootstrap;
+            let class = (!is_bootstrap && !scenario.classes.is_empty()).then(|| {
+                let u = node_seed.child(PURPOSE_CLASS).rng().random::<f64>();
+                pick(scenario.classes.iter().map(|c| (c.weight, ())), u).0
+            });
+            let regions = class
+                .and_then(|c| scenario.classes[c].regions.as_deref())
+                .unwrap_or(&scenario.regions);
+            let region = pick_region(regions, rng.random::<f64>());
+            let last_mile = Duration::from_micros(rng.random_range(lm_min..=lm_max));
             let start_offset = if is_bootstrap || spread_us == 0 {
                 Duration::ZERO
             } else {
                 Duration::from_micros(rng.random_range(0..spread_us))
             };
-            let profile = if is_bootstrap {
-                &scenario.bootstrap_node
-            } else {
-                &scenario.node
+            let profile = match class {
+                _ if is_bootstrap => &scenario.bootstrap_node,
+                Some(c) => &scenario.classes[c].node,
+                None => &scenario.node,
             };
             let config = Config {
                 listen_addrs: vec![addr_of(i)],
@@ -142,8 +168,17 @@ impl World {
                 keypair,
                 protocol_seed: node_seed.child(PURPOSE_PROTOCOL),
                 config,
+                class,
             });
         }
+        let uplink_kbps = peers
+            .iter()
+            .map(|p| {
+                p.class
+                    .and_then(|c| scenario.classes[c].bandwidth_kbps)
+                    .unwrap_or(0.0)
+            })
+            .collect();
         let by_id = peers.iter().map(|p| (p.peer_id, p.index as u32)).collect();
         let by_addr = peers
             .iter()
@@ -160,6 +195,13 @@ impl World {
             peers,
             by_id: Arc::new(by_id),
             by_addr,
+            classes: scenario
+                .classes
+                .iter()
+                .map(|c| (c.name.clone(), c.churn))
+                .collect(),
+            uplink_kbps,
+            loss: scenario.latency.loss,
             verified: Arc::new(VerifiedAdverts::new(
                 scenario.peers.count.saturating_mul(4).max(1024),
             )),
@@ -224,6 +266,64 @@ impl World {
     /// The index of the peer listening on `addr`.
     pub fn index_of_addr(&self, addr: &str) -> Option<usize> {
         self.by_addr.get(addr).copied()
+    }
+
+    /// The name of peer `i`'s class, if it has one.
+    pub fn class_name(&self, i: usize) -> Option<&str> {
+        self.peers[i].class.map(|c| self.classes[c].0.as_str())
+    }
+
+    /// Peer `i`'s uplink in kbit/s, or 0 if it is unlimited.
+    pub fn uplink_kbps(&self, i: usize) -> f64 {
+        self.uplink_kbps[i]
+    }
+
+    /// The probability that a message is lost (`latency.loss`).
+    pub fn loss(&self) -> f64 {
+        self.loss
+    }
+
+    /// The generator of the baseline message loss.
+    pub fn loss_rng(&self) -> ChaCha8Rng {
+        SeedTree::new(self.seed).child(STREAM_LOSS).rng()
+    }
+
+    /// The churn schedule of the run, peer by peer in index order, each peer's steps in
+    /// time order: a churning peer's first session starts when the peer starts; each
+    /// session ends with the peer going down and, after a down time, coming back, until
+    /// the end of the run. Peer `i` draws from `child(STREAM_CHURN).child(i)`, a session
+    /// length then a down time, alternately.
+    pub fn churn_schedule(&self) -> Vec<ChurnStep> {
+        let root = SeedTree::new(self.seed).child(STREAM_CHURN);
+        let mut out = Vec::new();
+        for p in &self.peers {
+            let Some(churn) = p.class.and_then(|c| self.classes[c].1) else {
+                continue;
+            };
+            let mut rng = root.child(p.index as u64).rng();
+            let mut at = p.start_offset;
+            loop {
+                at += Duration::from_secs_f64(churn.uptime.at(rng.random::<f64>()));
+                if at >= self.duration {
+                    break;
+                }
+                out.push(ChurnStep {
+                    at,
+                    node: p.index,
+                    up: false,
+                });
+                at += Duration::from_secs_f64(churn.downtime.at(rng.random::<f64>()));
+                if at >= self.duration {
+                    break;
+                }
+                out.push(ChurnStep {
+                    at,
+                    node: p.index,
+                    up: true,
+                });
+            }
+        }
+        out
     }
 
     /// Peer `i` for changing, in tests that need a world no scenario describes.
@@ -291,16 +391,34 @@ impl World {
 }
 
 /// The region whose cumulative weight first exceeds `u` (in `[0, 1)`).
-fn pick_region(scenario: &Scenario, u: f64) -> usize {
+fn pick_region(regions: &[crate::scenario::RegionWeight], u: f64) -> usize {
+    pick(regions.iter().map(|r| (r.weight, r.region)), u).1
+}
+
+/// The index and value of the first item whose cumulative weight exceeds `u` (in
+/// `[0, 1)`); the last item if rounding leaves the sum a hair below 1.
+fn pick<T: Copy + Default>(items: impl Iterator<Item = (f64, T)>, u: f64) -> (usize, T) {
     let mut acc = 0.0;
-    for r in &scenario.regions {
-        acc += r.weight;
+    let mut last = (0, T::default());
+    for (i, (w, v)) in items.enumerate() {
+        acc += w;
+        last = (i, v);
         if u < acc {
-            return r.region;
+            break;
         }
     }
-    // Rounding can leave the sum a hair below 1.
-    scenario.regions.last().map_or(0, |r| r.region)
+    last
+}
+
+/// A peer going down or coming back at a time of the churn schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChurnStep {
+    /// When, after the run's start.
+    pub at: Duration,
+    /// The peer.
+    pub node: usize,
+    /// True: it comes back (fresh state, same key); false: its session ends.
+    pub up: bool,
 }
 
 #[cfg(test)]

@@ -18,6 +18,10 @@
 //!   bursts at once combine as independent losses).
 //! - **clock skew**: the node is handed `now + offset` in every input and its deadlines are
 //!   taken back by the offset.
+//!
+//! The churn of `[[classes]]` ([`World::churn_schedule`]) joins the schedule as crashes and
+//! restarts after the faults' steps; the baseline loss of `latency.loss` is drawn here too,
+//! from its own stream.
 
 use std::time::Duration;
 
@@ -68,6 +72,8 @@ pub(super) struct Faults {
     /// (whose dial ids start again) is never told about a dial of its former self.
     incarnation: Vec<u16>,
     loss_rng: ChaCha8Rng,
+    /// The baseline loss probability and its generator.
+    base_loss: (f64, ChaCha8Rng),
 }
 
 impl Faults {
@@ -120,6 +126,15 @@ impl Faults {
                 }
             }
         }
+        for c in world.churn_schedule() {
+            let node = c.node as u32;
+            let step = if c.up {
+                Step::Restart { node }
+            } else {
+                Step::Crash { node }
+            };
+            steps.push((c.at, step));
+        }
         Faults {
             faults: faults.to_vec(),
             steps,
@@ -129,6 +144,7 @@ impl Faults {
             down: vec![false; world.len()],
             incarnation: vec![0; world.len()],
             loss_rng: root.child(1).rng(),
+            base_loss: (world.loss(), world.loss_rng()),
         }
     }
 
@@ -152,13 +168,16 @@ impl Faults {
         (tagged >> DIAL_TAG_SHIFT == current).then_some(tagged & ((1 << DIAL_TAG_SHIFT) - 1))
     }
 
-    /// Draws whether a message sent now is lost to a loss burst.
+    /// Draws whether a message sent now is lost to a loss burst or to the baseline loss
+    /// (each from its own stream, drawn whatever the other says).
     pub(super) fn draw_loss(&mut self) -> bool {
-        if self.losses.is_empty() {
-            return false;
-        }
-        let kept: f64 = self.losses.iter().map(|(_, p)| 1.0 - p).product();
-        self.loss_rng.random::<f64>() >= kept
+        let burst = !self.losses.is_empty() && {
+            let kept: f64 = self.losses.iter().map(|(_, p)| 1.0 - p).product();
+            self.loss_rng.random::<f64>() >= kept
+        };
+        let (p, rng) = &mut self.base_loss;
+        let base = *p > 0.0 && rng.random::<f64>() < *p;
+        burst || base
     }
 }
 

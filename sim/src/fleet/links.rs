@@ -39,6 +39,8 @@ struct Link {
     ends: [End; 2],
     /// Arrival time of the latest item sent from the lower (0) and the higher (1) end.
     arrival_last_us: [u64; 2],
+    /// When the uplink of each end finishes sending what it queued on this link.
+    uplink_free_us: [u64; 2],
     /// SYNs, SYN-ACKs, FINs and messages on their way.
     in_flight: u32,
 }
@@ -108,6 +110,12 @@ impl Links {
 impl Fleet<'_> {
     /// Schedules `item` from `from` to `to` after a one-way delay, FIFO on the directed link.
     pub(super) fn send_on_link(&mut self, from: usize, to: usize, item: Item) {
+        self.send_on_link_tx(from, to, item, 0);
+    }
+
+    /// [`Self::send_on_link`] for an item that takes `tx_us` to leave `from`'s uplink: it
+    /// leaves when what was queued before it on the link has left, then travels.
+    fn send_on_link_tx(&mut self, from: usize, to: usize, item: Item, tx_us: u64) {
         let message = matches!(item, Item::Deliver { .. });
         if self.faults.blocks(from, to) || (message && self.faults.draw_loss()) {
             return self.lose(from, item);
@@ -119,8 +127,17 @@ impl Fleet<'_> {
             epoch: 0,
             ends: [End::Idle; 2],
             arrival_last_us: [0; 2],
+            uplink_free_us: [0; 2],
             in_flight: 0,
         });
+        let at_us = if tx_us > 0 {
+            let now_us = self.now.as_micros();
+            let left_us = now_us.max(link.uplink_free_us[side]) + tx_us;
+            link.uplink_free_us[side] = left_us;
+            at_us + (left_us - now_us)
+        } else {
+            at_us
+        };
         let at_us = at_us.max(link.arrival_last_us[side]);
         link.arrival_last_us[side] = at_us;
         link.in_flight += 1;
@@ -363,13 +380,21 @@ impl Fleet<'_> {
                 return;
             }
         };
+        let kbps = self.world.uplink_kbps(from);
+        // Time on a limited uplink: the frame's bits at the uplink's rate.
+        let tx_us = if kbps > 0.0 {
+            let bytes = flotilla_core::wire::encode_frame(&t.message).map_or(0, |f| f.len());
+            ((bytes as f64 * 8_000.0 / kbps).ceil() as u64).max(1)
+        } else {
+            0
+        };
         let slot = self.mail.insert(Letter {
             from: from as u32,
             to: to as u32,
             epoch,
             message: t.message,
         });
-        self.send_on_link(from, to, Item::Deliver { slot });
+        self.send_on_link_tx(from, to, Item::Deliver { slot }, tx_us);
     }
 
     /// A message arrives.

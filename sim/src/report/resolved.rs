@@ -9,6 +9,9 @@
 //! Some things are written in normalised form: region weights are the shares the run drew
 //! from (they sum to 1); periods and delays are decimal seconds and milliseconds of the
 //! whole nanoseconds the run used; a fault's `duration_s` is written as its `until_s`.
+//! Fault options written as `[min, max]` and a partition's `fraction` are written as the
+//! values the run's seed drew ([`Scenario::at_seed`]), so the file shows what ran; a
+//! class's `[classes.node]` is written whole (every key of its profile).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,7 +22,7 @@ use serde::Serialize;
 use super::ReportError;
 use crate::data::RegionData;
 use crate::engine::EngineKind;
-use crate::scenario::{self, FaultKind, Scenario, Side};
+use crate::scenario::{self, Dist, FaultKind, Scenario, Side};
 
 /// The first lines of every resolved scenario file.
 const HEADER: &str = "# The resolved scenario of a run: every value after defaults and command-line\n\
@@ -37,6 +40,8 @@ struct File<'a> {
     latency: Latency,
     node: Node,
     bootstrap_node: Node,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    classes: Vec<Class<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     faults: Vec<Fault<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -72,6 +77,80 @@ struct Fault<'a> {
     probability: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     offset_ms: Option<f64>,
+}
+
+/// One `[[classes]]` entry.
+#[derive(Debug, Serialize)]
+struct Class<'a> {
+    name: &'a str,
+    weight: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bandwidth_kbps: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uptime_s: Option<DistOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    downtime_s: Option<DistOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    regions: Option<BTreeMap<&'a str, f64>>,
+    node: Node,
+}
+
+/// A distribution in the form the file writes it.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum DistOut {
+    Fixed(f64),
+    Uniform([f64; 2]),
+    Table {
+        kind: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        mean: Option<f64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        scale: Option<f64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        min: Option<f64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        shape: Option<f64>,
+    },
+}
+
+impl DistOut {
+    fn of(d: &Dist) -> DistOut {
+        let table = |kind, mean, scale, min, shape| DistOut::Table {
+            kind,
+            mean,
+            scale,
+            min,
+            shape,
+        };
+        match *d {
+            Dist::Fixed(v) => DistOut::Fixed(v),
+            Dist::Uniform(lo, hi) => DistOut::Uniform([lo, hi]),
+            Dist::Exponential { mean } => table("exponential", Some(mean), None, None, None),
+            Dist::Weibull { scale, shape } => {
+                table("weibull", None, Some(scale), None, Some(shape))
+            }
+            Dist::Pareto { min, shape } => table("pareto", None, None, Some(min), Some(shape)),
+        }
+    }
+}
+
+impl<'a> Class<'a> {
+    fn of(c: &'a scenario::Class, data: &'a RegionData) -> Class<'a> {
+        Class {
+            name: &c.name,
+            weight: c.weight,
+            bandwidth_kbps: c.bandwidth_kbps,
+            uptime_s: c.churn.map(|ch| DistOut::of(&ch.uptime)),
+            downtime_s: c.churn.map(|ch| DistOut::of(&ch.downtime)),
+            regions: c.regions.as_ref().map(|rs| {
+                rs.iter()
+                    .map(|r| (data.region(r.region).name.as_str(), r.weight))
+                    .collect()
+            }),
+            node: Node::of(&c.node),
+        }
+    }
 }
 
 /// `[expect]`, the bounds that are set.
@@ -111,6 +190,7 @@ struct Peers {
 struct Latency {
     jitter_ms: f64,
     last_mile_ms: [f64; 2],
+    loss: f64,
 }
 
 /// `[node]` and `[bootstrap_node]`, every key written.
@@ -278,6 +358,7 @@ fn debug(d: &scenario::Debug) -> Option<Debug> {
 
 /// `scenario` as a scenario file, run at `seed` on `engine`.
 pub fn to_toml(scenario: &Scenario, seed: u64, engine: EngineKind) -> Result<String, ReportError> {
+    let scenario = &scenario.at_seed(seed);
     let regions = scenario
         .regions
         .iter()
@@ -300,9 +381,15 @@ pub fn to_toml(scenario: &Scenario, seed: u64, engine: EngineKind) -> Result<Str
                 millis(scenario.latency.last_mile_min),
                 millis(scenario.latency.last_mile_max),
             ],
+            loss: scenario.latency.loss,
         },
         node: Node::of(&scenario.node),
         bootstrap_node: Node::of(&scenario.bootstrap_node),
+        classes: scenario
+            .classes
+            .iter()
+            .map(|c| Class::of(c, &scenario.data))
+            .collect(),
         faults: scenario
             .faults
             .iter()

@@ -18,6 +18,9 @@ use super::{
 use crate::data::RegionData;
 use crate::engine::EngineKind;
 
+/// The largest baseline loss accepted: above it no connection would survive its pings.
+pub(super) const LOSS_MAX: f64 = 0.5;
+
 /// The `Config` fields that are durations.
 const DURATION_FIELDS: [&str; 10] = [
     "refuse_grace",
@@ -124,13 +127,14 @@ impl Checker<'_> {
         let bootstrap_node =
             self.node(raw.bootstrap_node.as_ref(), node.clone(), "bootstrap_node")?;
         let peers = self.peers(&raw.peers, raw.duration_s)?;
-        let faults = self.faults(
+        let classes = self.classes(raw.classes.as_deref(), &node, &data)?;
+        let checked = self.faults(
             raw.faults.as_deref().unwrap_or(&[]),
             &peers,
             duration,
             &data,
         )?;
-        let expect = self.expect(raw.expect.as_ref(), &faults, &peers, duration)?;
+        let expect = self.expect(raw.expect.as_ref(), &checked.latest, &peers, duration)?;
         let debug = self.debug(raw.debug.as_ref())?;
         Ok(Scenario {
             path: self.path.to_string(),
@@ -143,7 +147,9 @@ impl Checker<'_> {
             latency: self.latency(raw.latency.as_ref())?,
             node,
             bootstrap_node,
-            faults,
+            classes,
+            faults: checked.faults,
+            fault_draws: checked.draws,
             expect,
             debug,
             data,
@@ -250,15 +256,23 @@ impl Checker<'_> {
             );
             return Err(self.error("latency.last_mile_ms", msg));
         }
+        let loss = self.range(
+            "latency.loss",
+            raw.and_then(|l| l.loss).unwrap_or(0.0),
+            0.0,
+            LOSS_MAX,
+            "",
+        )?;
         Ok(Latency {
             jitter,
             last_mile_min: min,
             last_mile_max: max,
+            loss,
         })
     }
 
     /// `base` with the keys of table `table` applied.
-    fn node(
+    pub(super) fn node(
         &self,
         raw: Option<&RawNode>,
         base: Config,

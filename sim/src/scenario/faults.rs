@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::check::Checker;
-use super::raw::{RawFault, RawFaultKind};
+use super::raw::{RawFault, RawFaultKind, RawNum};
 use super::{Peers, ScenarioError};
 use crate::data::RegionData;
 
@@ -96,6 +96,7 @@ fn keys_of(kind: RawFaultKind) -> &'static [&'static str] {
             "regions_b",
             "nodes_a",
             "nodes_b",
+            "fraction",
             "one_way",
         ],
         RawFaultKind::Crash => &["until_s", "duration_s", "nodes", "count", "restart_after_s"],
@@ -122,6 +123,7 @@ fn written(f: &RawFault) -> Vec<&'static str> {
         ("regions_b", f.regions_b.is_some()),
         ("nodes_a", f.nodes_a.is_some()),
         ("nodes_b", f.nodes_b.is_some()),
+        ("fraction", f.fraction.is_some()),
         ("one_way", f.one_way.is_some()),
         ("nodes", f.nodes.is_some()),
         ("count", f.count.is_some()),
@@ -132,24 +134,191 @@ fn written(f: &RawFault) -> Vec<&'static str> {
     pairs.iter().filter(|(_, w)| *w).map(|(k, _)| *k).collect()
 }
 
+/// The numeric options of one fault, each at one end of its range.
+#[derive(Debug, Clone, Copy, Default)]
+struct Values {
+    at_s: f64,
+    until_s: Option<f64>,
+    duration_s: Option<f64>,
+    count: Option<u64>,
+    restart_after_s: Option<f64>,
+    probability: Option<f64>,
+    offset_ms: Option<f64>,
+    fraction: Option<f64>,
+}
+
+/// Which end of the ranges to take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Low,
+    High,
+}
+
+/// The ranges of the options of one fault that are drawn from the seed (`[min, max]`
+/// written in the file, and a partition's `fraction`); `None` for a fixed option.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FaultDraws {
+    /// `at_s`.
+    pub at_s: Option<(f64, f64)>,
+    /// `until_s`.
+    pub until_s: Option<(f64, f64)>,
+    /// `duration_s`, added to the drawn `at_s`.
+    pub duration_s: Option<(f64, f64)>,
+    /// `count` of a crash, inclusive.
+    pub count: Option<(u64, u64)>,
+    /// `restart_after_s` of a crash.
+    pub restart_after_s: Option<(f64, f64)>,
+    /// `probability` of a loss burst.
+    pub probability: Option<(f64, f64)>,
+    /// `offset_ms` of a clock skew.
+    pub offset_ms: Option<(f64, f64)>,
+    /// `fraction` of the peers on side a of a partition (drawn even when fixed).
+    pub fraction: Option<(f64, f64)>,
+    /// A fixed `duration_s` written with a drawn `at_s`: the end follows the drawn start.
+    pub length_s: Option<f64>,
+}
+
+impl FaultDraws {
+    /// True if nothing of the fault is drawn.
+    pub fn is_empty(&self) -> bool {
+        *self == FaultDraws::default()
+    }
+}
+
+/// The checked `[[faults]]`.
+pub(super) struct CheckedFaults {
+    /// The faults, options at the low end of their ranges.
+    pub faults: Vec<Fault>,
+    /// What of each fault a seed draws.
+    pub draws: Vec<FaultDraws>,
+    /// The faults, options at the high end of their ranges (the latest they settle).
+    pub latest: Vec<Fault>,
+}
+
 impl Checker<'_> {
+    /// The bounds of `v` at `key`: `[min, max]` with `min <= max`, or one number.
+    fn bounds(&self, key: &str, v: &RawNum) -> Result<(f64, f64), ScenarioError> {
+        match v.bounds() {
+            Some((lo, hi)) if lo <= hi || lo.is_nan() || hi.is_nan() => Ok((lo, hi)),
+            _ => Err(self.error(
+                key,
+                format!(
+                    "`{key}` must be a number or [min, max] with min <= max, found {}",
+                    match v {
+                        RawNum::Fixed(x) => x.to_string(),
+                        RawNum::Range(r) => format!("{r:?}"),
+                    }
+                ),
+            )),
+        }
+    }
+
+    /// A written option's range: `Some((lo, hi))` if it is `[min, max]`.
+    fn drawn(&self, key: &str, v: &Option<RawNum>) -> Result<Option<(f64, f64)>, ScenarioError> {
+        match v {
+            Some(r @ RawNum::Range(_)) => self.bounds(key, r).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// The options of `f` at one end of their ranges.
+    fn values(&self, table: &str, f: &RawFault, end: End) -> Result<Values, ScenarioError> {
+        let pick = |k: &str, v: &Option<RawNum>| -> Result<Option<f64>, ScenarioError> {
+            v.as_ref()
+                .map(|v| {
+                    let (lo, hi) = self.bounds(&format!("{table}.{k}"), v)?;
+                    Ok(if end == End::Low { lo } else { hi })
+                })
+                .transpose()
+        };
+        let count = match pick("count", &f.count)? {
+            Some(c) if !(c >= 0.0 && c.fract() == 0.0 && c <= u32::MAX as f64) => {
+                let key = format!("{table}.count");
+                return Err(self.error(
+                    &key,
+                    format!("`{key}` must be a whole number of at least 0, or [min, max] of such, found {c}"),
+                ));
+            }
+            c => c.map(|c| c as u64),
+        };
+        Ok(Values {
+            at_s: pick("at_s", &Some(f.at_s.clone()))?.unwrap_or(0.0),
+            until_s: pick("until_s", &f.until_s)?,
+            duration_s: pick("duration_s", &f.duration_s)?,
+            count,
+            restart_after_s: pick("restart_after_s", &f.restart_after_s)?,
+            probability: pick("probability", &f.probability)?,
+            offset_ms: pick("offset_ms", &f.offset_ms)?,
+            fraction: pick("fraction", &f.fraction)?,
+        })
+    }
+
+    /// The faults (at the low end of their ranges), what of each is drawn from the seed,
+    /// and the faults at the high end of their ranges (the latest they may settle).
     pub(super) fn faults(
         &self,
         raw: &[RawFault],
         peers: &Peers,
         duration: Duration,
         data: &RegionData,
-    ) -> Result<Vec<Fault>, ScenarioError> {
-        raw.iter()
-            .enumerate()
-            .map(|(i, f)| self.fault(i, f, peers, duration, data))
-            .collect()
+    ) -> Result<CheckedFaults, ScenarioError> {
+        let mut faults = Vec::with_capacity(raw.len());
+        let mut latest = Vec::with_capacity(raw.len());
+        let mut draws = Vec::with_capacity(raw.len());
+        for (i, f) in raw.iter().enumerate() {
+            let table = format!("faults.{i}");
+            let key = |k: &str| format!("{table}.{k}");
+            // Both ends of every range must make a valid fault; the low end is the fault
+            // as written until a seed draws it.
+            let low = self.values(&table, f, End::Low)?;
+            let high = self.values(&table, f, End::High)?;
+            let fault = self.fault(i, f, low, peers, duration, data)?;
+            latest.push(self.fault(i, f, high, peers, duration, data)?);
+            let d = FaultDraws {
+                at_s: self.drawn(&key("at_s"), &Some(f.at_s.clone()))?,
+                until_s: self.drawn(&key("until_s"), &f.until_s)?,
+                duration_s: self.drawn(&key("duration_s"), &f.duration_s)?,
+                count: self
+                    .drawn(&key("count"), &f.count)?
+                    .map(|(lo, hi)| (lo as u64, hi as u64)),
+                restart_after_s: self.drawn(&key("restart_after_s"), &f.restart_after_s)?,
+                probability: self.drawn(&key("probability"), &f.probability)?,
+                offset_ms: self.drawn(&key("offset_ms"), &f.offset_ms)?,
+                fraction: low.fraction.zip(high.fraction),
+                length_s: None,
+            };
+            let d = FaultDraws {
+                length_s: match (&d.at_s, &f.duration_s) {
+                    (Some(_), Some(RawNum::Fixed(len))) => Some(*len),
+                    _ => None,
+                },
+                ..d
+            };
+            if let (Some((_, at_hi)), Some((until_lo, _))) = (d.at_s, low.until_s.zip(high.until_s))
+                && until_lo < at_hi
+            {
+                let msg = format!(
+                    "`{}` may start as late as {at_hi} s, so `{}` must be at least that, found {until_lo}",
+                    key("at_s"),
+                    key("until_s")
+                );
+                return Err(self.error(&key("until_s"), msg));
+            }
+            faults.push(fault);
+            draws.push(d);
+        }
+        Ok(CheckedFaults {
+            faults,
+            draws,
+            latest,
+        })
     }
 
     fn fault(
         &self,
         i: usize,
         f: &RawFault,
+        v: Values,
         peers: &Peers,
         duration: Duration,
         data: &RegionData,
@@ -167,8 +336,8 @@ impl Checker<'_> {
             }
         }
         let duration_s = duration.as_secs_f64();
-        let at_s = self.range(&key("at_s"), f.at_s, 0.0, duration_s, "s (the duration)")?;
-        let until_s = match (f.until_s, f.duration_s) {
+        let at_s = self.range(&key("at_s"), v.at_s, 0.0, duration_s, "s (the duration)")?;
+        let until_s = match (v.until_s, v.duration_s) {
             (Some(_), Some(_)) => {
                 let msg = "write `until_s` or `duration_s`, not both".to_string();
                 return Err(self.error(&key("duration_s"), msg));
@@ -180,7 +349,7 @@ impl Checker<'_> {
             }
             (None, None) => None,
         };
-        if f.kind == RawFaultKind::Crash && f.count.is_some() && until_s.is_none() {
+        if f.kind == RawFaultKind::Crash && v.count.is_some() && until_s.is_none() {
             let msg = "a crash with `count` needs a window to draw its times from: `until_s` or `duration_s`".to_string();
             return Err(self.error(&table, msg));
         }
@@ -204,6 +373,20 @@ impl Checker<'_> {
                     nodes("nodes_a", &f.nodes_a)?,
                     data,
                 )?;
+                let a = match (v.fraction, a) {
+                    (Some(_), Some(_)) => {
+                        let msg = "write `fraction` or a side a (`regions_a`, `nodes_a`), not both"
+                            .to_string();
+                        return Err(self.error(&key("fraction"), msg));
+                    }
+                    (Some(share), None) => {
+                        let share = self.range(&key("fraction"), share, 0.0, 1.0, "")?;
+                        Some(Side::Nodes(
+                            (0..fraction_count(share, peers.count)).collect(),
+                        ))
+                    }
+                    (None, a) => a,
+                };
                 let b = self.side(
                     &key("regions_b"),
                     &f.regions_b,
@@ -211,7 +394,7 @@ impl Checker<'_> {
                     data,
                 )?;
                 let Some(a) = a else {
-                    let msg = "a partition needs `regions_a` or `nodes_a`".to_string();
+                    let msg = "a partition needs `regions_a`, `nodes_a` or `fraction`".to_string();
                     return Err(self.error(&table, msg));
                 };
                 FaultKind::Partition {
@@ -222,7 +405,7 @@ impl Checker<'_> {
             }
             RawFaultKind::Crash => {
                 let listed = nodes("nodes", &f.nodes)?;
-                let count = f.count.unwrap_or(0);
+                let count = v.count.unwrap_or(0);
                 if listed.is_empty() == (count == 0) {
                     let msg = "a crash needs either `nodes` (a non-empty list) or `count` (peers drawn from the seed), not both".to_string();
                     return Err(self.error(&table, msg));
@@ -235,7 +418,7 @@ impl Checker<'_> {
                     );
                     return Err(self.error(&key("count"), msg));
                 }
-                let restart_after = f
+                let restart_after = v
                     .restart_after_s
                     .map(|s| self.seconds(&key("restart_after_s"), s, 0.0))
                     .transpose()?;
@@ -246,7 +429,7 @@ impl Checker<'_> {
                 }
             }
             RawFaultKind::Loss => {
-                let Some(p) = f.probability else {
+                let Some(p) = v.probability else {
                     return Err(
                         self.error(&table, "a loss fault needs `probability` (0 to 1)".into())
                     );
@@ -257,7 +440,7 @@ impl Checker<'_> {
             }
             RawFaultKind::ClockSkew => {
                 let listed = nodes("nodes", &f.nodes)?;
-                let (Some(ms), false) = (f.offset_ms, listed.is_empty()) else {
+                let (Some(ms), false) = (v.offset_ms, listed.is_empty()) else {
                     let msg = "a clock_skew fault needs `nodes` (a non-empty list) and `offset_ms`"
                         .to_string();
                     return Err(self.error(&table, msg));
@@ -309,6 +492,12 @@ impl Checker<'_> {
             (None, true) => Ok(None),
         }
     }
+}
+
+/// Peers on side a of a partition that takes `share` of `count` peers: at least one, and
+/// at least one left for side b.
+pub fn fraction_count(share: f64, count: usize) -> usize {
+    ((share * count as f64).round() as usize).clamp(1, count.saturating_sub(1).max(1))
 }
 
 /// When the fault phase ends: every fault settled and every peer started.

@@ -5,7 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
 use crate::engine::EngineKind;
@@ -23,6 +24,7 @@ pub(super) struct RawScenario {
     pub latency: Option<RawLatency>,
     pub node: Option<RawNode>,
     pub bootstrap_node: Option<RawNode>,
+    pub classes: Option<Vec<RawClass>>,
     pub faults: Option<Vec<RawFault>>,
     pub expect: Option<RawExpect>,
     pub debug: Option<RawDebug>,
@@ -43,6 +45,7 @@ pub(super) struct RawPeers {
 pub(super) struct RawLatency {
     pub jitter_ms: Option<f64>,
     pub last_mile_ms: Option<Vec<f64>>,
+    pub loss: Option<f64>,
 }
 
 /// `[node]` (the node profile, overriding `flotilla_core::Config` defaults) and
@@ -97,19 +100,20 @@ pub(super) enum RawFaultKind {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawFault {
     pub kind: RawFaultKind,
-    pub at_s: f64,
-    pub until_s: Option<f64>,
-    pub duration_s: Option<f64>,
+    pub at_s: RawNum,
+    pub until_s: Option<RawNum>,
+    pub duration_s: Option<RawNum>,
     pub regions_a: Option<Vec<String>>,
     pub regions_b: Option<Vec<String>>,
     pub nodes_a: Option<Vec<u64>>,
     pub nodes_b: Option<Vec<u64>>,
+    pub fraction: Option<RawNum>,
     pub one_way: Option<bool>,
     pub nodes: Option<Vec<u64>>,
-    pub count: Option<u64>,
-    pub restart_after_s: Option<f64>,
-    pub probability: Option<f64>,
-    pub offset_ms: Option<f64>,
+    pub count: Option<RawNum>,
+    pub restart_after_s: Option<RawNum>,
+    pub probability: Option<RawNum>,
+    pub offset_ms: Option<RawNum>,
 }
 
 /// `[expect]`.
@@ -129,4 +133,144 @@ pub(super) struct RawExpect {
 pub(super) struct RawDebug {
     pub fail_invariant_after_s: Option<f64>,
     pub panic_after_s: Option<f64>,
+}
+
+/// One `[[classes]]` entry: a kind of node with its share, regions, profile and churn.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClass {
+    pub name: String,
+    pub weight: f64,
+    pub regions: Option<BTreeMap<Spanned<String>, f64>>,
+    pub node: Option<RawNode>,
+    pub uptime_s: Option<RawDist>,
+    pub downtime_s: Option<RawDist>,
+    pub bandwidth_kbps: Option<f64>,
+}
+
+/// A number that may be drawn from the seed: `5` or `[min, max]`.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum RawNum {
+    /// Written as one number.
+    Fixed(f64),
+    /// Written as an array (checked to be `[min, max]` later).
+    Range(Vec<f64>),
+}
+
+impl RawNum {
+    /// The smallest and the largest value it may take, unchecked.
+    pub fn bounds(&self) -> Option<(f64, f64)> {
+        match self {
+            RawNum::Fixed(v) => Some((*v, *v)),
+            RawNum::Range(v) => match v[..] {
+                [lo, hi] => Some((lo, hi)),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// A distribution of durations: a number, `[min, max]` or a table with `kind`.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum RawDist {
+    Fixed(f64),
+    Uniform(Vec<f64>),
+    Table(RawDistTable),
+}
+
+/// The table form of a distribution, e.g. `{ kind = "exponential", mean = 600 }`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDistTable {
+    pub kind: RawDistKind,
+    pub mean: Option<f64>,
+    pub scale: Option<f64>,
+    pub min: Option<f64>,
+    pub shape: Option<f64>,
+}
+
+/// The kinds of the table form of a distribution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum RawDistKind {
+    Exponential,
+    Weibull,
+    Pareto,
+}
+
+/// Collects an array of numbers.
+fn numbers<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Vec<f64>, A::Error> {
+    let mut out = Vec::new();
+    while let Some(v) = seq.next_element::<f64>()? {
+        out.push(v);
+    }
+    Ok(out)
+}
+
+struct NumVisitor;
+
+impl<'de> Visitor<'de> for NumVisitor {
+    type Value = RawNum;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a number or [min, max]")
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawNum, E> {
+        Ok(RawNum::Fixed(v as f64))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawNum, E> {
+        Ok(RawNum::Fixed(v as f64))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawNum, E> {
+        Ok(RawNum::Fixed(v))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<RawNum, A::Error> {
+        numbers(seq).map(RawNum::Range)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawNum {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RawNum, D::Error> {
+        d.deserialize_any(NumVisitor)
+    }
+}
+
+struct DistVisitor;
+
+impl<'de> Visitor<'de> for DistVisitor {
+    type Value = RawDist;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a number, [min, max] or a table with `kind`")
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawDist, E> {
+        Ok(RawDist::Fixed(v as f64))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawDist, E> {
+        Ok(RawDist::Fixed(v as f64))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawDist, E> {
+        Ok(RawDist::Fixed(v))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<RawDist, A::Error> {
+        numbers(seq).map(RawDist::Uniform)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawDist, A::Error> {
+        RawDistTable::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawDist::Table)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawDist {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RawDist, D::Error> {
+        d.deserialize_any(DistVisitor)
+    }
 }
