@@ -118,7 +118,7 @@ pub fn check_engine(scenario: &Scenario, engine: EngineKind) -> Result<(), RunEr
             return Err(RunError::Unsupported("churning classes (`uptime_s`)"));
         }
         if scenario.latency.loss > 0.0 {
-            return Err(RunError::Unsupported("message loss (`latency.loss`)"));
+            return Err(RunError::Unsupported("lost messages (`latency.loss`)"));
         }
         if scenario.has_bandwidth() {
             return Err(RunError::Unsupported("uplink limits (`bandwidth_kbps`)"));

@@ -234,3 +234,32 @@ fn sweep_lists_failing_seeds_with_their_replay_commands() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
     assert!(text(&out.stdout).contains("3 seeds run (1..4), 0 failed"));
 }
+
+#[test]
+fn loss_uplinks_and_churn_on_the_turmoil_engine_are_usage_errors() {
+    let class = "[[classes]]\nname = \"c\"\nweight = 1\n";
+    for (extra, what) in [
+        (
+            "[latency]\nloss = 0.01\n".to_string(),
+            "lost messages (`latency.loss`)",
+        ),
+        (
+            format!("{class}bandwidth_kbps = 100\n"),
+            "uplink limits (`bandwidth_kbps`)",
+        ),
+        (
+            format!("{class}uptime_s = 60\ndowntime_s = 10\n"),
+            "churning classes (`uptime_s`)",
+        ),
+    ] {
+        let (dir, path) = scenario("unmodelled", &extra);
+        let out = sim(
+            &["run", path.to_str().unwrap(), "--engine", "turmoil"],
+            dir.path(),
+        );
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        let expected = format!("{what} are not yet supported on the turmoil engine");
+        assert!(err.contains(&expected), "{err}");
+    }
+}

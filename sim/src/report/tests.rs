@@ -88,6 +88,20 @@ fn assert_same_values(a: &Scenario, b: &Scenario) {
     assert_eq!(a.node, b.node);
     assert_eq!(a.bootstrap_node, b.bootstrap_node);
     assert_eq!(a.faults, b.faults);
+    assert_eq!(a.classes.len(), b.classes.len());
+    for (ca, cb) in a.classes.iter().zip(&b.classes) {
+        assert_eq!(
+            (&ca.name, &ca.node, ca.churn, ca.bandwidth_kbps),
+            (&cb.name, &cb.node, cb.churn, cb.bandwidth_kbps)
+        );
+        assert!((ca.weight - cb.weight).abs() < 1e-12);
+        let regions = |c: &crate::scenario::Class| {
+            c.regions
+                .as_ref()
+                .map(|r| r.iter().map(|w| w.region).collect::<Vec<_>>())
+        };
+        assert_eq!(regions(ca), regions(cb));
+    }
     assert_eq!(a.expect, b.expect);
     assert_eq!(a.debug, b.debug);
     assert_eq!(a.regions.len(), b.regions.len());
@@ -105,6 +119,7 @@ fn the_resolved_scenario_parses_back_to_the_same_values() {
         (FULL, 9, EngineKind::Turmoil),
         (SMALL, 77, EngineKind::Turmoil),
         (quickstart, 1, EngineKind::Fleet),
+        (CLASSES, 5, EngineKind::Fleet),
     ] {
         let scenario = Scenario::parse(text, "in.toml").unwrap();
         let resolved = resolved::to_toml(&scenario, seed, engine).unwrap();
@@ -115,7 +130,8 @@ fn the_resolved_scenario_parses_back_to_the_same_values() {
         let back = Scenario::parse(&resolved, "scenario.toml").unwrap_or_else(|e| {
             panic!("{e}\n{resolved}");
         });
-        assert_same_values(&scenario, &back);
+        // Ranges are written as the values the seed drew.
+        assert_same_values(&scenario.at_seed(seed), &back);
         assert_eq!((back.seed, back.engine), (seed, engine));
         if text == FULL {
             assert_eq!(back.faults.len(), 5);
@@ -312,6 +328,97 @@ fn write_puts_every_file_in_the_directory() {
     );
     let back = Scenario::load(dir.path().join("scenario.toml")).unwrap();
     assert_same_values(&scenario, &back);
+}
+
+/// Classes with churn, an uplink limit and their own regions, baseline loss, and faults
+/// with options drawn from the seed.
+const CLASSES: &str = r#"
+name = "classes"
+duration_s = 90
+[peers]
+count = 24
+bootstrap = 2
+start_spread_s = 10
+[latency]
+loss = 0.01
+[node]
+ping_interval_s = 5
+ping_timeout_s = 2
+
+[[classes]]
+name = "dc"
+weight = 1
+regions = { eu-west = 1, na-east = 2 }
+[classes.node]
+peers_max = 20
+[classes.node.resources]
+gpus = 2
+
+[[classes]]
+name = "phone"
+weight = 2
+bandwidth_kbps = 64
+uptime_s = { kind = "weibull", scale = 30, shape = 0.6 }
+downtime_s = { kind = "pareto", min = 5, shape = 1.5 }
+
+[[faults]]
+kind = "partition"
+fraction = 0.25
+at_s = [20, 30]
+duration_s = [5, 10]
+
+[[faults]]
+kind = "crash"
+count = [1, 3]
+at_s = 40
+until_s = [45, 50]
+restart_after_s = [3, 6]
+
+[[faults]]
+kind = "loss"
+at_s = 5
+until_s = 15
+probability = [0.05, 0.2]
+"#;
+
+#[test]
+fn the_resolved_scenario_shows_the_drawn_fault_options() {
+    let scenario = Scenario::parse(CLASSES, "c.toml").unwrap();
+    let text = resolved::to_toml(&scenario, 3, EngineKind::Fleet).unwrap();
+    for line in [
+        "loss = 0.01\n",
+        "[[classes]]\nname = \"dc\"\nweight = ",
+        "bandwidth_kbps = 64.0\n",
+        "[classes.uptime_s]\nkind = \"weibull\"\nscale = 30.0\nshape = 0.6\n",
+        "[classes.downtime_s]\nkind = \"pareto\"\nmin = 5.0\nshape = 1.5\n",
+        "[classes.node.resources]\ncores = 0\nmemory_mb = 0\ndisk_gb = 0\ngpus = 2\n",
+        "kind = \"partition\"\n",
+        "nodes_a = [",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from\n{text}");
+    }
+    assert!(!text.contains("fraction"), "{text}");
+    assert!(!text.contains("probability = ["), "{text}");
+}
+
+#[test]
+fn running_a_resolved_scenario_with_classes_and_ranges_repeats_the_run() {
+    let scenario = Scenario::parse(CLASSES, "c.toml").unwrap();
+    for seed in [1, 2] {
+        let run = |s: &Scenario| {
+            crate::runner::run_checked(s, seed, EngineKind::Fleet, crate::trace::Trace::new)
+                .unwrap()
+                .result
+                .trace
+        };
+        let first = run(&scenario);
+        let resolved = resolved::to_toml(&scenario, seed, EngineKind::Fleet).unwrap();
+        let back = Scenario::parse(&resolved, "scenario.toml").unwrap();
+        let again = run(&back);
+        assert_eq!(first.text(), again.text(), "seed {seed}");
+        let text = String::from_utf8_lossy(first.text());
+        assert!(text.contains(" class=phone"), "{text}");
+    }
 }
 
 #[test]

@@ -309,3 +309,6 @@ impl Checker<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -112,3 +112,110 @@ fn a_skewed_clock_shifts_what_the_node_sees_but_not_what_it_measures() {
     assert_eq!(failure, None);
     assert!(lines.iter().any(|l| l.contains("n2 rtt")));
 }
+
+/// A 12-peer network of `extra`, 120 s, run at seed 2 without checks: (trace, result).
+fn run_plain(extra: &str) -> (String, crate::engine::RunResult) {
+    let text = format!(
+        "name = \"l\"\nduration_s = 120\n[peers]\ncount = 12\nstart_spread_s = 5\n[regions]\neu-west = 1\n[node]\nping_interval_s = 2\nping_timeout_s = 1\n{extra}"
+    );
+    let s = Scenario::parse(&text, "l.toml").unwrap_or_else(|e| panic!("{e}"));
+    let w = World::build(&s, 2, sim_addr);
+    let r = crate::fleet::run(&w, Trace::new(&w), w.duration());
+    (String::from_utf8(r.trace.text().to_vec()).unwrap(), r)
+}
+
+fn end_counts(trace: &str) -> (u64, u64, u64) {
+    let end = trace.lines().last().unwrap();
+    let field = |k: &str| -> u64 {
+        end.split_whitespace()
+            .find_map(|f| f.strip_prefix(k))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (field("sent="), field("delivered="), field("dropped="))
+}
+
+#[test]
+fn baseline_loss_drops_messages_and_none_is_the_old_run() {
+    let (plain, _) = run_plain("");
+    let (zero, _) = run_plain("[latency]\nloss = 0\n");
+    assert_eq!(plain, zero, "loss = 0 is the run without the key");
+    let (_, _, dropped_plain) = end_counts(&plain);
+    let (lossy, _) = run_plain("[latency]\nloss = 0.1\n");
+    let (sent, delivered, dropped) = end_counts(&lossy);
+    // About a tenth of the messages are lost (counted as dropped).
+    let lost = dropped - dropped_plain.min(dropped);
+    assert!(
+        lost as f64 > 0.05 * sent as f64 && (lost as f64) < 0.15 * sent as f64,
+        "sent {sent} delivered {delivered} dropped {dropped}"
+    );
+    assert!(lossy.contains("ping-timeout"), "lost pings time out");
+    assert_eq!(lossy, run_plain("[latency]\nloss = 0.1\n").0, "seeded");
+}
+
+/// Mean of the `rtt` lines measured by nodes of `class` (every node if `None`), ms.
+fn rtt_mean(trace: &str, class_nodes: &[String]) -> f64 {
+    let v: Vec<f64> = trace
+        .lines()
+        .filter(|l| l.contains(" rtt "))
+        .filter(|l| {
+            let node = l.split_whitespace().nth(1).unwrap();
+            class_nodes.is_empty() || class_nodes.iter().any(|n| n == node)
+        })
+        .map(|l| {
+            l.split_whitespace()
+                .nth(4)
+                .unwrap()
+                .trim_end_matches("ms")
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+#[test]
+fn a_slow_uplink_delays_what_its_peers_send() {
+    let class = "[[classes]]\nname = \"slow\"\nweight = 1\n";
+    let (fast, _) = run_plain(class);
+    let (slow, _) = run_plain(&format!("{class}bandwidth_kbps = 2\n"));
+    let slow_nodes: Vec<String> = slow
+        .lines()
+        .filter(|l| l.contains(" start ") && l.contains("class=slow"))
+        .map(|l| l.split_whitespace().nth(1).unwrap().to_string())
+        .collect();
+    assert_eq!(slow_nodes.len(), 11, "every peer but the bootstrap node");
+    // A ping frame of a dozen bytes takes tens of ms at 2 kbit/s, and pings queue behind
+    // hellos and peer-table answers of kilobytes: measured RTTs grow.
+    let (f, s) = (rtt_mean(&fast, &slow_nodes), rtt_mean(&slow, &slow_nodes));
+    assert!(s > f + 40.0, "slow {s} ms vs fast {f} ms");
+    // Classes without limits or churn change nothing but the start lines.
+    let (plain, _) = run_plain("");
+    assert_eq!(plain, fast.replace(" class=slow", ""));
+}
+
+#[test]
+fn churning_classes_crash_and_restart_their_peers() {
+    let (trace, _) = run_plain(
+        "[[classes]]\nname = \"phone\"\nweight = 1\nuptime_s = [10, 20]\ndowntime_s = [5, 10]\n",
+    );
+    let crashes = trace.lines().filter(|l| l.contains(" crash ")).count();
+    let restarts = trace
+        .lines()
+        .filter(|l| l.contains(" restart fresh"))
+        .count();
+    // 11 peers, sessions of at most 20 s and downs of at most 10 s over 115 s: at least
+    // three sessions each.
+    assert!(crashes >= 33, "{crashes} crashes");
+    assert!(
+        restarts >= crashes - 11 && restarts <= crashes,
+        "{restarts} restarts"
+    );
+    assert!(
+        !trace.lines().any(|l| l.contains(" n0 crash")),
+        "bootstrap nodes stay up"
+    );
+    // Every restart is followed by the node's start line, naming its class.
+    assert!(trace.lines().filter(|l| l.contains("class=phone")).count() >= 11 + restarts);
+}
