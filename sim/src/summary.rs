@@ -57,6 +57,22 @@ pub struct Summary {
     /// Mean base RTT of the latency model between random pairs of peers, ms: the
     /// baseline that neighbour choice by latency should beat.
     pub rtt_random_mean_ms: f64,
+    /// Per-class figures, in `[[classes]]` order; absent without classes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub classes: Vec<ClassSummary>,
+}
+
+/// What the peers of one `[[classes]]` entry look like at the end of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassSummary {
+    /// The class's name.
+    pub class: String,
+    /// Its peers.
+    pub peers: usize,
+    /// Mean connections per peer of the class at the end (a peer that is down has none).
+    pub degree_mean: f64,
+    /// Share of its peers with at least one connection.
+    pub connected_fraction: f64,
 }
 
 fn round(x: f64, decimals: i32) -> f64 {
@@ -105,7 +121,15 @@ impl Summary {
         let (mut degree_sum, mut degree_min, mut degree_max, mut connected) =
             (0u64, usize::MAX, 0, 0u64);
         let (mut samples, mut measured_us, mut model_us) = (0u64, 0f64, 0f64);
-        for hood in neighbourhoods(world, result) {
+        // Per class: peers, degree sum, connected peers.
+        let mut per_class = vec![(0u64, 0u64, 0u64); world.class_names().len()];
+        for (i, hood) in neighbourhoods(world, result).into_iter().enumerate() {
+            if let Some(c) = world.peer(i).class {
+                let e = &mut per_class[c];
+                e.0 += 1;
+                e.1 += hood.degree as u64;
+                e.2 += u64::from(hood.degree > 0);
+            }
             for (measured, model) in hood.rtts_us {
                 samples += 1;
                 measured_us += measured as f64;
@@ -134,6 +158,17 @@ impl Summary {
             rtt_neighbour_mean_ms: round(mean(measured_us, samples) / 1000.0, 3),
             rtt_neighbour_model_mean_ms: round(mean(model_us, samples) / 1000.0, 3),
             rtt_random_mean_ms: round(random_pair_rtt_us(world) / 1000.0, 3),
+            classes: world
+                .class_names()
+                .into_iter()
+                .zip(per_class)
+                .map(|(name, (peers, degrees, connected))| ClassSummary {
+                    class: name.to_string(),
+                    peers: peers as usize,
+                    degree_mean: round(mean(degrees as f64, peers), 6),
+                    connected_fraction: round(mean(connected as f64, peers), 6),
+                })
+                .collect(),
         }
     }
 
@@ -202,6 +237,16 @@ impl fmt::Display for Summary {
             self.degree_max,
             self.connected_fraction * 100.0
         )?;
+        for c in &self.classes {
+            writeln!(
+                f,
+                "class      {}: {} peers, degree mean {:.2}; {:.1}% connected",
+                c.class,
+                c.peers,
+                c.degree_mean,
+                c.connected_fraction * 100.0
+            )?;
+        }
         write!(
             f,
             "rtt        neighbours {:.3} ms measured, {:.3} ms in the model ({} samples); random pairs {:.3} ms",

@@ -273,6 +273,11 @@ impl World {
         self.peers[i].class.map(|c| self.classes[c].0.as_str())
     }
 
+    /// The names of the scenario's classes, in `[[classes]]` order.
+    pub fn class_names(&self) -> Vec<&str> {
+        self.classes.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
     /// Peer `i`'s uplink in kbit/s, or 0 if it is unlimited.
     pub fn uplink_kbps(&self, i: usize) -> f64 {
         self.uplink_kbps[i]

@@ -143,7 +143,9 @@ fn expected_in_words(expected: &str) -> String {
         | "struct RawResources"
         | "struct RawFault"
         | "struct RawExpect"
-        | "struct RawDebug" => "a table".into(),
+        | "struct RawDebug"
+        | "struct RawClass"
+        | "struct RawDistTable" => "a table".into(),
         "bool" | "a boolean" => "true or false".into(),
         other => other.to_string(),
     }
