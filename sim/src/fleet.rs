@@ -118,7 +118,7 @@ impl<'w> Fleet<'w> {
     /// A fleet with every node's start scheduled.
     fn new(world: &'w World, trace: Trace, plan: Plan) -> Self {
         let epoch = World::epoch();
-        let faults = Faults::new(world, &plan.faults);
+        let faults = Faults::new(world, &plan.faults, &plan.workload);
         let mut fleet = Fleet {
             world,
             ids: world.peers().iter().map(|p| p.peer_id).collect(),

@@ -123,6 +123,9 @@ pub fn check_engine(scenario: &Scenario, engine: EngineKind) -> Result<(), RunEr
         if scenario.has_bandwidth() {
             return Err(RunError::Unsupported("uplink limits (`bandwidth_kbps`)"));
         }
+        if !scenario.workload.is_empty() {
+            return Err(RunError::Unsupported("[[workload]] floods"));
+        }
     }
     Ok(())
 }

@@ -23,6 +23,7 @@ mod faults;
 mod include;
 mod locate;
 mod raw;
+mod workload;
 
 use std::ops::Range;
 use std::path::Path;
@@ -44,6 +45,7 @@ pub use include::INCLUDE_DEPTH_MAX;
 use include::Locator;
 use locate::describe;
 use raw::RawScenario;
+pub use workload::{FLOOD_RATE_MAX, FloodMessage, Workload};
 
 /// Peers at most in one scenario (node indices are 32-bit in the engines).
 pub const PEERS_MAX: u64 = 1_000_000;
@@ -151,6 +153,8 @@ pub struct Scenario {
     pub faults: Vec<Fault>,
     /// For each fault, what of it a seed draws (same order as `faults`).
     pub fault_draws: Vec<FaultDraws>,
+    /// Timed actions (`[[workload]]`), in file order.
+    pub workload: Vec<Workload>,
     /// Assertions on the run (`[expect]`).
     pub expect: Expect,
     /// Deliberate failures for testing the simulator (`[debug]`).
@@ -176,7 +180,7 @@ impl Scenario {
         self.classes.iter().any(|c| c.bandwidth_kbps.is_some())
     }
 
-    /// The highest peer index a fault names, if any does.
+    /// The highest peer index a fault or a `[[workload]]` entry names, if any does.
     pub fn faults_node_max(&self) -> Option<usize> {
         self.faults
             .iter()
@@ -194,6 +198,7 @@ impl Scenario {
                 }
                 FaultKind::Loss { .. } => Vec::new(),
             })
+            .chain(self.workload.iter().flat_map(|w| w.nodes.iter().copied()))
             .max()
     }
 

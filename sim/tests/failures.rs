@@ -251,6 +251,10 @@ fn loss_uplinks_and_churn_on_the_turmoil_engine_are_usage_errors() {
             format!("{class}uptime_s = 60\ndowntime_s = 10\n"),
             "churning classes (`uptime_s`)",
         ),
+        (
+            "[[workload]]\nkind = \"flood\"\nat_s = 1\nrate_per_s = 1\ncount = 1\n".to_string(),
+            "[[workload]] floods",
+        ),
     ] {
         let (dir, path) = scenario("unmodelled", &extra);
         let out = sim(

@@ -7,13 +7,15 @@ use super::links::Links;
 use super::queue::Item;
 use crate::check::liveness::{self, PROBE_INTERVAL, Timeout};
 use crate::check::{self, Failure, LinkView, Registry};
-use crate::scenario::{Fault, Scenario};
+use crate::scenario::{Fault, Scenario, Workload};
 
 /// What a run injects and checks besides stepping the nodes.
 #[derive(Debug)]
 pub struct Plan {
     /// The fault schedule.
     pub faults: Vec<Fault>,
+    /// Timed actions (`[[workload]]`).
+    pub workload: Vec<Workload>,
     /// Invariants checked after every step and at the end.
     pub checks: Registry,
     /// The liveness phase: its start (since the start of the run) and its bound.
@@ -27,6 +29,7 @@ impl Plan {
     pub fn none() -> Plan {
         Plan {
             faults: Vec::new(),
+            workload: Vec::new(),
             checks: Registry::empty(),
             liveness: None,
             panic_after: None,
@@ -38,6 +41,7 @@ impl Plan {
     pub fn of(scenario: &Scenario) -> Plan {
         Plan {
             faults: scenario.faults.clone(),
+            workload: scenario.workload.clone(),
             checks: Registry::standard(scenario),
             liveness: scenario
                 .expect

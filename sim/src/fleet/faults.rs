@@ -21,11 +21,12 @@
 //!
 //! The churn of `[[classes]]` ([`World::churn_schedule`]) joins the schedule as crashes and
 //! restarts after the faults' steps; the baseline loss of `latency.loss` is drawn here too,
-//! from its own stream.
+//! from its own stream. A `[[workload]]` flood is a step that sends its messages and
+//! schedules its next tick, one period later, until the end of the run.
 
 use std::time::Duration;
 
-use flotilla_core::{SeedTree, Timestamp};
+use flotilla_core::{Message, SeedTree, Timestamp, Transmit};
 use rand::Rng;
 use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;
@@ -33,11 +34,13 @@ use rand_chacha::ChaCha8Rng;
 use super::Fleet;
 use super::links::DIAL_UNREACHABLE;
 use super::queue::{FailReason, Item};
-use crate::scenario::{Fault, FaultKind, Side};
+use crate::scenario::{Fault, FaultKind, FloodMessage, Side, Workload};
 use crate::world::{STREAM_NETWORK, World};
 
 /// Label under the root seed for fault draws (random crashes, loss bursts).
 pub const STREAM_FAULTS: u64 = STREAM_NETWORK + 2;
+/// Label under the root seed for workload draws (the nodes of a flood with `count`).
+pub const STREAM_WORKLOAD: u64 = STREAM_NETWORK + 19;
 
 /// Bits of a travelling dial id below the incarnation tag (a core numbers its dials from
 /// 0 up, never near 2^48).
@@ -52,6 +55,8 @@ pub(super) enum Step {
     Crash { node: u32 },
     /// Node `node` restarts.
     Restart { node: u32 },
+    /// One tick of flood `flood` of the workload.
+    Flood { flood: u32 },
 }
 
 /// The fault state of a run.
@@ -74,11 +79,13 @@ pub(super) struct Faults {
     loss_rng: ChaCha8Rng,
     /// The baseline loss probability and its generator.
     base_loss: (f64, ChaCha8Rng),
+    /// The floods of the workload and their nodes (listed and drawn, in index order).
+    floods: Vec<(Workload, Vec<usize>)>,
 }
 
 impl Faults {
     /// The schedule of `faults` in `world`.
-    pub(super) fn new(world: &World, faults: &[Fault]) -> Faults {
+    pub(super) fn new(world: &World, faults: &[Fault], workload: &[Workload]) -> Faults {
         let root = SeedTree::new(world.seed()).child(STREAM_FAULTS);
         let mut draw = root.child(0).rng();
         let mut steps = Vec::new();
@@ -135,6 +142,19 @@ impl Faults {
             };
             steps.push((c.at, step));
         }
+        let mut floods = Vec::with_capacity(workload.len());
+        let wroot = SeedTree::new(world.seed()).child(STREAM_WORKLOAD);
+        for (k, w) in workload.iter().enumerate() {
+            let mut nodes = w.nodes.clone();
+            if w.count > 0 {
+                let mut rng = wroot.child(k as u64).rng();
+                nodes.extend(sample(&mut rng, world.len(), w.count.min(world.len())));
+            }
+            nodes.sort_unstable();
+            nodes.dedup();
+            steps.push((w.at, Step::Flood { flood: k as u32 }));
+            floods.push((w.clone(), nodes));
+        }
         Faults {
             faults: faults.to_vec(),
             steps,
@@ -145,6 +165,7 @@ impl Faults {
             incarnation: vec![0; world.len()],
             loss_rng: root.child(1).rng(),
             base_loss: (world.loss(), world.loss_rng()),
+            floods,
         }
     }
 
@@ -242,6 +263,55 @@ impl Fleet<'_> {
                 }
             }
             Step::Toggle { fault, on } => self.toggle(fault, on),
+            Step::Flood { flood } => self.flood(flood),
+        }
+    }
+
+    /// One tick of flood `k`: each of its running nodes sends the flood's message to each
+    /// of its connected peers; the next tick is one period later, until the end.
+    fn flood(&mut self, k: u32) {
+        let Some((w, nodes)) = self.faults.floods.get(k as usize).cloned() else {
+            return;
+        };
+        let mut sent = 0u64;
+        for i in nodes {
+            let Some(node) = self.nodes[i].as_ref() else {
+                continue;
+            };
+            let config = &self.world.peer(i).config;
+            let message = match w.message {
+                FloodMessage::Peers => Message::PeersRequest {
+                    max: config.exchange_peers_max,
+                    hops_max: config.exchange_hops_max,
+                },
+                FloodMessage::Ping => Message::Ping { nonce: u64::MAX },
+            };
+            let mut peers: Vec<usize> = node
+                .connections()
+                .filter(|c| !c.closing)
+                .filter_map(|c| self.world.index_of(&c.peer))
+                .collect();
+            peers.sort_unstable();
+            for p in peers {
+                let to = self.ids[p];
+                self.send(
+                    i,
+                    Transmit {
+                        to,
+                        message: message.clone(),
+                    },
+                );
+                sent += 1;
+            }
+        }
+        self.trace
+            .note(self.now, None, "flood", format_args!("#{k} sent={sent}"));
+        let next = self.now + Duration::from_secs_f64(1.0 / w.rate_per_s);
+        if next < World::epoch() + self.world.duration() {
+            let step = self.faults.steps.len() as u32;
+            let at = next.saturating_since(World::epoch());
+            self.faults.steps.push((at, Step::Flood { flood: k }));
+            self.queue.push(next, super::queue::Item::Fault { step });
         }
     }
 

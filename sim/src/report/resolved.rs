@@ -44,6 +44,8 @@ struct File<'a> {
     classes: Vec<Class<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     faults: Vec<Fault<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    workload: Vec<Workload>,
     #[serde(skip_serializing_if = "Option::is_none")]
     expect: Option<Expect>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -149,6 +151,35 @@ impl<'a> Class<'a> {
                     .collect()
             }),
             node: Node::of(&c.node),
+        }
+    }
+}
+
+/// One `[[workload]]` entry.
+#[derive(Debug, Serialize)]
+struct Workload {
+    kind: &'static str,
+    at_s: f64,
+    rate_per_s: f64,
+    message: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nodes: Option<Vec<u64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count: Option<u64>,
+}
+
+impl Workload {
+    fn of(w: &scenario::Workload) -> Workload {
+        Workload {
+            kind: "flood",
+            at_s: seconds(w.at),
+            rate_per_s: w.rate_per_s,
+            message: match w.message {
+                scenario::FloodMessage::Peers => "peers",
+                scenario::FloodMessage::Ping => "ping",
+            },
+            nodes: (!w.nodes.is_empty()).then(|| indices(&w.nodes)),
+            count: (w.count > 0).then_some(w.count as u64),
         }
     }
 }
@@ -395,6 +426,7 @@ pub fn to_toml(scenario: &Scenario, seed: u64, engine: EngineKind) -> Result<Str
             .iter()
             .map(|f| Fault::of(f, &scenario.data))
             .collect(),
+        workload: scenario.workload.iter().map(Workload::of).collect(),
         expect: expect(&scenario.expect),
         debug: debug(&scenario.debug),
     };

@@ -102,6 +102,7 @@ fn assert_same_values(a: &Scenario, b: &Scenario) {
         };
         assert_eq!(regions(ca), regions(cb));
     }
+    assert_eq!(a.workload, b.workload);
     assert_eq!(a.expect, b.expect);
     assert_eq!(a.debug, b.debug);
     assert_eq!(a.regions.len(), b.regions.len());
@@ -379,6 +380,13 @@ kind = "loss"
 at_s = 5
 until_s = 15
 probability = [0.05, 0.2]
+
+[[workload]]
+kind = "flood"
+count = 2
+at_s = 60
+rate_per_s = 2
+message = "ping"
 "#;
 
 #[test]
@@ -394,6 +402,7 @@ fn the_resolved_scenario_shows_the_drawn_fault_options() {
         "[classes.node.resources]\ncores = 0\nmemory_mb = 0\ndisk_gb = 0\ngpus = 2\n",
         "kind = \"partition\"\n",
         "nodes_a = [",
+        "[[workload]]\nkind = \"flood\"\nat_s = 60.0\nrate_per_s = 2.0\nmessage = \"ping\"\ncount = 2\n",
     ] {
         assert!(text.contains(line), "{line:?} missing from\n{text}");
     }
@@ -418,6 +427,7 @@ fn running_a_resolved_scenario_with_classes_and_ranges_repeats_the_run() {
         assert_eq!(first.text(), again.text(), "seed {seed}");
         let text = String::from_utf8_lossy(first.text());
         assert!(text.contains(" class=phone"), "{text}");
+        assert!(text.contains(" -- flood #0 sent="), "{text}");
     }
 }
 

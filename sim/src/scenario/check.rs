@@ -135,6 +135,7 @@ impl Checker<'_> {
             &data,
         )?;
         let expect = self.expect(raw.expect.as_ref(), &checked.latest, &peers, duration)?;
+        let workload = self.workload(raw.workload.as_deref(), &peers, duration)?;
         let debug = self.debug(raw.debug.as_ref())?;
         Ok(Scenario {
             path: self.path.to_string(),
@@ -150,6 +151,7 @@ impl Checker<'_> {
             classes,
             faults: checked.faults,
             fault_draws: checked.draws,
+            workload,
             expect,
             debug,
             data,

@@ -145,7 +145,8 @@ fn expected_in_words(expected: &str) -> String {
         | "struct RawExpect"
         | "struct RawDebug"
         | "struct RawClass"
-        | "struct RawDistTable" => "a table".into(),
+        | "struct RawDistTable"
+        | "struct RawWorkload" => "a table".into(),
         "bool" | "a boolean" => "true or false".into(),
         other => other.to_string(),
     }

@@ -26,6 +26,7 @@ pub(super) struct RawScenario {
     pub bootstrap_node: Option<RawNode>,
     pub classes: Option<Vec<RawClass>>,
     pub faults: Option<Vec<RawFault>>,
+    pub workload: Option<Vec<RawWorkload>>,
     pub expect: Option<RawExpect>,
     pub debug: Option<RawDebug>,
 }
@@ -273,4 +274,31 @@ impl<'de> Deserialize<'de> for RawDist {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RawDist, D::Error> {
         d.deserialize_any(DistVisitor)
     }
+}
+
+/// The kinds of `[[workload]]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum RawWorkloadKind {
+    Flood,
+}
+
+/// What a flood sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum RawFloodMessage {
+    Peers,
+    Ping,
+}
+
+/// One `[[workload]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWorkload {
+    pub kind: RawWorkloadKind,
+    pub at_s: f64,
+    pub rate_per_s: f64,
+    pub nodes: Option<Vec<u64>>,
+    pub count: Option<u64>,
+    pub message: Option<RawFloodMessage>,
 }

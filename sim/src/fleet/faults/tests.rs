@@ -120,7 +120,11 @@ fn run_plain(extra: &str) -> (String, crate::engine::RunResult) {
     );
     let s = Scenario::parse(&text, "l.toml").unwrap_or_else(|e| panic!("{e}"));
     let w = World::build(&s, 2, sim_addr);
-    let r = crate::fleet::run(&w, Trace::new(&w), w.duration());
+    let plan = Plan {
+        workload: s.workload.clone(),
+        ..Plan::none()
+    };
+    let (r, _) = run_with(&w, Trace::new(&w), w.duration(), plan);
     (String::from_utf8(r.trace.text().to_vec()).unwrap(), r)
 }
 
@@ -218,4 +222,45 @@ fn churning_classes_crash_and_restart_their_peers() {
     );
     // Every restart is followed by the node's start line, naming its class.
     assert!(trace.lines().filter(|l| l.contains("class=phone")).count() >= 11 + restarts);
+}
+
+#[test]
+fn a_flood_sends_to_every_connected_peer_at_its_rate() {
+    let (plain, _) = run_plain("");
+    let flood =
+        "[[workload]]\nkind = \"flood\"\nnodes = [3]\ncount = 0\nat_s = 60\nrate_per_s = 4\n"
+            .replace("count = 0\n", "");
+    let (flooded, _) = run_plain(&flood);
+    let ticks: Vec<&str> = flooded
+        .lines()
+        .filter(|l| l.contains(" -- flood #0 "))
+        .collect();
+    // From 60 s to 120 s at 4 a second.
+    assert!((239..=240).contains(&ticks.len()), "{} ticks", ticks.len());
+    assert!((time(ticks[0]) - 60.0).abs() < 1e-6);
+    let sent: u64 = ticks
+        .iter()
+        .map(|l| l.rsplit("sent=").next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert!(sent > 240, "n3 has peers to flood: {sent}");
+    let (s0, _, _) = end_counts(&plain);
+    let (s1, _, _) = end_counts(&flooded);
+    // Each request is answered: at least twice the flood's messages more.
+    assert!(s1 >= s0 + 2 * sent - 20, "{s0} -> {s1} with {sent} flooded");
+    // Before the flood the runs are the same.
+    let before = |t: &str| -> Vec<String> {
+        t.lines()
+            .take_while(|l| time(l) < 60.0)
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(before(&plain), before(&flooded));
+    // Pings work too, and seeded nodes are drawn the same way twice.
+    let pings = "[[workload]]\nkind = \"flood\"\ncount = 2\nat_s = 100\nrate_per_s = 1\nmessage = \"ping\"\n";
+    let (a, _) = run_plain(pings);
+    assert_eq!(a, run_plain(pings).0);
+    assert_eq!(
+        a.lines().filter(|l| l.contains(" -- flood #0 ")).count(),
+        20
+    );
 }

@@ -426,3 +426,66 @@ fn each_fault_draws_from_its_own_stream() {
         assert_eq!(a.faults[..], b.faults[..4]);
     }
 }
+
+#[test]
+fn workload_keys_report_their_line_and_key() {
+    let flood = "[[workload]]\nkind = \"flood\"\nat_s = 10\n";
+    let cases: Vec<(String, usize, &str)> = vec![
+        (
+            format!("{flood}rate_per_s = 2\nnodes = [1]\nburst = 3\n"),
+            14,
+            "unknown key `burst` in [workload.0]",
+        ),
+        (
+            "[[workload]]\nkind = \"storm\"\nat_s = 1\nrate_per_s = 1\ncount = 1\n".into(),
+            10,
+            "`workload.0.kind` must be one of flood",
+        ),
+        (
+            format!("{flood}rate_per_s = 0\nnodes = [1]\n"),
+            12,
+            "`workload.0.rate_per_s` must be more than 0",
+        ),
+        (
+            format!("{flood}rate_per_s = \"fast\"\nnodes = [1]\n"),
+            12,
+            "`workload.0.rate_per_s` must be a number",
+        ),
+        (
+            format!("{flood}rate_per_s = 1\nnodes = [200]\n"),
+            13,
+            "holds peer 200, but peers are numbered 0 to 199",
+        ),
+        (
+            format!("{flood}rate_per_s = 1\n"),
+            9,
+            "a flood needs either `nodes`",
+        ),
+        (
+            format!("{flood}rate_per_s = 1\ncount = 300\n"),
+            13,
+            "`workload.0.count` must be at most peers.count",
+        ),
+        (
+            format!("{flood}rate_per_s = 1\ncount = 1\nmessage = \"pong\"\n"),
+            14,
+            "`workload.0.message` must be one of peers, ping",
+        ),
+        (
+            "[[workload]]\nkind = \"flood\"\nat_s = 900\nrate_per_s = 1\ncount = 1\n".into(),
+            11,
+            "`workload.0.at_s` must be from 0 to 600 s",
+        ),
+    ];
+    for (extra, line, needle) in cases {
+        let (l, msg) = err(&extra);
+        assert!(
+            msg.contains(needle),
+            "{msg:?} lacks {needle:?} for\n{extra}"
+        );
+        assert_eq!(l, line, "{msg} for\n{extra}");
+    }
+    let s = parse(&format!("{flood}rate_per_s = 2.5\ncount = 4\n"));
+    assert_eq!(s.workload[0].rate_per_s, 2.5);
+    assert_eq!(s.workload[0].count, 4);
+}
