@@ -180,19 +180,24 @@ impl Scenario {
         self.classes.iter().any(|c| c.bandwidth_kbps.is_some())
     }
 
-    /// The highest peer index a fault or a `[[workload]]` entry names, if any does.
+    /// The highest peer index a fault or a `[[workload]]` entry names, if any does (a
+    /// partition side drawn by `fraction` names none).
     pub fn faults_node_max(&self) -> Option<usize> {
         self.faults
             .iter()
-            .flat_map(|f| match &f.kind {
-                FaultKind::Partition { a, b, .. } => [Some(a), b.as_ref()]
-                    .into_iter()
-                    .flatten()
-                    .flat_map(|s| match s {
-                        Side::Nodes(n) => n.clone(),
-                        Side::Regions(_) => Vec::new(),
-                    })
-                    .collect(),
+            .zip(&self.fault_draws)
+            .flat_map(|(f, d)| match &f.kind {
+                // A side a drawn by `fraction` adapts to the peer count.
+                FaultKind::Partition { a, b, .. } => {
+                    [d.fraction.is_none().then_some(a), b.as_ref()]
+                        .into_iter()
+                        .flatten()
+                        .flat_map(|s| match s {
+                            Side::Nodes(n) => n.clone(),
+                            Side::Regions(_) => Vec::new(),
+                        })
+                        .collect()
+                }
                 FaultKind::Crash { nodes, .. } | FaultKind::ClockSkew { nodes, .. } => {
                     nodes.clone()
                 }

@@ -489,3 +489,20 @@ fn workload_keys_report_their_line_and_key() {
     assert_eq!(s.workload[0].rate_per_s, 2.5);
     assert_eq!(s.workload[0].count, 4);
 }
+
+#[test]
+fn a_fraction_side_follows_a_smaller_peer_count() {
+    let mut s = parse(RANGES);
+    // The crash's nodes are drawn and the skew names peer 3; the fraction names none.
+    assert_eq!(s.faults_node_max(), Some(3));
+    s.peers.count = 10;
+    let d = s.at_seed(4);
+    let FaultKind::Partition {
+        a: Side::Nodes(a), ..
+    } = &d.faults[1].kind
+    else {
+        panic!("{:?}", d.faults[1]);
+    };
+    assert_eq!(a.len(), 3);
+    assert!(a.iter().all(|n| *n < 10));
+}
