@@ -38,9 +38,9 @@ use check::Checker;
 pub use classes::{
     BANDWIDTH_KBPS_MAX, BANDWIDTH_KBPS_MIN, CHURN_S_MIN, CLASSES_MAX, Churn, Class, Dist,
 };
-pub use draw::STREAM_FAULT_OPTIONS;
+pub use draw::{FaultDraws, STREAM_FAULT_OPTIONS};
 pub use expect::{Debug, Expect};
-pub use faults::{Fault, FaultDraws, FaultKind, Side, fault_phase_end, fraction_count};
+pub use faults::{Fault, FaultKind, Side, fault_phase_end, fraction_count};
 pub use include::INCLUDE_DEPTH_MAX;
 use include::Locator;
 use locate::describe;

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use super::check::Checker;
+use super::draw::{End, FaultDraws, Values};
 use super::raw::{RawFault, RawFaultKind, RawNum};
 use super::{Peers, ScenarioError};
 use crate::data::RegionData;
@@ -134,57 +135,6 @@ fn written(f: &RawFault) -> Vec<&'static str> {
     pairs.iter().filter(|(_, w)| *w).map(|(k, _)| *k).collect()
 }
 
-/// The numeric options of one fault, each at one end of its range.
-#[derive(Debug, Clone, Copy, Default)]
-struct Values {
-    at_s: f64,
-    until_s: Option<f64>,
-    duration_s: Option<f64>,
-    count: Option<u64>,
-    restart_after_s: Option<f64>,
-    probability: Option<f64>,
-    offset_ms: Option<f64>,
-    fraction: Option<f64>,
-}
-
-/// Which end of the ranges to take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
-    Low,
-    High,
-}
-
-/// The ranges of the options of one fault that are drawn from the seed (`[min, max]`
-/// written in the file, and a partition's `fraction`); `None` for a fixed option.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct FaultDraws {
-    /// `at_s`.
-    pub at_s: Option<(f64, f64)>,
-    /// `until_s`.
-    pub until_s: Option<(f64, f64)>,
-    /// `duration_s`, added to the drawn `at_s`.
-    pub duration_s: Option<(f64, f64)>,
-    /// `count` of a crash, inclusive.
-    pub count: Option<(u64, u64)>,
-    /// `restart_after_s` of a crash.
-    pub restart_after_s: Option<(f64, f64)>,
-    /// `probability` of a loss burst.
-    pub probability: Option<(f64, f64)>,
-    /// `offset_ms` of a clock skew.
-    pub offset_ms: Option<(f64, f64)>,
-    /// `fraction` of the peers on side a of a partition (drawn even when fixed).
-    pub fraction: Option<(f64, f64)>,
-    /// A fixed `duration_s` written with a drawn `at_s`: the end follows the drawn start.
-    pub length_s: Option<f64>,
-}
-
-impl FaultDraws {
-    /// True if nothing of the fault is drawn.
-    pub fn is_empty(&self) -> bool {
-        *self == FaultDraws::default()
-    }
-}
-
 /// The checked `[[faults]]`.
 pub(super) struct CheckedFaults {
     /// The faults, options at the low end of their ranges.
@@ -196,63 +146,6 @@ pub(super) struct CheckedFaults {
 }
 
 impl Checker<'_> {
-    /// The bounds of `v` at `key`: `[min, max]` with `min <= max`, or one number.
-    fn bounds(&self, key: &str, v: &RawNum) -> Result<(f64, f64), ScenarioError> {
-        match v.bounds() {
-            Some((lo, hi)) if lo <= hi || lo.is_nan() || hi.is_nan() => Ok((lo, hi)),
-            _ => Err(self.error(
-                key,
-                format!(
-                    "`{key}` must be a number or [min, max] with min <= max, found {}",
-                    match v {
-                        RawNum::Fixed(x) => x.to_string(),
-                        RawNum::Range(r) => format!("{r:?}"),
-                    }
-                ),
-            )),
-        }
-    }
-
-    /// A written option's range: `Some((lo, hi))` if it is `[min, max]`.
-    fn drawn(&self, key: &str, v: &Option<RawNum>) -> Result<Option<(f64, f64)>, ScenarioError> {
-        match v {
-            Some(r @ RawNum::Range(_)) => self.bounds(key, r).map(Some),
-            _ => Ok(None),
-        }
-    }
-
-    /// The options of `f` at one end of their ranges.
-    fn values(&self, table: &str, f: &RawFault, end: End) -> Result<Values, ScenarioError> {
-        let pick = |k: &str, v: &Option<RawNum>| -> Result<Option<f64>, ScenarioError> {
-            v.as_ref()
-                .map(|v| {
-                    let (lo, hi) = self.bounds(&format!("{table}.{k}"), v)?;
-                    Ok(if end == End::Low { lo } else { hi })
-                })
-                .transpose()
-        };
-        let count = match pick("count", &f.count)? {
-            Some(c) if !(c >= 0.0 && c.fract() == 0.0 && c <= u32::MAX as f64) => {
-                let key = format!("{table}.count");
-                return Err(self.error(
-                    &key,
-                    format!("`{key}` must be a whole number of at least 0, or [min, max] of such, found {c}"),
-                ));
-            }
-            c => c.map(|c| c as u64),
-        };
-        Ok(Values {
-            at_s: pick("at_s", &Some(f.at_s.clone()))?.unwrap_or(0.0),
-            until_s: pick("until_s", &f.until_s)?,
-            duration_s: pick("duration_s", &f.duration_s)?,
-            count,
-            restart_after_s: pick("restart_after_s", &f.restart_after_s)?,
-            probability: pick("probability", &f.probability)?,
-            offset_ms: pick("offset_ms", &f.offset_ms)?,
-            fraction: pick("fraction", &f.fraction)?,
-        })
-    }
-
     /// The faults (at the low end of their ranges), what of each is drawn from the seed,
     /// and the faults at the high end of their ranges (the latest they may settle).
     pub(super) fn faults(

@@ -1,5 +1,5 @@
-//! `[[classes]]`, fault ranges and `latency.loss`: parsing, errors with their lines and
-//! keys, the world's classes and churn, and the draws of fault options.
+//! `[[classes]]`, fault ranges, `latency.loss` and `[[workload]]`: parsing, errors with
+//! their lines and keys, the world's classes and churn, and the draws of fault options.
 
 use std::time::Duration;
 
