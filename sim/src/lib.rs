@@ -6,9 +6,11 @@
 //!
 //! Modules:
 //! - [`data`]: the embedded region list and region-to-region RTT matrix (`sim/data/`);
-//! - [`scenario`]: scenario files (TOML, format v1) and their strict checks;
-//! - [`world`]: peers (keys, regions, last miles, start offsets, configs) and the latency
-//!   model, drawn from a scenario and a seed;
+//! - [`scenario`]: scenario files (TOML, format v1) and their strict checks; node classes,
+//!   fault options drawn per seed, the workload;
+//! - [`world`]: peers (keys, regions, last miles, start offsets, classes, configs), the
+//!   latency model (with loss and uplinks) and the churn schedule, drawn from a scenario
+//!   and a seed;
 //! - [`engine`]: [`EngineKind`], [`RunResult`] and dispatch to an engine;
 //! - [`fleet`]: the discrete-event engine that steps the cores directly;
 //! - [`turmoil_engine`]: the engine that runs the async driver on turmoil's simulated TCP;
