@@ -337,10 +337,14 @@ impl Fleet<'_> {
                         .collect();
                     self.faults.cuts.push((k, sides, *one_way));
                 }
-                (
-                    "partition",
-                    if *one_way { "one-way" } else { "both-ways" }.to_string(),
-                )
+                let way = if *one_way { "one-way" } else { "both-ways" };
+                // A side of listed (or drawn) peers shows its size; the resolved scenario
+                // lists them.
+                let what = match a {
+                    Side::Nodes(n) => format!("{way} a={}", n.len()),
+                    Side::Regions(_) => way.to_string(),
+                };
+                ("partition", what)
             }
             FaultKind::Loss { probability } => {
                 self.faults.losses.retain(|(f, _)| *f != k);
