@@ -1,8 +1,9 @@
 //! Faults in the fleet engine: partitions, crashes and restarts, loss bursts, clock skew.
 //!
-//! The schedule is expanded when the fleet is built: every fault becomes one or two
-//! [`Step`]s in the queue (on and off; crash and restart), and crashes with a `count` draw
-//! their peers and times from the seed's fault stream. While faults are active:
+//! The schedule is expanded when the fleet is built ([`schedule::expand`], shared with the
+//! turmoil engine): every fault becomes one or two [`Step`]s in the queue (on and off; crash
+//! and restart), and crashes with a `count` draw their peers and times from the seed's
+//! fault stream. While faults are active:
 //!
 //! - **partition**: anything sent across the cut (in the cut's direction for a one-way
 //!   partition) is lost: messages are dropped and counted, a dial's SYN or SYN-ACK is lost
@@ -21,34 +22,21 @@
 
 use std::time::Duration;
 
-use flotilla_core::{SeedTree, Timestamp};
+use flotilla_core::Timestamp;
 use rand::Rng;
-use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;
 
 use super::Fleet;
 use super::links::DIAL_UNREACHABLE;
 use super::queue::{FailReason, Item};
-use crate::scenario::{Fault, FaultKind, Side};
-use crate::world::{STREAM_NETWORK, World};
-
-/// Label under the root seed for fault draws (random crashes, loss bursts).
-pub const STREAM_FAULTS: u64 = STREAM_NETWORK + 2;
+use crate::scenario::{Fault, FaultKind};
+pub use crate::schedule::STREAM_FAULTS;
+use crate::schedule::{self, Step};
+use crate::world::World;
 
 /// Bits of a travelling dial id below the incarnation tag (a core numbers its dials from
 /// 0 up, never near 2^48).
 const DIAL_TAG_SHIFT: u32 = 48;
-
-/// One change the fault schedule makes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Step {
-    /// Fault `fault` (a partition, loss burst or clock skew) starts or ends.
-    Toggle { fault: u32, on: bool },
-    /// Node `node` crashes.
-    Crash { node: u32 },
-    /// Node `node` restarts.
-    Restart { node: u32 },
-}
 
 /// The fault state of a run.
 #[derive(Debug)]
@@ -73,53 +61,7 @@ pub(super) struct Faults {
 impl Faults {
     /// The schedule of `faults` in `world`.
     pub(super) fn new(world: &World, faults: &[Fault]) -> Faults {
-        let root = SeedTree::new(world.seed()).child(STREAM_FAULTS);
-        let mut draw = root.child(0).rng();
-        let mut steps = Vec::new();
-        for (k, f) in faults.iter().enumerate() {
-            let k = k as u32;
-            match &f.kind {
-                FaultKind::Crash {
-                    nodes,
-                    count,
-                    restart_after,
-                } => {
-                    let mut crashes: Vec<(Duration, usize)> =
-                        nodes.iter().map(|n| (f.at, *n)).collect();
-                    if *count > 0 {
-                        let window_us =
-                            f.until.unwrap_or(f.at).saturating_sub(f.at).as_micros() as u64;
-                        let n = world.len();
-                        for node in sample(&mut draw, n, (*count).min(n)).into_iter() {
-                            let offset_us = if window_us == 0 {
-                                0
-                            } else {
-                                draw.random_range(0..window_us)
-                            };
-                            crashes.push((f.at + Duration::from_micros(offset_us), node));
-                        }
-                    }
-                    for (at, node) in crashes {
-                        steps.push((at, Step::Crash { node: node as u32 }));
-                        if let Some(d) = restart_after {
-                            steps.push((at + *d, Step::Restart { node: node as u32 }));
-                        }
-                    }
-                }
-                _ => {
-                    steps.push((f.at, Step::Toggle { fault: k, on: true }));
-                    if let Some(until) = f.until {
-                        steps.push((
-                            until,
-                            Step::Toggle {
-                                fault: k,
-                                on: false,
-                            },
-                        ));
-                    }
-                }
-            }
-        }
+        let steps = schedule::expand(world, faults);
         Faults {
             faults: faults.to_vec(),
             steps,
@@ -128,16 +70,15 @@ impl Faults {
             skew_us: vec![0; world.len()],
             down: vec![false; world.len()],
             incarnation: vec![0; world.len()],
-            loss_rng: root.child(1).rng(),
+            loss_rng: schedule::loss_rng(world),
         }
     }
 
     /// True if an item sent from `from` to `to` now is lost.
     pub(super) fn blocks(&self, from: usize, to: usize) -> bool {
-        self.cuts.iter().any(|(_, sides, one_way)| {
-            let (a, b) = (sides[from], sides[to]);
-            (a == 1 && b == 2) || (!one_way && a == 2 && b == 1)
-        })
+        self.cuts
+            .iter()
+            .any(|(_, sides, one_way)| schedule::cuts(sides, *one_way, from, to))
     }
 
     /// Dial id `dial` of node `i` as it travels: tagged with the node's incarnation.
@@ -159,13 +100,6 @@ impl Faults {
         }
         let kept: f64 = self.losses.iter().map(|(_, p)| 1.0 - p).product();
         self.loss_rng.random::<f64>() >= kept
-    }
-}
-
-fn in_side(side: &Side, world: &World, i: usize) -> bool {
-    match side {
-        Side::Regions(rs) => rs.contains(&world.peer(i).region),
-        Side::Nodes(ns) => ns.contains(&i),
     }
 }
 
@@ -234,18 +168,7 @@ impl Fleet<'_> {
             FaultKind::Partition { a, b, one_way } => {
                 self.faults.cuts.retain(|(f, _, _)| *f != k);
                 if on {
-                    let world = self.world;
-                    let sides = (0..world.len())
-                        .map(|i| {
-                            if in_side(a, world, i) {
-                                1
-                            } else if b.as_ref().is_none_or(|b| in_side(b, world, i)) {
-                                2
-                            } else {
-                                0
-                            }
-                        })
-                        .collect();
+                    let sides = schedule::sides(self.world, a, b.as_ref());
                     self.faults.cuts.push((k, sides, *one_way));
                 }
                 (
