@@ -143,6 +143,13 @@ struct Engine<'w> {
     /// Directed pairs `from * n + to` that turmoil currently cuts.
     blocked: Vec<bool>,
     down: Vec<bool>,
+    /// Hosts added to turmoil.
+    added: Vec<bool>,
+    /// Peers by start offset (ties by index): hosts join turmoil in this order.
+    pending: Vec<usize>,
+    next_pending: usize,
+    /// Peers that crashed before their host was added; added when they restart.
+    late: Vec<usize>,
     /// Each link's one-way delay, `a * n + b` with `a < b`.
     delays: Vec<Duration>,
     liveness: Option<(Timestamp, Duration)>,
@@ -176,6 +183,8 @@ impl<'w> Engine<'w> {
         let mut steps = schedule::expand(world, &plan.faults);
         steps.sort_by_key(|(at, _)| *at);
         let (halt, _) = watch::channel(false);
+        let mut pending: Vec<usize> = (0..n).collect();
+        pending.sort_by_key(|i| world.peer(*i).start_offset);
         Engine {
             world,
             sim,
@@ -194,6 +203,10 @@ impl<'w> Engine<'w> {
             cuts: Vec::new(),
             blocked: vec![false; n * n],
             down: vec![false; n],
+            added: vec![false; n],
+            pending,
+            next_pending: 0,
+            late: Vec::new(),
             delays,
             next_probe: liveness.map_or(Timestamp::MAX, |(from, _)| from),
             liveness,
@@ -212,16 +225,10 @@ impl<'w> Engine<'w> {
     }
 
     fn run(mut self) -> (RunResult, Option<Failure>) {
-        for p in self.world.peers() {
-            self.add_host(p.index);
-        }
-        let n = self.world.len();
-        for a in 0..n {
-            for b in a + 1..n {
-                let d = self.delay(a, b);
-                self.sim
-                    .set_link_latency(self.names[a].as_str(), self.names[b].as_str(), d);
-            }
+        // Name every host up front, in peer order, so that its address does not depend on
+        // when another host first dials it.
+        for name in &self.names {
+            self.sim.lookup(name.as_str());
         }
         let duration = self.end.saturating_since(self.epoch);
         // At each step boundary, as in the fleet engine's queue: the fault steps due, then
@@ -235,6 +242,7 @@ impl<'w> Engine<'w> {
                 self.next_step += 1;
                 self.fault_step(step);
             }
+            self.add_due_hosts(now);
             if now >= self.next_probe && now <= self.end {
                 self.probe();
                 if self.stopped.is_some() {
@@ -268,7 +276,33 @@ impl<'w> Engine<'w> {
         self.finish()
     }
 
-    /// Adds the host of peer `i`: it waits for its start offset, then runs its node.
+    /// Adds the hosts whose node starts before the next step ends (and that are not down):
+    /// a host joins turmoil only when its node starts, because every step costs turmoil
+    /// time in proportion to the hosts times the links between them.
+    fn add_due_hosts(&mut self, now: Timestamp) {
+        while let Some(&i) = self.pending.get(self.next_pending)
+            && self.epoch + self.world.peer(i).start_offset < now + self.tick
+        {
+            self.next_pending += 1;
+            if !self.down[i] {
+                self.add_host(i);
+            }
+        }
+        // Restarted nodes that had not started when they crashed.
+        if self.late.iter().any(|i| !self.down[*i]) {
+            let late = std::mem::take(&mut self.late);
+            for i in late {
+                if self.down[i] {
+                    self.late.push(i);
+                } else {
+                    self.add_host(i);
+                }
+            }
+        }
+    }
+
+    /// Adds the host of peer `i` to turmoil, with its links to the hosts already there: it
+    /// waits for its start offset, then runs its node.
     fn add_host(&mut self, i: usize) {
         let p = self.world.peer(i);
         let (name, port) = endpoint(self.world, i);
@@ -297,6 +331,21 @@ impl<'w> Engine<'w> {
         };
         self.sim
             .host(name, move || host(spec.clone(), start.clone(), ctl.clone()));
+        let n = self.world.len();
+        for j in 0..n {
+            if !self.added[j] {
+                continue;
+            }
+            let (a, b) = (self.names[i].as_str(), self.names[j].as_str());
+            self.sim.set_link_latency(a, b, self.delay(i, j));
+            if self.blocked[i * n + j] {
+                self.sim.partition_oneway(a, b);
+            }
+            if self.blocked[j * n + i] {
+                self.sim.partition_oneway(b, a);
+            }
+        }
+        self.added[i] = true;
     }
 
     /// Records a failure the engine loop found, and stops the run.
@@ -381,7 +430,12 @@ impl<'w> Engine<'w> {
                 };
                 self.trace
                     .note(now, Some(i), "crash", format_args!("{state}"));
-                self.sim.crash(self.names[i].as_str());
+                if self.added[i] {
+                    self.sim.crash(self.names[i].as_str());
+                } else if self.pending[..self.next_pending].contains(&i) {
+                    // Its start passed while it was down: it starts when it restarts.
+                    self.late.push(i);
+                }
             }
             Step::Restart { node } => {
                 let i = node as usize;
@@ -389,7 +443,9 @@ impl<'w> Engine<'w> {
                     self.down[i] = false;
                     self.trace
                         .note(now, Some(i), "restart", format_args!("fresh"));
-                    self.sim.bounce(self.names[i].as_str());
+                    if self.added[i] {
+                        self.sim.bounce(self.names[i].as_str());
+                    }
                 }
             }
             Step::Toggle { fault, on } => self.toggle(fault, on),
@@ -449,6 +505,9 @@ impl<'w> Engine<'w> {
                     .any(|(_, sides, one_way)| schedule::cuts(sides, *one_way, from, to));
                 if cut != self.blocked[from * n + to] {
                     self.blocked[from * n + to] = cut;
+                    if !self.added[from] || !self.added[to] {
+                        continue;
+                    }
                     let (a, b) = (self.names[from].as_str(), self.names[to].as_str());
                     if cut {
                         self.sim.partition_oneway(a, b);
