@@ -6,25 +6,57 @@
 //!   production framing after a peer-id preamble;
 //! - [`connection`]: the listener, dial, reader and writer tasks behind it;
 //! - [`host`]: the software of one host ([`run_node`]) and the virtual clock ([`sim_now`]);
-//! - `recorder`: the trace records and message counters the hosts share with [`run`].
+//! - `faults`: the network wrapper of a checked run (loss bursts, per-step checks, halt)
+//!   and the skewable driver clock;
+//! - `recorder`: the trace records, message counters, invariant checks and liveness views
+//!   the hosts share with the engine loop.
 //!
-//! [`run`] runs a [`World`] the way the fleet engine does, with the same trace format: one
+//! [`run_with`] runs a [`World`] the way the fleet engine does, with the same trace format,
+//! the same [`Plan`] (faults, invariants, liveness, `[debug]`) and the same exit codes: one
 //! turmoil host per peer, named and addressed by the world's listen addresses
-//! (`/dns4/n<i>/tcp/<port>`), each starting at its start offset. Approximations of the
-//! world's latency model, all deterministic:
+//! (`/dns4/n<i>/tcp/<port>`), added to turmoil when its node starts. [`run`] is the same
+//! without faults or checks. Approximations of the world's latency model, all
+//! deterministic:
 //!
 //! - each link gets one fixed one-way delay, drawn once per pair from the world's model
 //!   ([`World::one_way`]: half the base RTT plus one jitter draw); turmoil's own per-message
 //!   jitter is not used, so one link's delay does not vary from message to message;
-//! - turmoil moves messages at tick boundaries, so every one-way delay is rounded up to a
-//!   multiple of the tick ([`TICK`], 10 ms by default: RTT samples are a few ticks coarse);
+//! - turmoil moves messages and wakes hosts at tick boundaries ([`TICK`], 10 ms by default),
+//!   so a one-way delay comes out to within a tick and an RTT sample up to two ticks short of
+//!   the model or a few ticks over it (the `rtt-floor` invariant allows two ticks here);
 //! - turmoil answers a SYN without a return trip, so a dialler sees its connection up one
 //!   one-way delay after dialling (the fleet engine: one round trip);
+//! - a host joins turmoil when its node starts, so a dial to a peer that has not started is
+//!   refused at once (the fleet engine: after a round trip);
 //! - the trace time of an event is the simulation's time, whatever the node's clock says.
 //!
-//! Cost: every step ticks every host's runtime and scans every pair of hosts (stock turmoil),
-//! so wall time grows with hosts squared times steps: 100 peers for 120 simulated seconds
-//! take about 18 s in release on two cores at the 10 ms tick (10 s at 20 ms, 36 s at 5 ms).
+//! Faults follow the engine-neutral schedule ([`schedule::expand`]: the same peers and
+//! times as on the fleet engine, applied at the first tick boundary at or after their time),
+//! approximated on turmoil as follows:
+//!
+//! - **partition**: turmoil cuts every directed link from side a to side b (and back unless
+//!   one-way); TCP segments sent across are dropped by turmoil, so a dial across times out
+//!   after [`DIAL_TIMEOUT`], a stream that lost a segment stalls until the nodes' pings give
+//!   up on it, and lost messages show as `in_flight` in the `end` line, not as `dropped`;
+//! - **crash**: turmoil stops the host's software; dropping its sockets sends their closes,
+//!   so the peers see the connections close about one one-way delay later (as on the fleet
+//!   engine), and later segments to it are refused; a restart starts the host's software
+//!   again, which builds a fresh node with the same key;
+//! - **loss**: every message the node hands to the network is dropped (and counted) with
+//!   the burst's probability, from the seed's fault stream in host order;
+//! - **clock skew**: the node's clock reads simulated time plus the offset; a sleep re-arms
+//!   when the offset changes.
+//!
+//! Checks: every driver step ends with the plan's per-node checks, every event goes through
+//! the per-event ones; the loop stops after the step of the first violation (its `failed`
+//! line in time order, the rest of that step's lines dropped). Liveness probes run at the
+//! first tick boundary of every second of the liveness phase, on copies of the running
+//! nodes' connections. The end-of-run symmetry check counts a pair as settled if neither end
+//! saw their connection go up or down within three one-way delays and two ticks of the end.
+//!
+//! Cost: every turmoil step ticks every host's runtime and, per host, scans every link
+//! between hosts (stock turmoil), so wall time grows with the hosts cubed times the steps;
+//! adding hosts only as their nodes start keeps the early steps cheap. COST_FIGURES
 //! [`run_node`] runs one node inside a hand-built `turmoil::Sim` instead, for tests that
 //! need turmoil's faults directly (crash, bounce, partition, hold).
 //!
@@ -361,7 +393,7 @@ impl<'w> Engine<'w> {
     /// one more step.
     fn stop(&mut self, at: Timestamp) {
         self.stopped = Some(at);
-        let _ = self.halt.send(true);
+        self.halt.send_replace(true);
         if let Err(e) = self.sim.step() {
             panic!("a turmoil host failed: {e}");
         }
@@ -484,7 +516,7 @@ impl<'w> Engine<'w> {
             }
             FaultKind::ClockSkew { nodes, offset_us } => {
                 for i in nodes {
-                    let _ = self.skews[*i].send(if on { *offset_us } else { 0 });
+                    self.skews[*i].send_replace(if on { *offset_us } else { 0 });
                 }
             }
             FaultKind::Crash { .. } => {}

@@ -228,3 +228,175 @@ fn hundred_peers_for_two_minutes() {
         "both engines carry about the same traffic"
     );
 }
+
+/// `scenarios/<name>` of the repository.
+fn shipped(name: &str) -> Scenario {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios")
+        .join(name);
+    Scenario::load(&path).unwrap()
+}
+
+/// A checked run of `s` at `seed` on `engine`: its trace and failure.
+fn checked(s: &Scenario, seed: u64, engine: EngineKind) -> (String, Option<crate::check::Failure>) {
+    let outcome = crate::runner::run_checked(s, seed, engine, Trace::new).unwrap();
+    let text = String::from_utf8(outcome.result.trace.text().to_vec()).unwrap();
+    (text, outcome.failure)
+}
+
+#[test]
+fn partition_heal_converges_on_turmoil() {
+    let s = shipped("partition-heal.toml");
+    let (trace, failure) = checked(&s, s.seed, EngineKind::Turmoil);
+    assert_eq!(failure, None);
+    assert!(trace.contains("   40.000000 -- fault #0 partition on both-ways"));
+    assert!(trace.contains("  100.000000 -- fault #0 partition off both-ways"));
+    assert!(trace.contains(" -- converged after="), "{trace}");
+}
+
+#[test]
+fn crash_restart_converges_on_turmoil_with_the_fleet_engines_schedule() {
+    let s = shipped("crash-restart.toml");
+    let (trace, failure) = checked(&s, s.seed, EngineKind::Turmoil);
+    assert_eq!(failure, None);
+    assert!(trace.contains(" -- converged after="));
+    // Crashes drawn from the seed hit the same peers at the same times (to the tick).
+    let (fleet, _) = checked(&s, s.seed, EngineKind::Fleet);
+    let faults = |t: &str| -> Vec<(f64, String)> {
+        t.lines()
+            .filter(|l| l.contains(" crash ") || l.contains(" restart ") || l.contains(" fault "))
+            .map(|l| {
+                let mut words = l.split_whitespace();
+                let at: f64 = words.next().unwrap().parse().unwrap();
+                (at, words.collect::<Vec<_>>().join(" "))
+            })
+            .collect()
+    };
+    let (on_turmoil, on_fleet) = (faults(&trace), faults(&fleet));
+    assert_eq!(
+        on_turmoil.len(),
+        on_fleet.len(),
+        "{on_turmoil:?}\n{on_fleet:?}"
+    );
+    assert!(on_fleet.iter().any(|(_, l)| l.ends_with("crash running")));
+    for (f, t) in on_fleet.iter() {
+        let tick = TICK.as_secs_f64();
+        assert!(
+            on_turmoil
+                .iter()
+                .any(|(at, l)| l == t && *at >= *f && *at < *f + tick + 1e-9),
+            "{t} at {f} on fleet, not within a tick on turmoil: {on_turmoil:?}"
+        );
+    }
+    // Restarted nodes start again, fresh.
+    let restarted = trace
+        .lines()
+        .skip_while(|l| !l.ends_with("n0 restart fresh"))
+        .find(|l| l.contains(" n0 ") && !l.contains(" restart "))
+        .unwrap();
+    assert!(restarted.contains(" n0 start "), "{restarted}");
+}
+
+#[test]
+fn a_total_loss_burst_drops_what_is_sent_meanwhile() {
+    let mut s = scenario(6, 40);
+    let text = "name = \"x\"\nduration_s = 40\n[peers]\ncount = 6\n\
+                [[faults]]\nkind = \"loss\"\nprobability = 1.0\nat_s = 20\nuntil_s = 30\n";
+    s.faults = Scenario::parse(text, "x.toml").unwrap().faults;
+    let (trace, failure) = checked(&s, 3, EngineKind::Turmoil);
+    assert_eq!(failure, None);
+    let end = trace.lines().last().unwrap();
+    let dropped: u64 = end
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("dropped="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(dropped > 0, "{end}");
+    // Nothing arrives in the burst's second half (what was on the wire has landed).
+    let received_late = trace.lines().any(|l| {
+        let at: f64 = l.split_whitespace().next().unwrap().parse().unwrap();
+        (25.0..30.0).contains(&at) && (l.contains(" hello ") || l.contains(" rtt "))
+    });
+    assert!(!received_late, "{trace}");
+}
+
+#[test]
+fn a_one_way_partition_cuts_one_direction_only() {
+    // n0 cannot reach anyone, but hears everyone: its pings go unanswered.
+    let mut s = scenario(6, 60);
+    let text = "name = \"x\"\nduration_s = 60\n[peers]\ncount = 6\n\
+                [[faults]]\nkind = \"partition\"\nnodes_a = [0]\none_way = true\nat_s = 20\n";
+    s.faults = Scenario::parse(text, "x.toml").unwrap().faults;
+    let (trace, failure) = checked(&s, 3, EngineKind::Turmoil);
+    assert_eq!(failure, None);
+    assert!(trace.contains("   20.000000 -- fault #0 partition on one-way"));
+    let after = |who: &str, kind: &str| {
+        trace.lines().any(|l| {
+            let at: f64 = l.split_whitespace().next().unwrap().parse().unwrap();
+            at > 21.0 && l.contains(&format!(" {who} {kind} "))
+        })
+    };
+    assert!(!after("n0", "rtt"), "n0 measured an RTT across the cut");
+    assert!(after("n0", "ping-timeout") || after("n0", "conn-"));
+}
+
+#[test]
+fn a_clock_skew_moves_the_nodes_clock_not_the_trace() {
+    let mut s = scenario(4, 30);
+    let text = "name = \"x\"\nduration_s = 30\n[peers]\ncount = 4\n\
+                [[faults]]\nkind = \"clock_skew\"\nnodes = [1]\noffset_ms = 60000\nat_s = 0\n";
+    s.faults = Scenario::parse(text, "x.toml").unwrap().faults;
+    let world = engine::world(&s, 2);
+    let (result, failure) = run_with(
+        &world,
+        Trace::new(&world),
+        world.duration(),
+        plan(&s, TICK),
+        TICK,
+    );
+    assert_eq!(failure, None);
+    let epoch = crate::World::epoch();
+    let started = |i: usize| result.nodes[i].status(epoch).started_at;
+    // n1's clock runs a minute ahead from the start; n0's does not.
+    assert!(started(1) >= epoch + Duration::from_secs(60));
+    assert!(started(0) < epoch + Duration::from_secs(10));
+    // The trace keeps simulated time: n1 starts within the start spread.
+    let text = String::from_utf8(result.trace.text().to_vec()).unwrap();
+    let line = text.lines().find(|l| l.contains(" n1 start ")).unwrap();
+    let at: f64 = line.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(at < 10.0, "{line}");
+}
+
+/// The tick's trade-off between cost and RTT resolution, on the quickstart network cut to
+/// 200 peers and 60 s with a 60 s start spread (the figures in the module doc):
+/// `cargo test --release -p flotilla-sim --lib tick_trade_off -- --ignored --nocapture`
+#[test]
+#[ignore = "slow: three runs of 200 peers for 60 simulated seconds"]
+fn tick_trade_off() {
+    let mut s = shipped("quickstart.toml");
+    let overrides = crate::overrides::Overrides {
+        peers: Some(200),
+        duration_s: Some(60.0),
+    };
+    overrides.apply(&mut s).unwrap();
+    s.peers.start_spread = Duration::from_secs(60);
+    let world = engine::world(&s, s.seed);
+    for ms in [5, 10, 20] {
+        let tick = Duration::from_millis(ms);
+        let t = SystemTime::now();
+        let result = run_with_tick(&world, Trace::new(&world), world.duration(), tick);
+        let wall = t.elapsed().unwrap();
+        let summary = Summary::from_run(&world, EngineKind::Turmoil, &result);
+        eprintln!(
+            "tick {ms} ms: {:.1} s wall; rtt measured {:.1} ms, model {:.1} ms ({} samples); \
+             degree mean {:.2}; {} messages",
+            wall.as_secs_f64(),
+            summary.rtt_neighbour_mean_ms,
+            summary.rtt_neighbour_model_mean_ms,
+            summary.rtt_samples,
+            summary.degree_mean,
+            summary.messages_sent
+        );
+    }
+}
