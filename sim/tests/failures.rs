@@ -107,9 +107,10 @@ fn broken_invariant_on(engine: &str) {
         .lines()
         .rev()
         .find(|l| l.contains(" failed "))
-        .unwrap();
+        .expect("the trace has a `failed` line");
     assert!(last.contains("debug-fails"), "{last}");
-    let written = std::fs::read_to_string(dir.path().join("o/trace.txt")).unwrap();
+    let written =
+        std::fs::read_to_string(dir.path().join("o/trace.txt")).expect("the trace is written");
     assert_eq!(written, trace, "the replay prints the trace of the run");
 }
 

@@ -375,12 +375,12 @@ fn a_clock_skew_moves_the_nodes_clock_not_the_trace() {
 #[ignore = "slow: three runs of 200 peers for 60 simulated seconds"]
 fn tick_trade_off() {
     let mut s = shipped("quickstart.toml");
+    s.peers.start_spread = Duration::from_secs(60);
     let overrides = crate::overrides::Overrides {
         peers: Some(200),
         duration_s: Some(60.0),
     };
     overrides.apply(&mut s).unwrap();
-    s.peers.start_spread = Duration::from_secs(60);
     let world = engine::world(&s, s.seed);
     for ms in [5, 10, 20] {
         let tick = Duration::from_millis(ms);
