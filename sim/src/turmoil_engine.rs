@@ -35,8 +35,8 @@
 //! approximated on turmoil as follows:
 //!
 //! - **partition**: turmoil cuts every directed link from side a to side b (and back unless
-//!   one-way); TCP segments sent across are dropped by turmoil, so a dial across times out
-//!   after [`DIAL_TIMEOUT`], a stream that lost a segment stalls until the nodes' pings give
+//!   one-way); turmoil drops the TCP segments sent across, and those on their way when the
+//!   cut starts, so a dial across times out after [`DIAL_TIMEOUT`], a stream that lost a segment stalls until the nodes' pings give
 //!   up on it, and lost messages show as `in_flight` in the `end` line, not as `dropped`;
 //! - **crash**: turmoil stops the host's software; dropping its sockets sends their closes,
 //!   so the peers see the connections close about one one-way delay later (as on the fleet
@@ -52,7 +52,8 @@
 //! line in time order, the rest of that step's lines dropped). Liveness probes run at the
 //! first tick boundary of every second of the liveness phase, on copies of the running
 //! nodes' connections. The end-of-run symmetry check counts a pair as settled if neither end
-//! saw their connection go up or down within three one-way delays and two ticks of the end.
+//! saw their connection go up or down, or asked to drop it, within three one-way delays and
+//! two ticks of the end.
 //!
 //! Cost: every turmoil step ticks every host's runtime and, per host, scans every link
 //! between hosts (stock turmoil), so wall time grows with the hosts cubed times the steps;
@@ -619,8 +620,8 @@ impl<'w> Engine<'w> {
 }
 
 /// Whether a pair of peers has settled at the end of a turmoil run: neither end saw the
-/// connection go up or down within three one-way delays and two ticks of the end (turmoil
-/// cannot say what is still on the wire).
+/// connection go up or down, or asked to drop it, within three one-way delays and two
+/// ticks of the end (turmoil cannot say what is still on the wire).
 struct Quiet<'a, F> {
     changed: &'a std::collections::BTreeMap<(u32, u32), Timestamp>,
     end: Timestamp,

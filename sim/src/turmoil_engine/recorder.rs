@@ -91,8 +91,8 @@ pub(super) struct Checks {
     pub(super) registry: Registry,
     /// Keep a [`View`] of every node after each of its steps (only with a liveness bound).
     pub(super) views: Option<Vec<Option<View>>>,
-    /// When each pair of peers last saw its connection go up or down (the end-of-run
-    /// symmetry check skips pairs that changed too recently to have settled).
+    /// When each pair of peers last saw its connection go up, go down or asked to drop it
+    /// (the end-of-run symmetry check skips pairs that changed too recently to settle).
     pub(super) changed: BTreeMap<(u32, u32), Timestamp>,
     /// The first failure.
     pub(super) failure: Option<Failure>,
@@ -297,7 +297,9 @@ impl Observer for Recorder {
             return;
         }
         let checks = &mut shared.checks;
-        if let Event::Connected { peer, .. } | Event::Disconnected { peer } = event
+        if let Event::Connected { peer, .. }
+        | Event::Disconnected { peer }
+        | Event::Dropping { peer, .. } = event
             && let Some(other) = checks.world.index_of(peer)
         {
             let (a, b) = (self.index.min(other) as u32, self.index.max(other) as u32);

@@ -298,6 +298,15 @@ fn crash_restart_converges_on_turmoil_with_the_fleet_engines_schedule() {
 }
 
 #[test]
+fn a_run_with_faults_repeats_byte_for_byte() {
+    let s = shipped("crash-restart.toml");
+    let (a, _) = checked(&s, 7, EngineKind::Turmoil);
+    let (b, _) = checked(&s, 7, EngineKind::Turmoil);
+    assert!(a == b, "seed 7 gave two different traces on turmoil");
+    assert!(a.contains(" crash running") && a.contains(" -- fault #2 loss on"));
+}
+
+#[test]
 fn a_total_loss_burst_drops_what_is_sent_meanwhile() {
     let mut s = scenario(6, 40);
     let text = "name = \"x\"\nduration_s = 40\n[peers]\ncount = 6\n\
