@@ -188,8 +188,6 @@ struct Engine<'w> {
     /// Peers by start offset (ties by index): hosts join turmoil in this order.
     pending: Vec<usize>,
     next_pending: usize,
-    /// Peers that crashed before their host was added; added when they restart.
-    late: Vec<usize>,
     /// Each link's one-way delay, `a * n + b` with `a < b`.
     delays: Vec<Duration>,
     liveness: Option<(Timestamp, Duration)>,
@@ -246,7 +244,6 @@ impl<'w> Engine<'w> {
             added: vec![false; n],
             pending,
             next_pending: 0,
-            late: Vec::new(),
             delays,
             next_probe: liveness.map_or(Timestamp::MAX, |(from, _)| from),
             liveness,
@@ -324,26 +321,16 @@ impl<'w> Engine<'w> {
             && self.epoch + self.world.peer(i).start_offset < now + self.tick
         {
             self.next_pending += 1;
-            if !self.down[i] {
-                self.add_host(i);
-            }
-        }
-        // Restarted nodes that had not started when they crashed.
-        if self.late.iter().any(|i| !self.down[*i]) {
-            let late = std::mem::take(&mut self.late);
-            for i in late {
-                if self.down[i] {
-                    self.late.push(i);
-                } else {
-                    self.add_host(i);
-                }
+            if !self.down[i] && !self.added[i] {
+                let at = self.epoch + self.world.peer(i).start_offset;
+                self.add_host(i, at);
             }
         }
     }
 
     /// Adds the host of peer `i` to turmoil, with its links to the hosts already there: it
-    /// waits for its start offset, then runs its node.
-    fn add_host(&mut self, i: usize) {
+    /// waits until `at`, then runs its node.
+    fn add_host(&mut self, i: usize, at: Timestamp) {
         let p = self.world.peer(i);
         let (name, port) = endpoint(self.world, i);
         let spec = HostSpec {
@@ -356,7 +343,7 @@ impl<'w> Engine<'w> {
             messages_dropped: Arc::clone(&self.dropped),
         };
         let start = Start {
-            at: self.epoch + p.start_offset,
+            at,
             region: self.world.region_name(i).to_string(),
             last_mile: p.last_mile,
             bootstrap: p.bootstrap,
@@ -472,9 +459,6 @@ impl<'w> Engine<'w> {
                     .note(now, Some(i), "crash", format_args!("{state}"));
                 if self.added[i] {
                     self.sim.crash(self.names[i].as_str());
-                } else if self.pending[..self.next_pending].contains(&i) {
-                    // Its start passed while it was down: it starts when it restarts.
-                    self.late.push(i);
                 }
             }
             Step::Restart { node } => {
@@ -485,6 +469,10 @@ impl<'w> Engine<'w> {
                         .note(now, Some(i), "restart", format_args!("fresh"));
                     if self.added[i] {
                         self.sim.bounce(self.names[i].as_str());
+                    } else {
+                        // It crashed before it started: it starts now, as on the fleet
+                        // engine.
+                        self.add_host(i, now);
                     }
                 }
             }

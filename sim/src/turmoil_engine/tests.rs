@@ -307,6 +307,39 @@ fn a_run_with_faults_repeats_byte_for_byte() {
 }
 
 #[test]
+fn a_node_crashed_before_its_start_starts_at_its_restart_as_on_fleet() {
+    let text = "name = \"x\"\nseed = 3\nduration_s = 40\n\
+                [peers]\ncount = 10\nbootstrap = 1\nstart_spread_s = 30\n\
+                [[faults]]\nkind = \"crash\"\nnodes = [5]\nat_s = 1\nrestart_after_s = 10\n\
+                [[faults]]\nkind = \"crash\"\nnodes = [7]\nat_s = 1\n";
+    let s = Scenario::parse(text, "x.toml").unwrap();
+    let lines = |engine| -> Vec<String> {
+        let (trace, failure) = checked(&s, s.seed, engine);
+        assert_eq!(failure, None);
+        trace
+            .lines()
+            .filter(|l| l.contains(" n5 ") || l.contains(" n7 "))
+            .filter(|l| l.contains(" crash ") || l.contains(" restart ") || l.contains(" start "))
+            .map(str::to_string)
+            .collect()
+    };
+    let expected = [
+        "    1.000000 n5 crash not-started",
+        "    1.000000 n7 crash not-started",
+        "   11.000000 n5 restart fresh",
+    ];
+    for engine in [EngineKind::Fleet, EngineKind::Turmoil] {
+        let got = lines(engine);
+        assert_eq!(got[..3], expected, "{engine}: {got:?}");
+        assert!(
+            got[3].starts_with("   11.000000 n5 start "),
+            "{engine}: {got:?}"
+        );
+        assert_eq!(got.len(), 4, "n7 never starts on {engine}: {got:?}");
+    }
+}
+
+#[test]
 fn a_total_loss_burst_drops_what_is_sent_meanwhile() {
     let mut s = scenario(6, 40);
     let text = "name = \"x\"\nduration_s = 40\n[peers]\ncount = 6\n\
