@@ -36,8 +36,9 @@
 //!
 //! - **partition**: turmoil cuts every directed link from side a to side b (and back unless
 //!   one-way); turmoil drops the TCP segments sent across, and those on their way when the
-//!   cut starts, so a dial across times out after [`DIAL_TIMEOUT`], a stream that lost a segment stalls until the nodes' pings give
-//!   up on it, and lost messages show as `in_flight` in the `end` line, not as `dropped`;
+//!   cut starts, so a dial across times out after [`DIAL_TIMEOUT`], a stream that lost a
+//!   segment stalls until the nodes' pings give up on it, and lost messages show as
+//!   `in_flight` in the `end` line, not as `dropped`;
 //! - **crash**: turmoil stops the host's software; dropping its sockets sends their closes,
 //!   so the peers see the connections close about one one-way delay later (as on the fleet
 //!   engine), and later segments to it are refused; a restart starts the host's software
@@ -65,6 +66,7 @@
 //! RTT resolution ([`run_with_tick`]; mean neighbour RTT measured over the model's, same
 //! run and machine): 5 ms, +3% and about twice the time of 10 ms, +5%; 20 ms, +7% and a
 //! third of the time.
+//!
 //! [`run_node`] runs one node inside a hand-built `turmoil::Sim` instead, for tests that
 //! need turmoil's faults directly (crash, bounce, partition, hold).
 //!
