@@ -195,10 +195,16 @@ impl Registry {
 
     /// The invariants every run of `scenario` checks (plus `[debug]`'s deliberate one).
     pub fn standard(scenario: &Scenario) -> Registry {
+        Registry::standard_with_rtt_slack(scenario, Duration::ZERO)
+    }
+
+    /// [`Registry::standard`] for an engine that measures RTTs up to `rtt_slack` short of
+    /// the model (the turmoil engine: two ticks).
+    pub fn standard_with_rtt_slack(scenario: &Scenario, rtt_slack: Duration) -> Registry {
         let mut r = Registry::empty();
         r.push(Box::new(PeersMax));
         r.push(Box::new(NoSelfConnection));
-        r.push(Box::new(RttFloor::new(scenario)));
+        r.push(Box::new(RttFloor::new(scenario).with_slack(rtt_slack)));
         r.push(Box::new(Symmetry::new(scenario)));
         if let Some(after) = scenario.debug.fail_invariant_after {
             r.push(Box::new(DebugFails { after }));

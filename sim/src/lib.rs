@@ -16,6 +16,7 @@
 //! - [`turmoil_engine`]: the engine that runs the async driver on turmoil's simulated TCP;
 //! - [`trace`]: the one-line-per-event trace and its legend;
 //! - [`summary`]: the numbers of a finished run;
+//! - [`schedule`]: the fault schedule of a run, the same on both engines;
 //! - [`check`]: invariants checked during a run, liveness after healing, failures and
 //!   their exit codes;
 //! - [`runner`]: a checked run (faults, invariants, `[expect]`, panics caught) and the
@@ -48,6 +49,7 @@ pub mod replay;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod schedule;
 pub mod summary;
 pub mod sweep;
 pub mod timeline;

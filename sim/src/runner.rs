@@ -77,9 +77,12 @@ pub fn run_checked(
             EngineKind::Fleet => {
                 fleet::run_with(&world, trace, world.duration(), Plan::of(scenario))
             }
-            EngineKind::Turmoil => (
-                crate::turmoil_engine::run(&world, trace, world.duration()),
-                None,
+            EngineKind::Turmoil => crate::turmoil_engine::run_with(
+                &world,
+                trace,
+                world.duration(),
+                crate::turmoil_engine::plan(scenario, crate::turmoil_engine::TICK),
+                crate::turmoil_engine::TICK,
             ),
         };
         result.trace.flush().map_err(EngineError::Trace)?;
@@ -102,21 +105,11 @@ pub fn run_checked(
     })
 }
 
-/// Fails if `scenario` asks for something `engine` cannot do yet.
+/// Fails if `scenario` asks for something `engine` cannot do. Both engines run every
+/// fault, invariant, liveness bound and `[debug]` setting today; this is where a feature
+/// one engine lacks is refused with exit code 2.
 pub fn check_engine(scenario: &Scenario, engine: EngineKind) -> Result<(), RunError> {
     if engine == EngineKind::Turmoil {
-        if !scenario.faults.is_empty() {
-            return Err(RunError::Unsupported("faults"));
-        }
-        if scenario.expect.liveness.is_some() {
-            return Err(RunError::Unsupported("liveness bounds"));
-        }
-        if scenario.debug != Default::default() {
-            return Err(RunError::Unsupported("[debug] failures"));
-        }
-        if scenario.has_churn() {
-            return Err(RunError::Unsupported("churning classes (`uptime_s`)"));
-        }
         if scenario.latency.loss > 0.0 {
             return Err(RunError::Unsupported("lost messages (`latency.loss`)"));
         }

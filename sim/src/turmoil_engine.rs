@@ -6,25 +6,67 @@
 //!   production framing after a peer-id preamble;
 //! - [`connection`]: the listener, dial, reader and writer tasks behind it;
 //! - [`host`]: the software of one host ([`run_node`]) and the virtual clock ([`sim_now`]);
-//! - `recorder`: the trace records and message counters the hosts share with [`run`].
+//! - `faults`: the network wrapper of a checked run (loss bursts, per-step checks, halt)
+//!   and the skewable driver clock;
+//! - `recorder`: the trace records, message counters, invariant checks and liveness views
+//!   the hosts share with the engine loop.
 //!
-//! [`run`] runs a [`World`] the way the fleet engine does, with the same trace format: one
+//! [`run_with`] runs a [`World`] the way the fleet engine does, with the same trace format,
+//! the same [`Plan`] (faults, invariants, liveness, `[debug]`) and the same exit codes: one
 //! turmoil host per peer, named and addressed by the world's listen addresses
-//! (`/dns4/n<i>/tcp/<port>`), each starting at its start offset. Approximations of the
-//! world's latency model, all deterministic:
+//! (`/dns4/n<i>/tcp/<port>`), added to turmoil when its node starts. [`run`] is the same
+//! without faults or checks. Approximations of the world's latency model, all
+//! deterministic:
 //!
 //! - each link gets one fixed one-way delay, drawn once per pair from the world's model
 //!   ([`World::one_way`]: half the base RTT plus one jitter draw); turmoil's own per-message
 //!   jitter is not used, so one link's delay does not vary from message to message;
-//! - turmoil moves messages at tick boundaries, so every one-way delay is rounded up to a
-//!   multiple of the tick ([`TICK`], 10 ms by default: RTT samples are a few ticks coarse);
+//! - turmoil moves messages and wakes hosts at tick boundaries ([`TICK`], 10 ms by default),
+//!   so a one-way delay comes out to within a tick and an RTT sample up to two ticks short of
+//!   the model or a few ticks over it (the `rtt-floor` invariant allows two ticks here);
 //! - turmoil answers a SYN without a return trip, so a dialler sees its connection up one
 //!   one-way delay after dialling (the fleet engine: one round trip);
+//! - a host joins turmoil when its node starts, so a dial to a peer that has not started is
+//!   refused at once (the fleet engine: after a round trip);
 //! - the trace time of an event is the simulation's time, whatever the node's clock says.
 //!
-//! Cost: every step ticks every host's runtime and scans every pair of hosts (stock turmoil),
-//! so wall time grows with hosts squared times steps: 100 peers for 120 simulated seconds
-//! take about 18 s in release on two cores at the 10 ms tick (10 s at 20 ms, 36 s at 5 ms).
+//! Faults follow the engine-neutral schedule ([`schedule::expand`]: the same peers and
+//! times as on the fleet engine, applied at the first tick boundary at or after their time),
+//! approximated on turmoil as follows:
+//!
+//! - **partition**: turmoil cuts every directed link from side a to side b (and back unless
+//!   one-way); turmoil drops the TCP segments sent across, and those on their way when the
+//!   cut starts, so a dial across times out after [`DIAL_TIMEOUT`], a stream that lost a
+//!   segment stalls until the nodes' pings give up on it, and lost messages show as
+//!   `in_flight` in the `end` line, not as `dropped`;
+//! - **crash**: turmoil stops the host's software; dropping its sockets sends their closes,
+//!   so the peers see the connections close about one one-way delay later (as on the fleet
+//!   engine), and later segments to it are refused; a restart starts the host's software
+//!   again, which builds a fresh node with the same key;
+//! - **loss**: every message the node hands to the network is dropped (and counted) with
+//!   the burst's probability, from the seed's fault stream in host order;
+//! - **clock skew**: the node's clock reads simulated time plus the offset; a sleep re-arms
+//!   when the offset changes.
+//!
+//! Checks: every driver step ends with the plan's per-node checks, every event goes through
+//! the per-event ones; the loop stops after the step of the first violation (its `failed`
+//! line in time order, the rest of that step's lines dropped). Liveness probes run at the
+//! first tick boundary of every second of the liveness phase, on copies of the running
+//! nodes' connections. The end-of-run symmetry check counts a pair as settled if neither end
+//! saw their connection go up or down, or asked to drop it, within three one-way delays and
+//! two ticks of the end.
+//!
+//! Cost: every turmoil step ticks every host's runtime and, per host, scans every link
+//! between hosts (stock turmoil), so wall time grows with the hosts cubed times the steps;
+//! adding hosts only as their nodes start keeps the early steps cheap. Profiled, turmoil's
+//! per-host link scan takes about 85% of the time, this engine's own per-step work (trace
+//! records, checks) a few percent. The quickstart network cut to 200 peers and 60 s with
+//! a 60 s start spread takes about 30 s wall and 26 s of CPU in release on two cores at
+//! the 10 ms tick (106 s wall before hosts joined as they start). The tick trades cost for
+//! RTT resolution ([`run_with_tick`]; mean neighbour RTT measured over the model's, same
+//! run and machine): 5 ms, +3% and about twice the time of 10 ms, +5%; 20 ms, +7% and a
+//! third of the time.
+//!
 //! [`run_node`] runs one node inside a hand-built `turmoil::Sim` instead, for tests that
 //! need turmoil's faults directly (crash, bounce, partition, hold).
 //!
@@ -43,27 +85,34 @@
 //! ```
 
 pub mod connection;
+mod faults;
 pub mod host;
 pub mod network;
 mod recorder;
 
-use std::cell::RefCell;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
-use flotilla_core::Timestamp;
+use flotilla_core::{Node, Timestamp};
+use flotilla_node::clock::Clock;
 use rand::Rng;
+use tokio::sync::watch;
 
 pub use connection::{ConnError, DIAL_TIMEOUT, HANDSHAKE_TIMEOUT, WRITE_QUEUE_MAX};
 pub use host::{HostError, HostSpec, PORT, run_node, sim_now};
 pub use network::{AddrError, EVENT_QUEUE_MAX, TurmoilNetwork, addr_of, parse_addr};
 
+use crate::check::liveness::{self, PROBE_INTERVAL, Timeout};
+use crate::check::{self, Ctx, Failure, LinkView, Registry};
 use crate::engine::RunResult;
+use crate::fleet::Plan;
+use crate::scenario::{Fault, FaultKind, Scenario};
+use crate::schedule::{self, Step};
 use crate::trace::Trace;
 use crate::world::World;
-use recorder::{Recorder, Shared, SharedRef};
+use faults::{Checked, SkewClock};
+use recorder::{Recorder, SharedRef};
 
 /// Simulated time per turmoil step in [`run`].
 pub const TICK: Duration = Duration::from_millis(10);
@@ -72,96 +121,512 @@ pub const TICK: Duration = Duration::from_millis(10);
 pub const TCP_SEGMENTS_MIN: usize = 256;
 
 /// Runs `world` for `duration` of simulated time on turmoil, recording into `trace`, with a
-/// [`TICK`] step.
+/// [`TICK`] step, without faults or checks.
 ///
 /// # Panics
-/// If a host fails (it cannot bind its port, or a node refuses its configuration) or does not
-/// hand back its node: a broken setup, not an outcome of the run.
+/// If a host fails (it cannot bind its port, or a node refuses its configuration): a broken
+/// setup, not an outcome of the run.
 pub fn run(world: &World, trace: Trace, duration: Duration) -> RunResult {
-    run_with_tick(world, trace, duration, TICK)
+    run_with(world, trace, duration, Plan::none(), TICK).0
 }
 
 /// [`run`] with a chosen step: a shorter tick resolves latency more finely and runs slower.
 ///
 /// # Panics
 /// As [`run`]; also if `tick` is zero.
-pub fn run_with_tick(
+pub fn run_with_tick(world: &World, trace: Trace, duration: Duration, tick: Duration) -> RunResult {
+    run_with(world, trace, duration, Plan::none(), tick).0
+}
+
+/// Runs `world` for `duration` with the faults and checks of `plan`, stepping turmoil by
+/// `tick`; the run stops at the first failure, which is returned with the result.
+///
+/// # Panics
+/// As [`run_with_tick`]; and at the first step at or after `plan.panic_after`.
+pub fn run_with(
     world: &World,
-    mut trace: Trace,
+    trace: Trace,
     duration: Duration,
+    plan: Plan,
     tick: Duration,
-) -> RunResult {
+) -> (RunResult, Option<Failure>) {
     assert!(!tick.is_zero(), "the turmoil tick must be longer than zero");
-    let epoch = World::epoch();
-    let end = epoch + duration;
-    let shared: SharedRef = Rc::new(RefCell::new(Shared::default()));
-    let dropped = Arc::new(AtomicU64::new(0));
-    let mut rng = world.network_rng();
-    let mut sim = turmoil::Builder::new()
-        .rng_seed(rng.random())
-        .epoch(UNIX_EPOCH + Duration::from_micros(epoch.as_micros()))
-        .simulation_duration(duration + 2 * tick)
-        .tick_duration(tick)
-        .tcp_capacity(world.len().max(TCP_SEGMENTS_MIN))
-        .build();
-    let names: Vec<String> = world
-        .peers()
-        .iter()
-        .map(|p| endpoint(world, p.index).0)
-        .collect();
-    for p in world.peers() {
-        let (name, port) = endpoint(world, p.index);
+    Engine::new(world, trace, duration, plan, tick).run()
+}
+
+/// The [`Plan`] of `scenario` on turmoil at `tick`: the fleet engine's, with an RTT floor
+/// two ticks lower (see the module doc for why samples come out short).
+pub fn plan(scenario: &Scenario, tick: Duration) -> Plan {
+    Plan {
+        checks: Registry::standard_with_rtt_slack(scenario, 2 * tick),
+        ..Plan::of(scenario)
+    }
+}
+
+/// The state of a turmoil run besides turmoil's own.
+struct Engine<'w> {
+    world: &'w World,
+    sim: turmoil::Sim<'w>,
+    trace: Trace,
+    shared: SharedRef,
+    names: Vec<String>,
+    epoch: Timestamp,
+    end: Timestamp,
+    tick: Duration,
+    dropped: Arc<AtomicU64>,
+    halt: watch::Sender<bool>,
+    skews: Vec<watch::Sender<i64>>,
+    faults: Vec<Fault>,
+    /// The fault schedule, sorted by time (ties in schedule order).
+    steps: Vec<(Duration, Step)>,
+    next_step: usize,
+    /// Active partitions: fault, every node's side, one-way.
+    cuts: Vec<(u32, Vec<u8>, bool)>,
+    /// Directed pairs `from * n + to` that turmoil currently cuts.
+    blocked: Vec<bool>,
+    down: Vec<bool>,
+    /// Hosts added to turmoil.
+    added: Vec<bool>,
+    /// Peers by start offset (ties by index): hosts join turmoil in this order.
+    pending: Vec<usize>,
+    next_pending: usize,
+    /// Each link's one-way delay, `a * n + b` with `a < b`.
+    delays: Vec<Duration>,
+    liveness: Option<(Timestamp, Duration)>,
+    next_probe: Timestamp,
+    panic_at: Timestamp,
+    /// When the run stopped early.
+    stopped: Option<Timestamp>,
+}
+
+impl<'w> Engine<'w> {
+    fn new(world: &'w World, trace: Trace, duration: Duration, plan: Plan, tick: Duration) -> Self {
+        let n = world.len();
+        let epoch = World::epoch();
+        let end = epoch + duration;
+        let mut rng = world.network_rng();
+        let sim = turmoil::Builder::new()
+            .rng_seed(rng.random())
+            .epoch(UNIX_EPOCH + Duration::from_micros(epoch.as_micros()))
+            .simulation_duration(duration + 2 * tick)
+            .tick_duration(tick)
+            .tcp_capacity(n.max(TCP_SEGMENTS_MIN))
+            .build();
+        let mut delays = vec![Duration::ZERO; n * n];
+        for a in 0..n {
+            for b in a + 1..n {
+                delays[a * n + b] = world.one_way(a, b, &mut rng);
+            }
+        }
+        let liveness = plan.liveness.map(|(from, bound)| (epoch + from, bound));
+        let shared = SharedRef::new(Arc::new(world.clone()), plan.checks, liveness.is_some());
+        let mut steps = schedule::expand(world, &plan.faults);
+        steps.sort_by_key(|(at, _)| *at);
+        let (halt, _) = watch::channel(false);
+        let mut pending: Vec<usize> = (0..n).collect();
+        pending.sort_by_key(|i| world.peer(*i).start_offset);
+        Engine {
+            world,
+            sim,
+            trace,
+            shared,
+            names: (0..n).map(|i| endpoint(world, i).0).collect(),
+            epoch,
+            end,
+            tick,
+            dropped: Arc::new(AtomicU64::new(0)),
+            halt,
+            skews: (0..n).map(|_| watch::channel(0).0).collect(),
+            faults: plan.faults,
+            steps,
+            next_step: 0,
+            cuts: Vec::new(),
+            blocked: vec![false; n * n],
+            down: vec![false; n],
+            added: vec![false; n],
+            pending,
+            next_pending: 0,
+            delays,
+            next_probe: liveness.map_or(Timestamp::MAX, |(from, _)| from),
+            liveness,
+            panic_at: plan.panic_after.map_or(Timestamp::MAX, |d| epoch + d),
+            stopped: None,
+        }
+    }
+
+    fn delay(&self, a: usize, b: usize) -> Duration {
+        let n = self.world.len();
+        self.delays[a.min(b) * n + a.max(b)]
+    }
+
+    fn now(&self) -> Timestamp {
+        self.epoch + self.sim.elapsed()
+    }
+
+    fn run(mut self) -> (RunResult, Option<Failure>) {
+        // Name every host up front, in peer order, so that its address does not depend on
+        // when another host first dials it.
+        for name in &self.names {
+            self.sim.lookup(name.as_str());
+        }
+        let duration = self.end.saturating_since(self.epoch);
+        // At each step boundary, as in the fleet engine's queue: the fault steps due, then
+        // the liveness probe, then the hosts.
+        loop {
+            let now = self.now();
+            while let Some((at, step)) = self.steps.get(self.next_step).copied()
+                && self.epoch + at <= now
+                && now <= self.end
+            {
+                self.next_step += 1;
+                self.fault_step(step);
+            }
+            self.add_due_hosts(now);
+            if now >= self.next_probe && now <= self.end {
+                self.probe();
+                if self.stopped.is_some() {
+                    break;
+                }
+            }
+            if self.sim.elapsed() > duration + self.tick {
+                break;
+            }
+            assert!(
+                now < self.panic_at,
+                "deliberate crash requested by debug.panic_after_s"
+            );
+            if let Err(e) = self.sim.step() {
+                panic!("a turmoil host failed: {e}");
+            }
+            let failed_at = {
+                let mut shared = self.shared.lock();
+                shared.drain_into(&mut self.trace);
+                match &shared.checks.failure {
+                    Some(Failure::Invariant(v)) => Some(self.epoch + v.at),
+                    Some(_) => Some(self.now()),
+                    None => None,
+                }
+            };
+            if let Some(at) = failed_at {
+                self.stop(at);
+                break;
+            }
+        }
+        self.finish()
+    }
+
+    /// Adds the hosts whose node starts before the next step ends (and that are not down):
+    /// a host joins turmoil only when its node starts, because every step costs turmoil
+    /// time in proportion to the hosts times the links between them.
+    fn add_due_hosts(&mut self, now: Timestamp) {
+        while let Some(&i) = self.pending.get(self.next_pending)
+            && self.epoch + self.world.peer(i).start_offset < now + self.tick
+        {
+            self.next_pending += 1;
+            if !self.down[i] && !self.added[i] {
+                let at = self.epoch + self.world.peer(i).start_offset;
+                self.add_host(i, at);
+            }
+        }
+    }
+
+    /// Adds the host of peer `i` to turmoil, with its links to the hosts already there: it
+    /// waits until `at`, then runs its node.
+    fn add_host(&mut self, i: usize, at: Timestamp) {
+        let p = self.world.peer(i);
+        let (name, port) = endpoint(self.world, i);
         let spec = HostSpec {
             config: p.config.clone(),
             keypair: p.keypair.clone(),
             seed: p.protocol_seed,
             clock_ahead: Duration::ZERO,
-            end,
+            end: self.end,
             port,
-            messages_dropped: Arc::clone(&dropped),
+            messages_dropped: Arc::clone(&self.dropped),
         };
         let start = Start {
-            at: epoch + p.start_offset,
-            region: world.region_name(p.index).to_string(),
+            at,
+            region: self.world.region_name(i).to_string(),
             last_mile: p.last_mile,
             bootstrap: p.bootstrap,
+            class: self.world.class_name(i).map(str::to_string),
         };
-        let recorder = Recorder {
-            index: p.index,
-            shared: Rc::clone(&shared),
+        let ctl = Ctl {
+            recorder: Recorder {
+                index: i,
+                shared: self.shared.clone(),
+            },
+            halt: self.halt.subscribe(),
+            skew_us: self.skews[i].subscribe(),
         };
-        sim.host(name, move || {
-            host(spec.clone(), start.clone(), recorder.clone())
-        });
+        self.sim
+            .host(name, move || host(spec.clone(), start.clone(), ctl.clone()));
+        let n = self.world.len();
+        for j in 0..n {
+            if !self.added[j] {
+                continue;
+            }
+            let (a, b) = (self.names[i].as_str(), self.names[j].as_str());
+            self.sim.set_link_latency(a, b, self.delay(i, j));
+            if self.blocked[i * n + j] {
+                self.sim.partition_oneway(a, b);
+            }
+            if self.blocked[j * n + i] {
+                self.sim.partition_oneway(b, a);
+            }
+        }
+        self.added[i] = true;
     }
-    set_latencies(&sim, world, &names, &mut rng);
-    while sim.elapsed() <= duration + tick {
-        if let Err(e) = sim.step() {
+
+    /// Records a failure the engine loop found, and stops the run.
+    fn fail(&mut self, failure: Failure) {
+        let now = self.now();
+        self.trace
+            .note(now, None, "failed", format_args!("{failure}"));
+        self.shared.lock().checks.failure = Some(failure);
+        self.stop(now);
+    }
+
+    /// Stops the run early (at `at`, for the trace): every driver returns its node within
+    /// one more step.
+    fn stop(&mut self, at: Timestamp) {
+        self.stopped = Some(at);
+        self.halt.send_replace(true);
+        if let Err(e) = self.sim.step() {
             panic!("a turmoil host failed: {e}");
         }
-        shared.borrow_mut().drain_into(&mut trace);
+        self.shared.lock().discard_records();
     }
-    drop(sim);
-    let mut shared = shared.borrow_mut();
-    shared.drain_into(&mut trace);
-    let (sent, delivered) = (shared.sent(), shared.delivered());
-    let dropped = dropped.load(Ordering::Relaxed);
-    let in_flight = sent.saturating_sub(delivered + dropped);
-    trace.run_ended(end, sent, delivered, dropped, in_flight);
-    let mut nodes = shared.take_nodes();
-    // Every host starts by the end (start offsets are within the duration) and its network
-    // stops at the end, so every driver has returned its node by now.
-    let nodes = (0..world.len())
-        .map(|i| match nodes.remove(&i) {
-            Some(node) => node,
-            None => panic!("host n{i} did not hand back its node by the end of the run"),
-        })
-        .collect();
-    RunResult {
-        nodes,
-        messages_sent: sent,
-        messages_delivered: delivered,
-        trace,
+
+    /// A liveness probe: converged ends the phase, a passed deadline fails the run.
+    fn probe(&mut self) {
+        let Some((from, bound)) = self.liveness else {
+            return;
+        };
+        let now = self.now();
+        let verdict = {
+            let shared = self.shared.lock();
+            let n = self.world.len();
+            let blocked = &self.blocked;
+            let usable = |a: usize, b: usize| !blocked[a * n + b] && !blocked[b * n + a];
+            match shared.views() {
+                Some(views) => liveness::converged(self.world, views, usable),
+                None => Ok(()),
+            }
+        };
+        match verdict {
+            Ok(()) => {
+                let after = now.saturating_since(from);
+                self.trace.note(
+                    now,
+                    None,
+                    "converged",
+                    format_args!("after={:.6}s", after.as_secs_f64()),
+                );
+                self.liveness = None;
+                self.next_probe = Timestamp::MAX;
+            }
+            Err(reason) if now >= from + bound => {
+                self.fail(Failure::Liveness(Timeout {
+                    from: check::elapsed(from),
+                    bound,
+                    reason,
+                }));
+            }
+            Err(_) => self.next_probe = (now + PROBE_INTERVAL).min(from + bound),
+        }
+    }
+
+    /// Applies one step of the fault schedule.
+    fn fault_step(&mut self, step: Step) {
+        let now = self.now();
+        match step {
+            Step::Crash { node } => {
+                let i = node as usize;
+                if self.down[i] {
+                    return;
+                }
+                self.down[i] = true;
+                let was_running = {
+                    let mut shared = self.shared.lock();
+                    let running = shared.running[i];
+                    shared.crashed(i);
+                    running
+                };
+                let state = if was_running {
+                    "running"
+                } else {
+                    "not-started"
+                };
+                self.trace
+                    .note(now, Some(i), "crash", format_args!("{state}"));
+                if self.added[i] {
+                    self.sim.crash(self.names[i].as_str());
+                }
+            }
+            Step::Restart { node } => {
+                let i = node as usize;
+                if self.down[i] {
+                    self.down[i] = false;
+                    self.trace
+                        .note(now, Some(i), "restart", format_args!("fresh"));
+                    if self.added[i] {
+                        self.sim.bounce(self.names[i].as_str());
+                    } else {
+                        // It crashed before it started: it starts now, as on the fleet
+                        // engine.
+                        self.add_host(i, now);
+                    }
+                }
+            }
+            Step::Toggle { fault, on } => self.toggle(fault, on),
+            // Workloads are refused on this engine before a run starts.
+            Step::Flood { .. } => {}
+        }
+    }
+
+    fn toggle(&mut self, k: u32, on: bool) {
+        let Some(fault) = self.faults.get(k as usize).cloned() else {
+            return;
+        };
+        let Some((name, what)) = schedule::describe(&fault.kind) else {
+            return;
+        };
+        let state = if on { "on" } else { "off" };
+        self.trace.note(
+            self.now(),
+            None,
+            "fault",
+            format_args!("#{k} {name} {state} {what}"),
+        );
+        match &fault.kind {
+            FaultKind::Partition { a, b, one_way } => {
+                self.cuts.retain(|(f, _, _)| *f != k);
+                if on {
+                    let sides = schedule::sides(self.world, a, b.as_ref());
+                    self.cuts.push((k, sides, *one_way));
+                }
+                self.apply_cuts();
+            }
+            FaultKind::Loss { probability } => {
+                let mut shared = self.shared.lock();
+                shared.loss.bursts.retain(|(f, _)| *f != k);
+                if on {
+                    shared.loss.bursts.push((k, *probability));
+                }
+            }
+            FaultKind::ClockSkew { nodes, offset_us } => {
+                for i in nodes {
+                    self.skews[*i].send_replace(if on { *offset_us } else { 0 });
+                }
+            }
+            FaultKind::Crash { .. } => {}
+        }
+    }
+
+    /// Makes turmoil cut exactly the directed links that the active partitions cut.
+    fn apply_cuts(&mut self) {
+        let n = self.world.len();
+        for from in 0..n {
+            for to in 0..n {
+                if from == to {
+                    continue;
+                }
+                let cut = self
+                    .cuts
+                    .iter()
+                    .any(|(_, sides, one_way)| schedule::cuts(sides, *one_way, from, to));
+                if cut != self.blocked[from * n + to] {
+                    self.blocked[from * n + to] = cut;
+                    if !self.added[from] || !self.added[to] {
+                        continue;
+                    }
+                    let (a, b) = (self.names[from].as_str(), self.names[to].as_str());
+                    if cut {
+                        self.sim.partition_oneway(a, b);
+                    } else {
+                        self.sim.repair_oneway(a, b);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends the run: the end-of-run checks, the last trace line, the nodes.
+    fn finish(mut self) -> (RunResult, Option<Failure>) {
+        let end = self.stopped.unwrap_or(self.end);
+        let n = self.world.len();
+        drop(self.sim);
+        let mut shared = self.shared.lock();
+        shared.drain_into(&mut self.trace);
+        let mut handed = shared.take_nodes();
+        let mut nodes: Vec<Option<Node>> = (0..n)
+            .map(|i| {
+                if self.down[i] {
+                    None
+                } else {
+                    handed.remove(&i)
+                }
+            })
+            .collect();
+        if shared.checks.failure.is_none() {
+            let checks = &mut shared.checks;
+            let ctx = Ctx {
+                world: self.world,
+                elapsed: check::elapsed(end),
+            };
+            let settle = 2 * self.tick;
+            let delays = &self.delays;
+            let quiet = Quiet {
+                changed: &checks.changed,
+                end,
+                settle: |a: usize, b: usize| 3 * delays[a.min(b) * n + a.max(b)] + settle,
+            };
+            if let Err(v) = checks.registry.on_end(&ctx, &nodes, &quiet) {
+                let failure = Failure::Invariant(v);
+                self.trace
+                    .note(end, None, "failed", format_args!("{failure}"));
+                checks.failure = Some(failure);
+            }
+        }
+        let (sent, delivered) = (shared.sent(), shared.delivered());
+        let dropped = self.dropped.load(Ordering::Relaxed);
+        let in_flight = sent.saturating_sub(delivered + dropped);
+        self.trace
+            .run_ended(end, sent, delivered, dropped, in_flight);
+        let world = self.world;
+        let nodes = nodes
+            .iter_mut()
+            .enumerate()
+            .map(|(i, n)| n.take().unwrap_or_else(|| world.new_node(i, end)))
+            .collect();
+        let failure = shared.checks.failure.take();
+        drop(shared);
+        let result = RunResult {
+            nodes,
+            messages_sent: sent,
+            messages_delivered: delivered,
+            trace: self.trace,
+        };
+        (result, failure)
+    }
+}
+
+/// Whether a pair of peers has settled at the end of a turmoil run: neither end saw the
+/// connection go up or down, or asked to drop it, within three one-way delays and two
+/// ticks of the end (turmoil cannot say what is still on the wire).
+struct Quiet<'a, F> {
+    changed: &'a std::collections::BTreeMap<(u32, u32), Timestamp>,
+    end: Timestamp,
+    settle: F,
+}
+
+impl<F: Fn(usize, usize) -> Duration> LinkView for Quiet<'_, F> {
+    fn quiet(&self, a: usize, b: usize) -> bool {
+        let key = (a.min(b) as u32, a.max(b) as u32);
+        self.changed
+            .get(&key)
+            .is_none_or(|t| self.end.saturating_since(*t) > (self.settle)(a, b))
     }
 }
 
@@ -177,16 +642,6 @@ fn endpoint(world: &World, i: usize) -> (String, u16) {
     parsed.unwrap_or_else(|| (format!("n{i}"), PORT))
 }
 
-/// Gives every pair of hosts its one-way delay, drawn from the world's model.
-fn set_latencies(sim: &turmoil::Sim<'_>, world: &World, names: &[String], rng: &mut impl Rng) {
-    for a in 0..names.len() {
-        for b in a + 1..names.len() {
-            let one_way = world.one_way(a, b, rng);
-            sim.set_link_latency(names[a].as_str(), names[b].as_str(), one_way);
-        }
-    }
-}
-
 /// When and how a host's node starts, for its trace line.
 #[derive(Clone, Debug)]
 struct Start {
@@ -194,20 +649,55 @@ struct Start {
     region: String,
     last_mile: Duration,
     bootstrap: bool,
+    /// Its class in `[[classes]]`, if the scenario has classes.
+    class: Option<String>,
 }
 
-/// The software of one host: wait for the start offset, run the node to the end, keep it.
-async fn host(spec: HostSpec, start: Start, recorder: Recorder) -> turmoil::Result {
+/// What the engine hands every host: the recorder, the halt signal, the clock skew.
+#[derive(Clone)]
+struct Ctl {
+    recorder: Recorder,
+    halt: watch::Receiver<bool>,
+    skew_us: watch::Receiver<i64>,
+}
+
+/// The software of one host: wait for the start offset, run the node to the end (or until
+/// the engine halts the run), keep it.
+async fn host(spec: HostSpec, start: Start, ctl: Ctl) -> turmoil::Result {
     let now = sim_now().ok_or(HostError::NotSimulated)?;
     tokio::time::sleep(start.at.saturating_since(now)).await;
     let now = sim_now().ok_or(HostError::NotSimulated)?;
-    let index = recorder.index;
-    let shared = Rc::clone(&recorder.shared);
-    shared
-        .borrow_mut()
-        .started(now, index, &start.region, start.last_mile, start.bootstrap);
-    let node = run_node(spec, recorder).await?;
-    shared.borrow_mut().finished(index, node);
+    let index = ctl.recorder.index;
+    let shared = ctl.recorder.shared.clone();
+    shared.lock().started(
+        now,
+        index,
+        &start.region,
+        start.last_mile,
+        start.bootstrap,
+        start.class.as_deref(),
+    );
+    let port = spec.port;
+    let net = TurmoilNetwork::bind(spec.keypair.peer_id(), port)
+        .await
+        .map_err(|source| HostError::Bind { port, source })?;
+    let left = spec.end.saturating_since(now);
+    let net = net
+        .stop_at(tokio::time::Instant::now() + left)
+        .count_drops_in(Arc::clone(&spec.messages_dropped));
+    let net = Checked {
+        inner: net,
+        index,
+        shared: shared.clone(),
+        halt: ctl.halt,
+        dropped: spec.messages_dropped,
+    };
+    let clock = SkewClock::new(now, ctl.skew_us);
+    let node =
+        Node::new(spec.config, spec.keypair, spec.seed, clock.now()).map_err(HostError::Config)?;
+    let (driver, _handle) = flotilla_node::driver::Driver::new(node, net, clock, ctl.recorder);
+    let node = driver.run().await;
+    shared.lock().finished(index, node);
     Ok(())
 }
 

@@ -7,7 +7,8 @@
 //! | 127 | the simulator panicked | `[debug] panic_after_s` |
 //! | 128 | no convergence within `expect.liveness_s` | a partition that never heals |
 //! | 129 | an invariant broke, or an `[expect]` assertion failed | `[debug] fail_invariant_after_s`; an impossible RTT bound |
-//! | 2 | usage | faults on the turmoil engine |
+//!
+//! The invariant and liveness failures run on both engines.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -57,17 +58,22 @@ fn field<'a>(stderr: &'a str, label: &str) -> &'a str {
 /// Runs `path`, expects `code` and a full failure report; then runs the printed replay
 /// command and expects the same code and the same error line. Returns both outputs.
 fn fails_and_replays(dir: &Path, path: &Path, code: i32) -> (Output, Output) {
-    let out = sim(
-        &["run", path.to_str().expect("a UTF-8 path"), "--out", "o"],
-        dir,
-    );
+    fails_and_replays_on(dir, path, code, "fleet")
+}
+
+/// [`fails_and_replays`] on `engine`; the replay command names the engine.
+fn fails_and_replays_on(dir: &Path, path: &Path, code: i32, engine: &str) -> (Output, Output) {
+    let path = path.to_str().expect("a UTF-8 path");
+    let out = sim(&["run", path, "--out", "o", "--engine", engine], dir);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(code), "stderr: {err}");
     assert_eq!(field(&err, "seed"), "5");
     assert!(!field(&err, "commit").is_empty());
     let replay = field(&err, "replay");
     assert!(
-        replay.starts_with("flotilla-sim replay ") && replay.contains("--seed 5"),
+        replay.starts_with("flotilla-sim replay ")
+            && replay.contains("--seed 5")
+            && replay.contains(&format!("--engine {engine}")),
         "{replay}"
     );
     let args: Vec<&str> = replay.split_whitespace().skip(1).collect();
@@ -80,8 +86,17 @@ fn fails_and_replays(dir: &Path, path: &Path, code: i32) -> (Output, Output) {
 
 #[test]
 fn a_broken_invariant_exits_129_and_its_replay_reproduces_it() {
+    broken_invariant_on("fleet");
+}
+
+#[test]
+fn a_broken_invariant_exits_129_on_turmoil_too() {
+    broken_invariant_on("turmoil");
+}
+
+fn broken_invariant_on(engine: &str) {
     let (dir, path) = scenario("broken", "[debug]\nfail_invariant_after_s = 30\n");
-    let (out, replay) = fails_and_replays(dir.path(), &path, 129);
+    let (out, replay) = fails_and_replays_on(dir.path(), &path, 129, engine);
     let err = text(&out.stderr);
     assert!(
         err.contains("invariant `debug-fails` violated at 30."),
@@ -92,9 +107,10 @@ fn a_broken_invariant_exits_129_and_its_replay_reproduces_it() {
         .lines()
         .rev()
         .find(|l| l.contains(" failed "))
-        .unwrap();
+        .expect("the trace has a `failed` line");
     assert!(last.contains("debug-fails"), "{last}");
-    let written = std::fs::read_to_string(dir.path().join("o/trace.txt")).unwrap();
+    let written =
+        std::fs::read_to_string(dir.path().join("o/trace.txt")).expect("the trace is written");
     assert_eq!(written, trace, "the replay prints the trace of the run");
 }
 
@@ -122,6 +138,15 @@ fn a_panic_exits_127() {
 
 #[test]
 fn a_partition_that_never_heals_fails_liveness_with_128() {
+    never_heals_on("fleet");
+}
+
+#[test]
+fn a_partition_that_never_heals_fails_liveness_with_128_on_turmoil_too() {
+    never_heals_on("turmoil");
+}
+
+fn never_heals_on(engine: &str) {
     let extra = "\
 [[faults]]
 kind = \"partition\"
@@ -132,7 +157,7 @@ at_s = 20
 liveness_s = 20
 ";
     let (dir, path) = scenario("split", extra);
-    let (out, replay) = fails_and_replays(dir.path(), &path, 128);
+    let (out, replay) = fails_and_replays_on(dir.path(), &path, 128, engine);
     let err = text(&out.stderr);
     assert!(err.contains("did not converge within 20 s"), "{err}");
     let faults = text(&replay.stdout);
@@ -166,18 +191,40 @@ liveness_s = 30
 }
 
 #[test]
-fn faults_on_the_turmoil_engine_are_a_usage_error() {
+fn a_panic_exits_127_on_turmoil_too() {
+    let (dir, path) = scenario("panics", "[debug]\npanic_after_s = 10\n");
+    let (out, _) = fails_and_replays_on(dir.path(), &path, 127, "turmoil");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("the simulator crashed: deliberate crash"),
+        "{err}"
+    );
+}
+
+#[test]
+fn faults_run_on_the_turmoil_engine() {
     let extra = "[[faults]]\nkind = \"loss\"\nprobability = 0.1\nat_s = 1\nuntil_s = 2\n";
     let (dir, path) = scenario("lossy", extra);
     let out = sim(
-        &["run", path.to_str().unwrap(), "--engine", "turmoil"],
+        &[
+            "run",
+            path.to_str().unwrap(),
+            "--engine",
+            "turmoil",
+            "--out",
+            "o",
+        ],
         dir.path(),
     );
-    let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let trace = std::fs::read_to_string(dir.path().join("o/trace.txt")).unwrap();
     assert!(
-        err.contains("faults are not yet supported on the turmoil engine"),
-        "{err}"
+        trace.contains("    1.000000 -- fault #0 loss on p=0.1"),
+        "{trace}"
+    );
+    assert!(
+        trace.contains("    2.000000 -- fault #0 loss off p=0.1"),
+        "{trace}"
     );
 }
 
@@ -236,7 +283,7 @@ fn sweep_lists_failing_seeds_with_their_replay_commands() {
 }
 
 #[test]
-fn loss_uplinks_and_churn_on_the_turmoil_engine_are_usage_errors() {
+fn loss_uplinks_and_floods_on_the_turmoil_engine_are_usage_errors() {
     let class = "[[classes]]\nname = \"c\"\nweight = 1\n";
     for (extra, what) in [
         (
@@ -246,10 +293,6 @@ fn loss_uplinks_and_churn_on_the_turmoil_engine_are_usage_errors() {
         (
             format!("{class}bandwidth_kbps = 100\n"),
             "uplink limits (`bandwidth_kbps`)",
-        ),
-        (
-            format!("{class}uptime_s = 60\ndowntime_s = 10\n"),
-            "churning classes (`uptime_s`)",
         ),
         (
             "[[workload]]\nkind = \"flood\"\nat_s = 1\nrate_per_s = 1\ncount = 1\n".to_string(),

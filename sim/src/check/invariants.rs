@@ -59,6 +59,9 @@ impl Invariant for NoSelfConnection {
 #[derive(Debug, Clone)]
 pub struct RttFloor {
     jitter_us: u64,
+    /// How much shorter than the model the engine may measure: the turmoil engine moves
+    /// messages at tick boundaries, so a round trip can come out up to two ticks short.
+    slack_us: u64,
     exempt: BTreeSet<usize>,
 }
 
@@ -77,8 +80,17 @@ impl RttFloor {
             .collect();
         RttFloor {
             jitter_us: u64::try_from(scenario.latency.jitter.as_micros()).unwrap_or(u64::MAX),
+            slack_us: 0,
             exempt,
         }
+    }
+}
+
+impl RttFloor {
+    /// Tolerates RTTs up to `slack` shorter than the floor (an engine's time resolution).
+    pub fn with_slack(mut self, slack: Duration) -> RttFloor {
+        self.slack_us = u64::try_from(slack.as_micros()).unwrap_or(u64::MAX);
+        self
     }
 }
 
@@ -100,11 +112,16 @@ impl Invariant for RttFloor {
         let base_us = ctx.world.rtt_us(node, other);
         let rtt_us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
         // Two halvings of the base RTT may lose a microsecond.
-        if rtt_us + self.jitter_us + 1 < base_us {
+        if rtt_us + self.jitter_us + self.slack_us + 1 < base_us {
+            let slack = if self.slack_us > 0 {
+                format!(" and the engine's resolution {} us", self.slack_us)
+            } else {
+                String::new()
+            };
             return Err(Breach::at(
                 node,
                 format!(
-                    "rtt to n{other} measured {rtt_us} us, below the model's base {base_us} us minus jitter {} us",
+                    "rtt to n{other} measured {rtt_us} us, below the model's base {base_us} us minus jitter {} us{slack}",
                     self.jitter_us
                 ),
             ));

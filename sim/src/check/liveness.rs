@@ -13,7 +13,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use flotilla_core::Node;
+use flotilla_core::{Node, PeerId};
 
 use crate::world::World;
 
@@ -43,11 +43,36 @@ impl fmt::Display for Timeout {
     }
 }
 
+/// What the liveness probe needs to know of one running node: a [`Node`], or a copy of
+/// its connections taken while it runs elsewhere (the turmoil engine's hosts).
+pub trait Links {
+    /// The node's peer id.
+    fn peer_id(&self) -> PeerId;
+    /// Peers the node holds a connection to that is not closing.
+    fn open(&self) -> impl Iterator<Item = PeerId> + '_;
+    /// True if the node holds any connection to `peer`, closing or not.
+    fn is_connected(&self, peer: &PeerId) -> bool;
+}
+
+impl Links for Node {
+    fn peer_id(&self) -> PeerId {
+        Node::peer_id(self)
+    }
+
+    fn open(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.connections().filter(|c| !c.closing).map(|c| c.peer)
+    }
+
+    fn is_connected(&self, peer: &PeerId) -> bool {
+        Node::is_connected(self, peer)
+    }
+}
+
 /// `Ok` if the running nodes (`Some`) are converged, otherwise why not; `usable(a, b)`
 /// says whether the network carries traffic between `a` and `b` both ways.
-pub fn converged(
+pub fn converged<N: Links>(
     world: &World,
-    nodes: &[Option<Node>],
+    nodes: &[Option<N>],
     usable: impl Fn(usize, usize) -> bool,
 ) -> Result<(), String> {
     let mut parent: Vec<usize> = (0..nodes.len()).collect();
@@ -62,8 +87,8 @@ pub fn converged(
     for (a, node) in nodes.iter().enumerate() {
         let Some(node) = node else { continue };
         let mut degree = 0;
-        for c in node.connections().filter(|c| !c.closing) {
-            let Some(b) = world.index_of(&c.peer) else {
+        for peer in node.open() {
+            let Some(b) = world.index_of(&peer) else {
                 continue;
             };
             let mutual = nodes[b]

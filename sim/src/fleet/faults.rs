@@ -1,8 +1,9 @@
 //! Faults in the fleet engine: partitions, crashes and restarts, loss bursts, clock skew.
 //!
-//! The schedule is expanded when the fleet is built: every fault becomes one or two
-//! [`Step`]s in the queue (on and off; crash and restart), and crashes with a `count` draw
-//! their peers and times from the seed's fault stream. While faults are active:
+//! The schedule is expanded when the fleet is built ([`schedule::expand`], shared with the
+//! turmoil engine): every fault becomes one or two [`Step`]s in the queue (on and off; crash
+//! and restart), and crashes with a `count` draw their peers and times from the seed's
+//! fault stream. While faults are active:
 //!
 //! - **partition**: anything sent across the cut (in the cut's direction for a one-way
 //!   partition) is lost: messages are dropped and counted, a dial's SYN or SYN-ACK is lost
@@ -34,30 +35,17 @@ use rand_chacha::ChaCha8Rng;
 use super::Fleet;
 use super::links::DIAL_UNREACHABLE;
 use super::queue::{FailReason, Item};
-use crate::scenario::{Fault, FaultKind, FloodMessage, Side, Workload};
+use crate::scenario::{Fault, FaultKind, FloodMessage, Workload};
+pub use crate::schedule::STREAM_FAULTS;
+use crate::schedule::{self, Step};
 use crate::world::{STREAM_NETWORK, World};
 
-/// Label under the root seed for fault draws (random crashes, loss bursts).
-pub const STREAM_FAULTS: u64 = STREAM_NETWORK + 2;
 /// Label under the root seed for workload draws (the nodes of a flood with `count`).
 pub const STREAM_WORKLOAD: u64 = STREAM_NETWORK + 19;
 
 /// Bits of a travelling dial id below the incarnation tag (a core numbers its dials from
 /// 0 up, never near 2^48).
 const DIAL_TAG_SHIFT: u32 = 48;
-
-/// One change the fault schedule makes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Step {
-    /// Fault `fault` (a partition, loss burst or clock skew) starts or ends.
-    Toggle { fault: u32, on: bool },
-    /// Node `node` crashes.
-    Crash { node: u32 },
-    /// Node `node` restarts.
-    Restart { node: u32 },
-    /// One tick of flood `flood` of the workload.
-    Flood { flood: u32 },
-}
 
 /// The fault state of a run.
 #[derive(Debug)]
@@ -86,62 +74,7 @@ pub(super) struct Faults {
 impl Faults {
     /// The schedule of `faults` in `world`.
     pub(super) fn new(world: &World, faults: &[Fault], workload: &[Workload]) -> Faults {
-        let root = SeedTree::new(world.seed()).child(STREAM_FAULTS);
-        let mut draw = root.child(0).rng();
-        let mut steps = Vec::new();
-        for (k, f) in faults.iter().enumerate() {
-            let k = k as u32;
-            match &f.kind {
-                FaultKind::Crash {
-                    nodes,
-                    count,
-                    restart_after,
-                } => {
-                    let mut crashes: Vec<(Duration, usize)> =
-                        nodes.iter().map(|n| (f.at, *n)).collect();
-                    if *count > 0 {
-                        let window_us =
-                            f.until.unwrap_or(f.at).saturating_sub(f.at).as_micros() as u64;
-                        let n = world.len();
-                        for node in sample(&mut draw, n, (*count).min(n)).into_iter() {
-                            let offset_us = if window_us == 0 {
-                                0
-                            } else {
-                                draw.random_range(0..window_us)
-                            };
-                            crashes.push((f.at + Duration::from_micros(offset_us), node));
-                        }
-                    }
-                    for (at, node) in crashes {
-                        steps.push((at, Step::Crash { node: node as u32 }));
-                        if let Some(d) = restart_after {
-                            steps.push((at + *d, Step::Restart { node: node as u32 }));
-                        }
-                    }
-                }
-                _ => {
-                    steps.push((f.at, Step::Toggle { fault: k, on: true }));
-                    if let Some(until) = f.until {
-                        steps.push((
-                            until,
-                            Step::Toggle {
-                                fault: k,
-                                on: false,
-                            },
-                        ));
-                    }
-                }
-            }
-        }
-        for c in world.churn_schedule() {
-            let node = c.node as u32;
-            let step = if c.up {
-                Step::Restart { node }
-            } else {
-                Step::Crash { node }
-            };
-            steps.push((c.at, step));
-        }
+        let mut steps = schedule::expand(world, faults);
         let mut floods = Vec::with_capacity(workload.len());
         let wroot = SeedTree::new(world.seed()).child(STREAM_WORKLOAD);
         for (k, w) in workload.iter().enumerate() {
@@ -163,7 +96,7 @@ impl Faults {
             skew_us: vec![0; world.len()],
             down: vec![false; world.len()],
             incarnation: vec![0; world.len()],
-            loss_rng: root.child(1).rng(),
+            loss_rng: schedule::loss_rng(world),
             base_loss: (world.loss(), world.loss_rng()),
             floods,
         }
@@ -171,10 +104,9 @@ impl Faults {
 
     /// True if an item sent from `from` to `to` now is lost.
     pub(super) fn blocks(&self, from: usize, to: usize) -> bool {
-        self.cuts.iter().any(|(_, sides, one_way)| {
-            let (a, b) = (sides[from], sides[to]);
-            (a == 1 && b == 2) || (!one_way && a == 2 && b == 1)
-        })
+        self.cuts
+            .iter()
+            .any(|(_, sides, one_way)| schedule::cuts(sides, *one_way, from, to))
     }
 
     /// Dial id `dial` of node `i` as it travels: tagged with the node's incarnation.
@@ -199,13 +131,6 @@ impl Faults {
         let (p, rng) = &mut self.base_loss;
         let base = *p > 0.0 && rng.random::<f64>() < *p;
         burst || base
-    }
-}
-
-fn in_side(side: &Side, world: &World, i: usize) -> bool {
-    match side {
-        Side::Regions(rs) => rs.contains(&world.peer(i).region),
-        Side::Nodes(ns) => ns.contains(&i),
     }
 }
 
@@ -319,47 +244,29 @@ impl Fleet<'_> {
         let Some(fault) = self.faults.faults.get(k as usize).cloned() else {
             return;
         };
-        let (name, what) = match &fault.kind {
+        match &fault.kind {
             FaultKind::Partition { a, b, one_way } => {
                 self.faults.cuts.retain(|(f, _, _)| *f != k);
                 if on {
-                    let world = self.world;
-                    let sides = (0..world.len())
-                        .map(|i| {
-                            if in_side(a, world, i) {
-                                1
-                            } else if b.as_ref().is_none_or(|b| in_side(b, world, i)) {
-                                2
-                            } else {
-                                0
-                            }
-                        })
-                        .collect();
+                    let sides = schedule::sides(self.world, a, b.as_ref());
                     self.faults.cuts.push((k, sides, *one_way));
                 }
-                let way = if *one_way { "one-way" } else { "both-ways" };
-                // A side of listed (or drawn) peers shows its size; the resolved scenario
-                // lists them.
-                let what = match a {
-                    Side::Nodes(n) => format!("{way} a={}", n.len()),
-                    Side::Regions(_) => way.to_string(),
-                };
-                ("partition", what)
             }
             FaultKind::Loss { probability } => {
                 self.faults.losses.retain(|(f, _)| *f != k);
                 if on {
                     self.faults.losses.push((k, *probability));
                 }
-                ("loss", format!("p={probability}"))
             }
             FaultKind::ClockSkew { nodes, offset_us } => {
                 for n in nodes {
                     self.faults.skew_us[*n] = if on { *offset_us } else { 0 };
                 }
-                ("clock-skew", format!("offset={offset_us}us"))
             }
             FaultKind::Crash { .. } => return,
+        }
+        let Some((name, what)) = schedule::describe(&fault.kind) else {
+            return;
         };
         let state = if on { "on" } else { "off" };
         self.trace.note(

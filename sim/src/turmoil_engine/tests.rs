@@ -228,3 +228,261 @@ fn hundred_peers_for_two_minutes() {
         "both engines carry about the same traffic"
     );
 }
+
+/// `scenarios/<name>` of the repository.
+fn shipped(name: &str) -> Scenario {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios")
+        .join(name);
+    Scenario::load(&path).unwrap()
+}
+
+/// A checked run of `s` at `seed` on `engine`: its trace and failure.
+fn checked(s: &Scenario, seed: u64, engine: EngineKind) -> (String, Option<crate::check::Failure>) {
+    let outcome = crate::runner::run_checked(s, seed, engine, Trace::new).unwrap();
+    let text = String::from_utf8(outcome.result.trace.text().to_vec()).unwrap();
+    (text, outcome.failure)
+}
+
+#[test]
+fn partition_heal_converges_on_turmoil() {
+    let s = shipped("partition-heal.toml");
+    let (trace, failure) = checked(&s, s.seed, EngineKind::Turmoil);
+    assert_eq!(failure, None);
+    assert!(trace.contains("   40.000000 -- fault #0 partition on both-ways"));
+    assert!(trace.contains("  100.000000 -- fault #0 partition off both-ways"));
+    assert!(trace.contains(" -- converged after="), "{trace}");
+}
+
+#[test]
+fn crash_restart_converges_on_turmoil_with_the_fleet_engines_schedule() {
+    let s = shipped("crash-restart.toml");
+    let (trace, failure) = checked(&s, s.seed, EngineKind::Turmoil);
+    assert_eq!(failure, None);
+    assert!(trace.contains(" -- converged after="));
+    // Crashes drawn from the seed hit the same peers at the same times (to the tick).
+    let (fleet, _) = checked(&s, s.seed, EngineKind::Fleet);
+    let faults = |t: &str| -> Vec<(f64, String)> {
+        t.lines()
+            .filter(|l| l.contains(" crash ") || l.contains(" restart ") || l.contains(" fault "))
+            .map(|l| {
+                let mut words = l.split_whitespace();
+                let at: f64 = words.next().unwrap().parse().unwrap();
+                (at, words.collect::<Vec<_>>().join(" "))
+            })
+            .collect()
+    };
+    let (on_turmoil, on_fleet) = (faults(&trace), faults(&fleet));
+    assert_eq!(
+        on_turmoil.len(),
+        on_fleet.len(),
+        "{on_turmoil:?}\n{on_fleet:?}"
+    );
+    assert!(on_fleet.iter().any(|(_, l)| l.ends_with("crash running")));
+    for (f, t) in on_fleet.iter() {
+        let tick = TICK.as_secs_f64();
+        assert!(
+            on_turmoil
+                .iter()
+                .any(|(at, l)| l == t && *at >= *f && *at < *f + tick + 1e-9),
+            "{t} at {f} on fleet, not within a tick on turmoil: {on_turmoil:?}"
+        );
+    }
+    // Restarted nodes start again, fresh.
+    let restarted = trace
+        .lines()
+        .skip_while(|l| !l.ends_with("n0 restart fresh"))
+        .find(|l| l.contains(" n0 ") && !l.contains(" restart "))
+        .unwrap();
+    assert!(restarted.contains(" n0 start "), "{restarted}");
+}
+
+#[test]
+fn churning_classes_follow_the_fleet_engines_schedule() {
+    let text = "name = \"churn\"\nseed = 4\nduration_s = 90\n\
+                [peers]\ncount = 12\nbootstrap = 2\nstart_spread_s = 10\n\
+                [[classes]]\nname = \"phone\"\nweight = 1\nuptime_s = [10, 30]\ndowntime_s = [5, 10]\n\
+                [[classes]]\nname = \"server\"\nweight = 1\n";
+    let s = Scenario::parse(text, "churn.toml").unwrap();
+    let churn = |engine| -> Vec<(f64, String)> {
+        let (trace, failure) = checked(&s, s.seed, engine);
+        assert_eq!(failure, None, "{engine}");
+        trace
+            .lines()
+            .filter(|l| l.contains(" crash ") || l.contains(" restart "))
+            .map(|l| {
+                let mut words = l.split_whitespace();
+                let at: f64 = words.next().unwrap().parse().unwrap();
+                (at, words.collect::<Vec<_>>().join(" "))
+            })
+            .collect()
+    };
+    let (on_fleet, on_turmoil) = (churn(EngineKind::Fleet), churn(EngineKind::Turmoil));
+    assert!(on_fleet.len() >= 6, "{on_fleet:?}");
+    assert_eq!(
+        on_fleet.len(),
+        on_turmoil.len(),
+        "{on_fleet:?}\n{on_turmoil:?}"
+    );
+    let tick = TICK.as_secs_f64();
+    for ((f, a), (t, b)) in on_fleet.iter().zip(&on_turmoil) {
+        assert_eq!(a, b);
+        assert!(
+            *t >= *f && *t < *f + tick + 1e-9,
+            "{a} at {f} on fleet, {t} on turmoil"
+        );
+    }
+    // Start lines name the class on turmoil too.
+    let (trace, _) = checked(&s, s.seed, EngineKind::Turmoil);
+    assert!(
+        trace
+            .lines()
+            .any(|l| l.contains(" start ") && l.ends_with("class=phone"))
+    );
+}
+
+#[test]
+fn a_run_with_faults_repeats_byte_for_byte() {
+    let s = shipped("crash-restart.toml");
+    let (a, _) = checked(&s, 7, EngineKind::Turmoil);
+    let (b, _) = checked(&s, 7, EngineKind::Turmoil);
+    assert!(a == b, "seed 7 gave two different traces on turmoil");
+    assert!(a.contains(" crash running") && a.contains(" -- fault #2 loss on"));
+}
+
+#[test]
+fn a_node_crashed_before_its_start_starts_at_its_restart_as_on_fleet() {
+    let text = "name = \"x\"\nseed = 3\nduration_s = 40\n\
+                [peers]\ncount = 10\nbootstrap = 1\nstart_spread_s = 30\n\
+                [[faults]]\nkind = \"crash\"\nnodes = [5]\nat_s = 1\nrestart_after_s = 10\n\
+                [[faults]]\nkind = \"crash\"\nnodes = [7]\nat_s = 1\n";
+    let s = Scenario::parse(text, "x.toml").unwrap();
+    let lines = |engine| -> Vec<String> {
+        let (trace, failure) = checked(&s, s.seed, engine);
+        assert_eq!(failure, None);
+        trace
+            .lines()
+            .filter(|l| l.contains(" n5 ") || l.contains(" n7 "))
+            .filter(|l| l.contains(" crash ") || l.contains(" restart ") || l.contains(" start "))
+            .map(str::to_string)
+            .collect()
+    };
+    let expected = [
+        "    1.000000 n5 crash not-started",
+        "    1.000000 n7 crash not-started",
+        "   11.000000 n5 restart fresh",
+    ];
+    for engine in [EngineKind::Fleet, EngineKind::Turmoil] {
+        let got = lines(engine);
+        assert_eq!(got[..3], expected, "{engine}: {got:?}");
+        assert!(
+            got[3].starts_with("   11.000000 n5 start "),
+            "{engine}: {got:?}"
+        );
+        assert_eq!(got.len(), 4, "n7 never starts on {engine}: {got:?}");
+    }
+}
+
+#[test]
+fn a_total_loss_burst_drops_what_is_sent_meanwhile() {
+    let mut s = scenario(6, 40);
+    let text = "name = \"x\"\nduration_s = 40\n[peers]\ncount = 6\n\
+                [[faults]]\nkind = \"loss\"\nprobability = 1.0\nat_s = 20\nuntil_s = 30\n";
+    s.faults = Scenario::parse(text, "x.toml").unwrap().faults;
+    let (trace, failure) = checked(&s, 3, EngineKind::Turmoil);
+    assert_eq!(failure, None);
+    let end = trace.lines().last().unwrap();
+    let dropped: u64 = end
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("dropped="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(dropped > 0, "{end}");
+    // Nothing arrives in the burst's second half (what was on the wire has landed).
+    let received_late = trace.lines().any(|l| {
+        let at: f64 = l.split_whitespace().next().unwrap().parse().unwrap();
+        (25.0..30.0).contains(&at) && (l.contains(" hello ") || l.contains(" rtt "))
+    });
+    assert!(!received_late, "{trace}");
+}
+
+#[test]
+fn a_one_way_partition_cuts_one_direction_only() {
+    // n0 cannot reach anyone, but hears everyone: its pings go unanswered.
+    let mut s = scenario(6, 60);
+    let text = "name = \"x\"\nduration_s = 60\n[peers]\ncount = 6\n\
+                [[faults]]\nkind = \"partition\"\nnodes_a = [0]\none_way = true\nat_s = 20\n";
+    s.faults = Scenario::parse(text, "x.toml").unwrap().faults;
+    let (trace, failure) = checked(&s, 3, EngineKind::Turmoil);
+    assert_eq!(failure, None);
+    assert!(trace.contains("   20.000000 -- fault #0 partition on one-way"));
+    let after = |who: &str, kind: &str| {
+        trace.lines().any(|l| {
+            let at: f64 = l.split_whitespace().next().unwrap().parse().unwrap();
+            at > 21.0 && l.contains(&format!(" {who} {kind} "))
+        })
+    };
+    assert!(!after("n0", "rtt"), "n0 measured an RTT across the cut");
+    assert!(after("n0", "ping-timeout") || after("n0", "conn-"));
+}
+
+#[test]
+fn a_clock_skew_moves_the_nodes_clock_not_the_trace() {
+    let mut s = scenario(4, 30);
+    let text = "name = \"x\"\nduration_s = 30\n[peers]\ncount = 4\n\
+                [[faults]]\nkind = \"clock_skew\"\nnodes = [1]\noffset_ms = 60000\nat_s = 0\n";
+    s.faults = Scenario::parse(text, "x.toml").unwrap().faults;
+    let world = engine::world(&s, 2);
+    let (result, failure) = run_with(
+        &world,
+        Trace::new(&world),
+        world.duration(),
+        plan(&s, TICK),
+        TICK,
+    );
+    assert_eq!(failure, None);
+    let epoch = crate::World::epoch();
+    let started = |i: usize| result.nodes[i].status(epoch).started_at;
+    // n1's clock runs a minute ahead from the start; n0's does not.
+    assert!(started(1) >= epoch + Duration::from_secs(60));
+    assert!(started(0) < epoch + Duration::from_secs(10));
+    // The trace keeps simulated time: n1 starts within the start spread.
+    let text = String::from_utf8(result.trace.text().to_vec()).unwrap();
+    let line = text.lines().find(|l| l.contains(" n1 start ")).unwrap();
+    let at: f64 = line.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(at < 10.0, "{line}");
+}
+
+/// The tick's trade-off between cost and RTT resolution, on the quickstart network cut to
+/// 200 peers and 60 s with a 60 s start spread (the figures in the module doc):
+/// `cargo test --release -p flotilla-sim --lib tick_trade_off -- --ignored --nocapture`
+#[test]
+#[ignore = "slow: three runs of 200 peers for 60 simulated seconds"]
+fn tick_trade_off() {
+    let mut s = shipped("quickstart.toml");
+    s.peers.start_spread = Duration::from_secs(60);
+    let overrides = crate::overrides::Overrides {
+        peers: Some(200),
+        duration_s: Some(60.0),
+    };
+    overrides.apply(&mut s).unwrap();
+    let world = engine::world(&s, s.seed);
+    for ms in [5, 10, 20] {
+        let tick = Duration::from_millis(ms);
+        let t = SystemTime::now();
+        let result = run_with_tick(&world, Trace::new(&world), world.duration(), tick);
+        let wall = t.elapsed().unwrap();
+        let summary = Summary::from_run(&world, EngineKind::Turmoil, &result);
+        eprintln!(
+            "tick {ms} ms: {:.1} s wall; rtt measured {:.1} ms, model {:.1} ms ({} samples); \
+             degree mean {:.2}; {} messages",
+            wall.as_secs_f64(),
+            summary.rtt_neighbour_mean_ms,
+            summary.rtt_neighbour_model_mean_ms,
+            summary.rtt_samples,
+            summary.degree_mean,
+            summary.messages_sent
+        );
+    }
+}
