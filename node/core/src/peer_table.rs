@@ -290,10 +290,51 @@ impl PeerTable {
         }
     }
 
+    /// The first position in the order whose prefix is not below `prefix`.
+    ///
+    /// Peer ids are public keys, uniformly spread, so the position is first guessed from
+    /// the prefix's value and then bracketed by steps that double away from the guess:
+    /// a couple of probes near the answer instead of a bisection over the whole vector,
+    /// and never more than twice the probes of one for ids that are not spread.
+    fn lower_bound(&self, prefix: u64) -> usize {
+        let v = &self.order_prefix;
+        let n = v.len();
+        if n == 0 {
+            return 0;
+        }
+        // In [0, n): the product is below n * 2^64.
+        let guess = ((u128::from(prefix) * n as u128) >> 64) as usize;
+        if v[guess] < prefix {
+            // The answer lies in (guess, n].
+            let (mut lo, mut step) = (guess + 1, 1);
+            loop {
+                let hi = (lo + step).min(n);
+                if hi == n || v[hi] >= prefix {
+                    return lo + v[lo..hi].partition_point(|&p| p < prefix);
+                }
+                lo = hi + 1;
+                step *= 2;
+            }
+        } else {
+            // The answer lies in [0, guess], and v[hi] >= prefix.
+            let (mut hi, mut step) = (guess, 1);
+            loop {
+                let Some(lo) = hi.checked_sub(step) else {
+                    return v[..hi].partition_point(|&p| p < prefix);
+                };
+                if v[lo] < prefix {
+                    return lo + 1 + v[lo + 1..hi].partition_point(|&p| p < prefix);
+                }
+                hi = lo;
+                step *= 2;
+            }
+        }
+    }
+
     /// The position of `peer` in the order, or where it would be inserted.
     fn position(&self, peer: &PeerId) -> Result<usize, usize> {
         let prefix = peer.prefix();
-        let mut i = self.order_prefix.partition_point(|&p| p < prefix);
+        let mut i = self.lower_bound(prefix);
         while i < self.order_prefix.len() && self.order_prefix[i] == prefix {
             let held = &self.slots[self.order_slot[i] as usize].entry.peer_id;
             match held.cmp(peer) {
@@ -483,6 +524,32 @@ mod tests {
 
     fn id(n: u8) -> PeerId {
         PeerId::from_public_key([n; 32])
+    }
+
+    #[test]
+    fn lower_bound_agrees_with_bisection() {
+        use rand::Rng;
+        let mut rng = crate::seed::SeedTree::new(4).rng();
+        for n in [0usize, 1, 2, 3, 10, 100, 1000] {
+            for spread in [u64::MAX, 1000, 3] {
+                let mut t = PeerTable::new(1);
+                t.order_prefix = (0..n).map(|_| rng.random_range(0..=spread)).collect();
+                t.order_prefix.sort_unstable();
+                for _ in 0..300 {
+                    let probe = match rng.random_range(0..3) {
+                        0 if n > 0 => t.order_prefix[rng.random_range(0..n)],
+                        1 => rng.random_range(0..=spread.saturating_add(1)),
+                        _ => rng.random(),
+                    };
+                    let want = t.order_prefix.partition_point(|&p| p < probe);
+                    assert_eq!(
+                        t.lower_bound(probe),
+                        want,
+                        "n {n} spread {spread} probe {probe}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
