@@ -159,6 +159,7 @@ impl Node {
             && let Some(at) = c.closing_at
         {
             c.closing_at = Some(at.min(now + REFUSED_LINGER));
+            self.conn_due_stale = true;
         }
         self.send(from, Message::PeersResponse { records });
     }
