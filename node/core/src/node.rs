@@ -274,6 +274,7 @@ impl Node {
         let conn = if self.conn_due_stale {
             self.connections_due()
         } else {
+            debug_assert_eq!(self.conn_due, self.connections_due(), "stale deadline kept");
             self.conn_due
         };
         let t = self

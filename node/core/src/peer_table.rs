@@ -130,8 +130,12 @@ pub struct PeerEntry {
     advert_addr: bool,
     /// Addresses learned outside an advert (bootstrap list, discovery), dialled after the
     /// advert's own; a newer advert replaces them.
-    extra_addrs: Box<[String]>,
+    extra_addrs: Option<Box<ExtraAddrs>>,
 }
+
+/// Addresses of a peer learned outside its advert; rare, so held behind one pointer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct ExtraAddrs(Vec<String>);
 
 impl PeerEntry {
     fn new(peer_id: PeerId, now: Timestamp, source: Source, hops: u8) -> Self {
@@ -146,7 +150,7 @@ impl PeerEntry {
             dial_not_before: Timestamp::ZERO,
             advert: None,
             advert_addr: false,
-            extra_addrs: Box::default(),
+            extra_addrs: None,
         }
     }
 
@@ -160,7 +164,7 @@ impl PeerEntry {
         self.advert
             .iter()
             .flat_map(|a| a.advert.listen_addrs.iter())
-            .chain(self.extra_addrs.iter())
+            .chain(self.extra_addrs.iter().flat_map(|e| e.0.iter()))
     }
 
     /// The first address to dial, if any is known.
@@ -171,7 +175,7 @@ impl PeerEntry {
     /// True if an address to dial is known; cheaper than [`PeerEntry::addr_first`], as it
     /// does not read the advert.
     pub fn has_addr(&self) -> bool {
-        self.advert_addr || !self.extra_addrs.is_empty()
+        self.advert_addr || self.extra_addrs.is_some()
     }
 
     /// Adds an address learned outside an advert, unless it is known or `max` addresses
@@ -181,9 +185,7 @@ impl PeerEntry {
         if known >= max || self.addrs().any(|a| *a == addr) {
             return false;
         }
-        let mut extra = std::mem::take(&mut self.extra_addrs).into_vec();
-        extra.push(addr);
-        self.extra_addrs = extra.into_boxed_slice();
+        self.extra_addrs.get_or_insert_default().0.push(addr);
         true
     }
 
@@ -223,7 +225,7 @@ impl PeerEntry {
         {
             return false;
         }
-        self.extra_addrs = Box::default();
+        self.extra_addrs = None;
         self.advert_addr = !signed.advert.listen_addrs.is_empty();
         self.advert = Some(Arc::clone(signed));
         true
@@ -556,7 +558,7 @@ mod tests {
     fn entries_stay_small() {
         // A large simulation holds millions of entries: every word counts.
         assert!(
-            std::mem::size_of::<Slot>() <= 136,
+            std::mem::size_of::<Slot>() <= 128,
             "{}",
             std::mem::size_of::<Slot>()
         );
