@@ -680,7 +680,8 @@ impl Node {
         if peer == self.peer_id() {
             return Ok(false);
         }
-        let held = self.table.get(&peer);
+        let spot = self.table.spot(&peer);
+        let held = self.table.held(spot);
         let is_new = held.is_none();
         // The very advert the table holds passed every check when it was stored; only its
         // freshness can have changed since.
@@ -697,10 +698,10 @@ impl Node {
             return Err(reason);
         }
         let connected = &self.connections;
-        match self
-            .table
-            .entry(peer, now, source, hops, |p| !connected.contains_key(p))
-        {
+        // The table has not changed since `spot` was found.
+        match self.table.entry_at(spot, peer, now, source, hops, |p| {
+            !connected.contains_key(p)
+        }) {
             Some(e) => {
                 e.apply_advert(signed, hops, now);
                 Ok(is_new)

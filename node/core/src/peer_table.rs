@@ -260,6 +260,13 @@ pub struct PeerTable {
     capacity: usize,
 }
 
+/// Where a peer is in a [`PeerTable`]: its slot, or the position in the order it would take.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Spot {
+    Held(u32),
+    Absent(usize),
+}
+
 /// Elements added at a time when one of the table's vectors is full.
 const SLOTS_STEP: usize = 64;
 
@@ -390,9 +397,40 @@ impl PeerTable {
         hops: u8,
         evictable: impl Fn(&PeerId) -> bool,
     ) -> Option<&mut PeerEntry> {
-        let mut at = match self.position(&peer) {
-            Ok(i) => return Some(&mut self.slots[self.order_slot[i] as usize].entry),
-            Err(i) => i,
+        let spot = self.spot(&peer);
+        self.entry_at(spot, peer, now, source, hops, evictable)
+    }
+
+    /// Where `peer` is, for [`PeerTable::held`] and [`PeerTable::entry_at`]: one search for
+    /// a look and a change that follow it. Valid until the table changes.
+    pub(crate) fn spot(&self, peer: &PeerId) -> Spot {
+        match self.position(peer) {
+            Ok(i) => Spot::Held(self.order_slot[i]),
+            Err(i) => Spot::Absent(i),
+        }
+    }
+
+    /// The entry at `spot`, if one is held there.
+    pub(crate) fn held(&self, spot: Spot) -> Option<&PeerEntry> {
+        match spot {
+            Spot::Held(slot) => Some(&self.slots[slot as usize].entry),
+            Spot::Absent(_) => None,
+        }
+    }
+
+    /// [`PeerTable::entry`] for `peer`, found at `spot` since the table last changed.
+    pub(crate) fn entry_at(
+        &mut self,
+        spot: Spot,
+        peer: PeerId,
+        now: Timestamp,
+        source: Source,
+        hops: u8,
+        evictable: impl Fn(&PeerId) -> bool,
+    ) -> Option<&mut PeerEntry> {
+        let mut at = match spot {
+            Spot::Held(slot) => return Some(&mut self.slots[slot as usize].entry),
+            Spot::Absent(i) => i,
         };
         if self.len() >= self.capacity {
             let victim = self.stalest(evictable)?;
