@@ -65,39 +65,42 @@ replay scenario seed *args="":
     cargo run --release -p flotilla-sim -- replay {{scenario}} --seed {{seed}} {{args}}
 
 # Fleet 1k x 600 s, 10k x 600 s and 100k x 60 s, turmoil 200 x 60 s, on the quickstart
-# workload; the 60 s runs use a copy of quickstart whose start spread is cut to 60 s (a run
-# may not end before every peer has started). Figures are printed, never asserted: wall
-# time, trace events per wall second, speed-up over real time (simulated / wall seconds)
-# and peak RSS (from GNU time, `apt-get install time`).
+# workload (the 60 s runs cut its start spread to 60 s, as `--duration-s` does). Figures are
+# printed, never asserted: wall and user CPU time, trace events per wall second, speed-up
+# over real time (simulated / wall seconds) and peak RSS (CPU time and RSS from GNU time,
+# `apt-get install time`).
 # Simulator scale and speed benchmarks (release build).
 bench-sim:
     #!/usr/bin/env bash
     set -euo pipefail
     cargo build --release -p flotilla-sim
     mkdir -p out/bench
-    sed 's/^start_spread_s = 120$/start_spread_s = 60/' scenarios/quickstart.toml > out/bench/quickstart-60s.toml
     bench() {
-        local label=$1 scenario=$2 sim_s=$3; shift 3
-        local log="out/bench/$label.log" rss="n/a"
-        local t0 t1
-        t0=$(date +%s.%N)
+        local label=$1 sim_s=$2; shift 2
+        local log="out/bench/$label.log" times="out/bench/$label.time"
+        local run=(./target/release/flotilla-sim run scenarios/quickstart.toml
+            --duration-s "$sim_s" --out "out/bench/$label" "$@")
         if [ -x /usr/bin/time ]; then
-            /usr/bin/time -f '%M' -o "out/bench/$label.rss" ./target/release/flotilla-sim run \
-                "$scenario" --duration-s "$sim_s" --out "out/bench/$label" "$@" > "$log"
-            rss="$(awk '{printf "%.0f MiB", $1 / 1024}' "out/bench/$label.rss")"
+            /usr/bin/time -f '%e %U %M' -o "$times" "${run[@]}" > "$log" 2> "out/bench/$label.err"
         else
-            ./target/release/flotilla-sim run "$scenario" --duration-s "$sim_s" \
-                --out "out/bench/$label" "$@" > "$log"
+            local t0 t1
+            t0=$(date +%s.%N)
+            "${run[@]}" > "$log" 2> "out/bench/$label.err"
+            t1=$(date +%s.%N)
+            awk -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.2f n/a n/a\n", t1 - t0 }' > "$times"
         fi
-        t1=$(date +%s.%N)
-        local events connected
+        local events
         events=$(awk '$1 == "trace" { print $2 }' "$log")
-        connected=$(awk '$1 == "degree" { print $0 }' "$log")
-        awk -v l="$label" -v t0="$t0" -v t1="$t1" -v e="$events" -v s="$sim_s" -v r="$rss" \
-            'BEGIN { w = t1 - t0; printf "%-16s wall %7.2f s  %9.0f events/s  speed-up %7.1fx  peak RSS %s\n", l, w, e / w, s / w, r }'
-        echo "                 $connected"
+        awk -v l="$label" -v e="$events" -v s="$sim_s" '{
+            w = $1 > 0 ? $1 : 0.01
+            user = $2 == "n/a" ? "n/a" : sprintf("%.2f s", $2)
+            rss = $3 == "n/a" ? "n/a" : sprintf("%.0f MiB", $3 / 1024)
+            printf "%-16s wall %7.2f s  user %9s  %9.0f events/s  speed-up %7.1fx  peak RSS %s\n",
+                l, $1, user, e / w, s / w, rss
+        }' "$times"
+        echo "                 $(awk '$1 == "degree" { print $0 }' "$log")"
     }
-    bench fleet-1k-600s scenarios/quickstart.toml 600
-    bench fleet-10k-600s scenarios/quickstart.toml 600 --peers 10000
-    bench fleet-100k-60s out/bench/quickstart-60s.toml 60 --peers 100000
-    bench turmoil-200-60s out/bench/quickstart-60s.toml 60 --engine turmoil --peers 200
+    bench fleet-1k-600s 600
+    bench fleet-10k-600s 600 --peers 10000
+    bench fleet-100k-60s 60 --peers 100000
+    bench turmoil-200-60s 60 --engine turmoil --peers 200

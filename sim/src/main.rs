@@ -145,7 +145,9 @@ fn main() -> ExitCode {
 /// Loads the scenario at `path` with `overrides` applied.
 fn load(path: &Path, overrides: Overrides) -> anyhow::Result<Scenario> {
     let mut scenario = Scenario::load(path)?;
-    overrides.apply(&mut scenario)?;
+    for note in overrides.apply(&mut scenario)? {
+        eprintln!("note: {note}");
+    }
     Ok(scenario)
 }
 

@@ -9,6 +9,11 @@
 //! let o = Overrides { peers: Some(4), duration_s: None };
 //! o.apply(&mut s).unwrap();
 //! assert_eq!((s.peers.count, o.suffix(), o.args()), (4, "-4p".to_string(), vec!["--peers 4".to_string()]));
+//!
+//! // A duration shorter than the start spread cuts the spread, with a note.
+//! let mut s = Scenario::parse("name = \"o\"\nduration_s = 600\n[peers]\ncount = 10\nstart_spread_s = 120\n", "o.toml").unwrap();
+//! let notes = Overrides { peers: None, duration_s: Some(60.0) }.apply(&mut s).unwrap();
+//! assert_eq!((s.peers.start_spread.as_secs(), notes.len()), (60, 1));
 //! ```
 
 use crate::scenario::Scenario;
@@ -30,8 +35,11 @@ pub struct Overrides {
 pub struct UsageError(pub String);
 
 impl Overrides {
-    /// Applies the overrides to `scenario`.
-    pub fn apply(&self, scenario: &mut Scenario) -> Result<(), UsageError> {
+    /// Applies the overrides to `scenario`. Returns notes for the user (one line each) about
+    /// values changed to fit: a `--duration-s` shorter than `peers.start_spread_s` cuts the
+    /// spread to the duration, and the resolved scenario records the cut value.
+    pub fn apply(&self, scenario: &mut Scenario) -> Result<Vec<String>, UsageError> {
+        let mut notes = Vec::new();
         if let Some(n) = self.peers {
             let max = crate::scenario::PEERS_MAX as usize;
             if n < 2 || n < scenario.peers.bootstrap || n > max {
@@ -60,14 +68,16 @@ impl Overrides {
             }
             let duration = std::time::Duration::from_secs_f64(s);
             if duration < scenario.peers.start_spread {
-                return Err(UsageError(format!(
-                    "--duration-s {s}: shorter than the scenario's peers.start_spread_s ({} s)",
+                notes.push(format!(
+                    "--duration-s {s}: peers.start_spread_s cut from {} s to {s} s, so every \
+                     peer starts within the run",
                     scenario.peers.start_spread.as_secs_f64()
-                )));
+                ));
+                scenario.peers.start_spread = duration;
             }
             scenario.duration = duration;
         }
-        Ok(())
+        Ok(notes)
     }
 
     /// The suffix of the default output directory: `-100p-120s`.

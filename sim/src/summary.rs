@@ -104,7 +104,10 @@ pub(crate) fn neighbourhoods(world: &World, result: &RunResult) -> Vec<Neighbour
         };
         for c in node.connections().filter(|c| !c.closing) {
             hood.degree += 1;
-            let rtt = node.peer_table().get(&c.peer).and_then(|e| e.rtt);
+            let rtt = node
+                .peer_table()
+                .get(&c.peer)
+                .and_then(|e| e.rtt.as_deref().copied());
             if let (Some(rtt), Some(j)) = (rtt, world.index_of(&c.peer)) {
                 hood.rtts_us.push((rtt.ewma_us, world.rtt_us(i, j)));
             }

@@ -94,6 +94,23 @@ impl fmt::Display for Name<'_> {
     }
 }
 
+/// Appends `n` in decimal, padded on the left with `pad` to at least `width` bytes.
+fn push_number(buf: &mut Vec<u8>, mut n: u64, width: usize, pad: u8) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let len = digits.len() - i;
+    buf.extend(std::iter::repeat_n(pad, width.saturating_sub(len)));
+    buf.extend_from_slice(&digits[i..]);
+}
+
 /// A duration in milliseconds with microsecond precision: `83.512ms`.
 struct Millis(Duration);
 
@@ -274,21 +291,21 @@ impl Trace {
     ) {
         let start = self.buf.len();
         let us = now.as_micros().saturating_sub(self.epoch.as_micros());
+        // The prefix is written by hand (it is on every line): `{:>5}.{:06} n{n} {kind} `.
+        push_number(&mut self.buf, us / 1_000_000, 5, b' ');
+        self.buf.push(b'.');
+        push_number(&mut self.buf, us % 1_000_000, 6, b'0');
+        match node {
+            Some(n) => {
+                self.buf.extend_from_slice(b" n");
+                push_number(&mut self.buf, n as u64, 0, b'0');
+            }
+            None => self.buf.extend_from_slice(b" --"),
+        }
+        self.buf.push(b' ');
+        self.buf.extend_from_slice(kind.as_bytes());
+        self.buf.push(b' ');
         // Writing into a Vec cannot fail.
-        let _ = match node {
-            Some(n) => write!(
-                self.buf,
-                "{:>5}.{:06} n{n} {kind} ",
-                us / 1_000_000,
-                us % 1_000_000
-            ),
-            None => write!(
-                self.buf,
-                "{:>5}.{:06} -- {kind} ",
-                us / 1_000_000,
-                us % 1_000_000
-            ),
-        };
         let _ = self.buf.write_fmt(detail);
         self.buf.push(b'\n');
         self.lines += 1;

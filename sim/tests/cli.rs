@@ -331,6 +331,41 @@ fn peers_and_duration_overrides_shape_the_run_and_the_default_directory() {
 }
 
 #[test]
+fn a_duration_shorter_than_the_start_spread_cuts_the_spread() {
+    let dir = temp_dir();
+    let path = dir.path().join("spread.toml");
+    std::fs::write(
+        &path,
+        TINY.replace("count = 5", "count = 5\nstart_spread_s = 20"),
+    )
+    .expect("spread.toml is written");
+    let out_dir = dir.path().join("cut");
+    let out = sim(
+        &[
+            "run",
+            arg(&path),
+            "--duration-s",
+            "8",
+            "--out",
+            arg(&out_dir),
+        ],
+        dir.path(),
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "stderr: {err}");
+    assert_eq!(
+        err,
+        "note: --duration-s 8: peers.start_spread_s cut from 20 s to 8 s, so every peer \
+         starts within the run\n"
+    );
+    let resolved =
+        std::fs::read_to_string(out_dir.join("scenario.toml")).expect("scenario.toml is written");
+    assert!(resolved.contains("start_spread_s = 8"), "{resolved}");
+    let trace = std::fs::read_to_string(out_dir.join("trace.txt")).expect("trace.txt is written");
+    assert_eq!(trace.lines().filter(|l| l.contains(" start ")).count(), 5);
+}
+
+#[test]
 fn impossible_overrides_are_usage_errors() {
     let (dir, path) = with_tiny();
     let cases: [(&[&str], &str); 5] = [

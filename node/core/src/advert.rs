@@ -151,6 +151,13 @@ impl SignedAdvert {
         {
             return Err(AdvertError::Oversized("region too long"));
         }
+        self.check_fresh(now, ttl)
+    }
+
+    /// The freshness checks alone: neither expired nor dated in the future at `now`. The
+    /// only checks an advert that passed them all once can fail later.
+    pub fn check_fresh(&self, now: Timestamp, ttl: Duration) -> Result<(), AdvertError> {
+        let a = &self.advert;
         if a.timestamp > now + ADVERT_FUTURE_MAX {
             return Err(AdvertError::FromTheFuture);
         }

@@ -36,8 +36,40 @@ pub enum IdentityError {
 }
 
 /// The id of a peer: its ed25519 public key.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// Ordered by its bytes, compared as four big-endian words: the same order as comparing
+/// the bytes one by one, without a call to `memcmp` on every step of an ordered-map search.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PeerId([u8; 32]);
+
+impl PeerId {
+    /// The `i`th 8-byte word of the key, big-endian, so words order like the bytes.
+    fn word(&self, i: usize) -> u64 {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&self.0[i * 8..i * 8 + 8]);
+        u64::from_be_bytes(w)
+    }
+
+    /// The first 8 bytes of the key as a number: peer ids with a smaller prefix order first.
+    pub fn prefix(&self) -> u64 {
+        self.word(0)
+    }
+}
+
+impl Ord for PeerId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (0..4)
+            .map(|i| self.word(i).cmp(&other.word(i)))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    }
+}
+
+impl PartialOrd for PeerId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl PeerId {
     /// The peer id of a raw ed25519 public key.
@@ -129,8 +161,30 @@ impl<'de> Deserialize<'de> for PeerId {
 }
 
 /// An ed25519 signature.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// Ordered by its bytes, compared word by word like [`PeerId`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Signature(pub [u8; 64]);
+
+impl Ord for Signature {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let word = |s: &Signature, i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&s.0[i * 8..i * 8 + 8]);
+            u64::from_be_bytes(w)
+        };
+        (0..8)
+            .map(|i| word(self, i).cmp(&word(other, i)))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    }
+}
+
+impl PartialOrd for Signature {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl fmt::Debug for Signature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -220,6 +274,26 @@ mod tests {
         let text = id.to_string();
         assert!(text.starts_with("12D3KooW"), "{text}");
         assert_eq!(text.parse::<PeerId>(), Ok(id));
+    }
+
+    #[test]
+    fn peer_ids_order_like_their_bytes() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let mut ids: Vec<PeerId> = (0..200)
+            .map(|_| Keypair::generate(&mut rng).peer_id())
+            .collect();
+        // Ids that differ only in later words, and only in their last byte.
+        let mut near = [7u8; 32];
+        ids.push(PeerId(near));
+        near[31] = 8;
+        ids.push(PeerId(near));
+        near[20] = 0;
+        ids.push(PeerId(near));
+        for a in &ids {
+            for b in &ids {
+                assert_eq!(a.cmp(b), a.0.cmp(&b.0), "{a} {b}");
+            }
+        }
     }
 
     #[test]

@@ -119,6 +119,12 @@ pub struct Node {
     connections: BTreeMap<PeerId, Connection>,
     /// Connections in `connections` that were refused and are about to close.
     refused: usize,
+    /// The earliest deadline of any connection (next ping, ping timeout, close of a refused
+    /// connection), unless `conn_due_stale`: every change to those deadlines marks it
+    /// stale and the end of every input recomputes it, so that [`Node::poll_timeout`],
+    /// called after every input, need not walk the connections after most of them.
+    conn_due: Timestamp,
+    conn_due_stale: bool,
     dials: BTreeMap<DialId, Dial>,
     next_dial_id: u64,
     next_maintain: Timestamp,
@@ -168,6 +174,8 @@ impl Node {
             table,
             connections: BTreeMap::new(),
             refused: 0,
+            conn_due: Timestamp::MAX,
+            conn_due_stale: false,
             dials: BTreeMap::new(),
             next_dial_id: 0,
             actions: VecDeque::new(),
@@ -263,11 +271,24 @@ impl Node {
     /// When [`Node::handle_timeout`] is next due.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        let mut t = self
+        let conn = if self.conn_due_stale {
+            self.connections_due()
+        } else {
+            debug_assert_eq!(self.conn_due, self.connections_due(), "stale deadline kept");
+            self.conn_due
+        };
+        let t = self
             .next_maintain
             .min(self.next_exchange)
             .min(self.next_explore)
-            .min(self.next_advert_refresh);
+            .min(self.next_advert_refresh)
+            .min(conn);
+        Some(t)
+    }
+
+    /// The earliest deadline of any connection, by walking them all.
+    fn connections_due(&self) -> Timestamp {
+        let mut t = Timestamp::MAX;
         for c in self.connections.values() {
             t = t.min(c.next_ping);
             if let Some(at) = c.closing_at {
@@ -277,13 +298,27 @@ impl Node {
                 t = t.min(p.sent_at + self.config.ping_timeout);
             }
         }
-        Some(t)
+        t
+    }
+
+    /// Recomputes the connections' earliest deadline if a change made it stale; called at
+    /// the end of every input.
+    fn settle(&mut self) {
+        if self.conn_due_stale {
+            self.conn_due = self.connections_due();
+            self.conn_due_stale = false;
+        }
     }
 
     // ----- inputs -----
 
     /// Timers due at or before `now` fire.
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.on_timeout(now);
+        self.settle();
+    }
+
+    fn on_timeout(&mut self, now: Timestamp) {
         if now >= self.next_advert_refresh {
             self.advert = Arc::new(sign_advert(
                 &self.keypair,
@@ -315,6 +350,17 @@ impl Node {
     /// A connection to `peer` is up. `dial` is set when it answers one of this node's dials.
     /// A second connection to a connected peer only settles its dial.
     pub fn handle_connected(
+        &mut self,
+        now: Timestamp,
+        peer: PeerId,
+        direction: Direction,
+        dial: Option<DialId>,
+    ) {
+        self.on_connected(now, peer, direction, dial);
+        self.settle();
+    }
+
+    fn on_connected(
         &mut self,
         now: Timestamp,
         peer: PeerId,
@@ -361,6 +407,7 @@ impl Node {
             now + first_ping
         };
         self.refused += usize::from(closing_at.is_some());
+        self.conn_due_stale = true;
         self.connections.insert(
             peer,
             Connection {
@@ -406,6 +453,7 @@ impl Node {
             self.table.touch(&peer, now);
             self.events.push_back(Event::Disconnected { peer });
         }
+        self.settle();
     }
 
     /// Dial `dial` failed.
@@ -438,6 +486,11 @@ impl Node {
         if !self.connections.contains_key(&from) {
             return;
         }
+        self.on_message(now, from, message);
+        self.settle();
+    }
+
+    fn on_message(&mut self, now: Timestamp, from: PeerId, message: Message) {
         match message {
             Message::Hello(signed) => self.on_hello(now, from, signed),
             Message::Ping { nonce } => self.send(from, Message::Pong { nonce }),
@@ -484,7 +537,9 @@ impl Node {
         if !self.connections.contains_key(&peer) {
             return Err(NodeError::NotConnected(peer));
         }
-        Ok(self.send_ping(now, peer))
+        let nonce = self.send_ping(now, peer);
+        self.settle();
+        Ok(nonce)
     }
 
     // ----- internals -----
@@ -501,6 +556,7 @@ impl Node {
     fn send_ping(&mut self, now: Timestamp, peer: PeerId) -> u64 {
         let nonce = self.rng.random::<u64>();
         if let Some(c) = self.connections.get_mut(&peer) {
+            self.conn_due_stale = true;
             c.ping = Some(PendingPing {
                 nonce,
                 sent_at: now,
@@ -514,6 +570,7 @@ impl Node {
     /// Removes the connection to `peer`, keeping the count of refused ones.
     fn remove_connection(&mut self, peer: &PeerId) -> Option<Connection> {
         let c = self.connections.remove(peer)?;
+        self.conn_due_stale = true;
         self.refused -= usize::from(c.closing_at.is_some());
         Some(c)
     }
@@ -537,6 +594,7 @@ impl Node {
     fn check_pings(&mut self, now: Timestamp) {
         let mut due = Vec::new();
         let mut dead = Vec::new();
+        self.conn_due_stale = true;
         for (peer, c) in self.connections.iter_mut() {
             if let Some(p) = c.ping
                 && now >= p.sent_at + self.config.ping_timeout
@@ -596,6 +654,7 @@ impl Node {
         let Some(p) = c.ping.filter(|p| p.nonce == nonce) else {
             return;
         };
+        self.conn_due_stale = true;
         c.ping = None;
         c.ping_failures = 0;
         let rtt = now.saturating_since(p.sent_at);
@@ -621,8 +680,16 @@ impl Node {
         if peer == self.peer_id() {
             return Ok(false);
         }
-        let is_new = self.table.get(&peer).is_none();
-        let check = self.verified.verify(signed, now, self.config.advert_ttl);
+        let spot = self.table.spot(&peer);
+        let held = self.table.held(spot);
+        let is_new = held.is_none();
+        // The very advert the table holds passed every check when it was stored; only its
+        // freshness can have changed since.
+        let check = if held.is_some_and(|e| e.holds(signed)) {
+            signed.check_fresh(now, self.config.advert_ttl)
+        } else {
+            self.verified.verify(signed, now, self.config.advert_ttl)
+        };
         if let Err(reason) = check {
             self.events.push_back(Event::AdvertRejected {
                 from,
@@ -631,10 +698,10 @@ impl Node {
             return Err(reason);
         }
         let connected = &self.connections;
-        match self
-            .table
-            .entry(peer, now, source, hops, |p| !connected.contains_key(p))
-        {
+        // The table has not changed since `spot` was found.
+        match self.table.entry_at(spot, peer, now, source, hops, |p| {
+            !connected.contains_key(p)
+        }) {
             Some(e) => {
                 e.apply_advert(signed, hops, now);
                 Ok(is_new)

@@ -1,8 +1,7 @@
 //! The event queue of the fleet engine and the bag of messages in flight.
 //!
-//! One binary heap orders everything that will happen by (time, sequence number): the
-//! sequence number breaks ties in insertion order, so equal times never depend on heap
-//! internals. Items are small and `Copy`; message bodies wait in a [`Mailbag`] whose slots
+//! Everything that will happen is ordered by (time, sequence number): the sequence number
+//! breaks ties in insertion order, so equal times never depend on the queue's internals. Items are small and `Copy`; message bodies wait in a [`Mailbag`] whose slots
 //! are reused, so the queue itself never allocates per event once warmed up.
 
 use std::cmp::Ordering;
@@ -98,30 +97,109 @@ impl Ord for Entry {
     }
 }
 
+/// Microseconds covered by one slot of the wheel (a power of two).
+const SLOT_US: u64 = 1 << 10;
+/// Slots in the wheel: it covers the next `SLOTS * SLOT_US` microseconds (about 16.8 s).
+const SLOTS: u64 = 1 << 14;
+
 /// The time-ordered queue of [`Item`]s.
-#[derive(Debug, Default)]
+///
+/// A timing wheel in front of a heap: items due within the wheel's span wait unsorted in
+/// the slot of their time, items further out in the `far` heap. Only the slot being drained
+/// is ordered, in the small `current` heap, so a pop sifts through a few dozen entries
+/// instead of the whole queue. Every item of a slot before `tick` (included) is in
+/// `current`, every item of the following `SLOTS - 1` slots in the wheel, every later one
+/// in `far`; the order of pops is therefore exactly the (time, sequence number) order.
+#[derive(Debug)]
 pub(super) struct Queue {
-    heap: BinaryHeap<Entry>,
+    /// The slot being drained (time / `SLOT_US`).
+    tick: u64,
+    current: BinaryHeap<Entry>,
+    wheel: Vec<Vec<Entry>>,
+    /// Items in the wheel.
+    wheel_len: usize,
+    far: BinaryHeap<Entry>,
     seq: u64,
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        Queue {
+            tick: 0,
+            current: BinaryHeap::new(),
+            wheel: (0..SLOTS).map(|_| Vec::new()).collect(),
+            wheel_len: 0,
+            far: BinaryHeap::new(),
+            seq: 0,
+        }
+    }
 }
 
 impl Queue {
     /// Schedules `item` at `at`.
     pub(super) fn push(&mut self, at: Timestamp, item: Item) {
         self.seq += 1;
-        self.heap.push(Entry {
+        let entry = Entry {
             at_us: at.as_micros(),
             seq: self.seq,
             item,
-        });
+        };
+        self.file(entry);
+    }
+
+    fn file(&mut self, entry: Entry) {
+        let tick = entry.at_us / SLOT_US;
+        if tick <= self.tick {
+            self.current.push(entry);
+        } else if tick - self.tick < SLOTS {
+            self.wheel[(tick % SLOTS) as usize].push(entry);
+            self.wheel_len += 1;
+        } else {
+            self.far.push(entry);
+        }
+    }
+
+    /// Moves on to the next slot that holds anything; false if the queue is empty.
+    fn advance(&mut self) -> bool {
+        if self.wheel_len == 0 {
+            // Nothing within the wheel's span: jump to the earliest far item.
+            let Some(first) = self.far.peek() else {
+                return false;
+            };
+            self.tick = first.at_us / SLOT_US;
+        } else {
+            loop {
+                self.tick += 1;
+                if !self.wheel[(self.tick % SLOTS) as usize].is_empty() {
+                    break;
+                }
+            }
+        }
+        let slot = std::mem::take(&mut self.wheel[(self.tick % SLOTS) as usize]);
+        self.wheel_len -= slot.len();
+        self.current.extend(slot);
+        // Far items now within the span move into the wheel (or into `current`).
+        while let Some(first) = self.far.peek()
+            && (first.at_us / SLOT_US).saturating_sub(self.tick) < SLOTS
+        {
+            if let Some(entry) = self.far.pop() {
+                self.file(entry);
+            }
+        }
+        true
     }
 
     /// The earliest item if it is due at or before `end`.
     pub(super) fn pop_until(&mut self, end: Timestamp) -> Option<(Timestamp, Item)> {
-        if self.heap.peek()?.at_us > end.as_micros() {
+        while self.current.is_empty() {
+            if !self.advance() {
+                return None;
+            }
+        }
+        if self.current.peek()?.at_us > end.as_micros() {
             return None;
         }
-        self.heap
+        self.current
             .pop()
             .map(|e| (Timestamp::from_micros(e.at_us), e.item))
     }
@@ -196,6 +274,52 @@ mod tests {
             ]
         );
         assert_eq!(q.pop_until(t(100)), Some((t(9), Item::Start { node: 4 })));
+    }
+
+    /// The queue against a plain sorted model, with pushes near and far while draining.
+    #[test]
+    fn pops_in_time_and_insertion_order_across_wheel_and_heap() {
+        use rand::Rng;
+        let mut rng = flotilla_core::SeedTree::new(9).rng();
+        let mut q = Queue::default();
+        let mut model: Vec<(u64, u64)> = Vec::new();
+        let mut seq = 0u64;
+        let mut now = 1_000_000_000u64;
+        for round in 0..20_000u64 {
+            for _ in 0..rng.random_range(0..4) {
+                let delay = match rng.random_range(0..4) {
+                    0 => 0,
+                    1 => rng.random_range(0..2_000),
+                    2 => rng.random_range(0..SLOT_US * SLOTS * 2),
+                    _ => rng.random_range(0..60_000_000),
+                };
+                seq += 1;
+                let item = Item::Start { node: seq as u32 };
+                q.push(Timestamp::from_micros(now + delay), item);
+                model.push((now + delay, seq));
+            }
+            model.sort_unstable();
+            let end = now + rng.random_range(0..5_000);
+            let expected = model.first().filter(|(at, _)| *at <= end).copied();
+            let got = q.pop_until(Timestamp::from_micros(end));
+            let got = got.map(|(at, item)| (at.as_micros(), item));
+            let want = expected.map(|(at, seq)| (at, Item::Start { node: seq as u32 }));
+            assert_eq!(got, want, "round {round}");
+            if let Some(e) = expected {
+                model.remove(0);
+                now = e.0;
+            } else if round % 7 == 0 {
+                now = end;
+            }
+        }
+        while let Some((at, item)) = q.pop_until(Timestamp::MAX) {
+            let (want_at, seq) = model.remove(0);
+            assert_eq!(
+                (at.as_micros(), item),
+                (want_at, Item::Start { node: seq as u32 })
+            );
+        }
+        assert!(model.is_empty());
     }
 
     #[test]

@@ -75,7 +75,11 @@ fn every_node_connects_and_measures_the_modelled_rtts() {
     assert!((-0.01..=4.0).contains(&gap), "{summary}");
     for (i, node) in r.nodes.iter().enumerate() {
         for c in node.connections() {
-            let Some(rtt) = node.peer_table().get(&c.peer).and_then(|e| e.rtt) else {
+            let Some(rtt) = node
+                .peer_table()
+                .get(&c.peer)
+                .and_then(|e| e.rtt.as_deref().copied())
+            else {
                 continue;
             };
             let model = w.rtt_us(i, w.index_of(&c.peer).unwrap());

@@ -187,3 +187,19 @@ fn write_errors_surface_at_flush() {
     write_all_kinds(&mut t, &w);
     assert_eq!(t.flush().unwrap_err().to_string(), "disk full");
 }
+
+#[test]
+fn numbers_are_written_like_format_does() {
+    for n in [0u64, 7, 10, 99_999, 100_000, 123_456, 999_999, u64::MAX] {
+        for (width, pad) in [(0, b'0'), (5, b' '), (6, b'0')] {
+            let mut buf = Vec::new();
+            super::push_number(&mut buf, n, width, pad);
+            let want = if pad == b' ' {
+                format!("{n:>width$}")
+            } else {
+                format!("{n:0width$}")
+            };
+            assert_eq!(String::from_utf8(buf).unwrap(), want);
+        }
+    }
+}

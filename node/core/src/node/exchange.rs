@@ -132,11 +132,12 @@ impl Node {
         hops_max: u8,
     ) {
         let max = usize::from(max.min(self.config.exchange_peers_max));
-        let pool: Vec<&PeerEntry> = self
-            .table
-            .iter()
-            .filter(|e| e.peer_id != from && e.hops <= hops_max && e.advert().is_some())
-            .collect();
+        let mut pool: Vec<&PeerEntry> = Vec::with_capacity(self.table.len());
+        pool.extend(
+            self.table
+                .iter()
+                .filter(|e| e.hops <= hops_max && e.advert().is_some() && e.peer_id != from),
+        );
         let mut picks: Vec<usize> = if pool.len() <= max {
             (0..pool.len()).collect()
         } else {
@@ -158,6 +159,7 @@ impl Node {
             && let Some(at) = c.closing_at
         {
             c.closing_at = Some(at.min(now + REFUSED_LINGER));
+            self.conn_due_stale = true;
         }
         self.send(from, Message::PeersResponse { records });
     }
@@ -209,13 +211,13 @@ fn dial_candidates<'a>(
     now: Timestamp,
 ) -> Vec<&'a PeerEntry> {
     let dialing: Vec<PeerId> = dials.values().filter_map(|d| d.peer).collect();
-    table
-        .iter()
-        .filter(|e| {
-            e.addr_first().is_some()
-                && e.dial_not_before <= now
-                && !connections.contains_key(&e.peer_id)
-                && !dialing.contains(&e.peer_id)
-        })
-        .collect()
+    let mut out = Vec::with_capacity(table.len());
+    // The checks that read only the entry come first.
+    out.extend(table.iter().filter(|e| {
+        e.dial_not_before <= now
+            && e.has_addr()
+            && !dialing.contains(&e.peer_id)
+            && !connections.contains_key(&e.peer_id)
+    }));
+    out
 }

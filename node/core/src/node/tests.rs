@@ -145,7 +145,7 @@ fn two_nodes_exchange_hello_and_ping() {
     let rtt = net.nodes[1]
         .peer_table()
         .get(&a)
-        .and_then(|e| e.rtt)
+        .and_then(|e| e.rtt.as_deref().copied())
         .expect("rtt measured");
     assert_eq!(rtt.ewma_us, 40_000, "two one-way delays of 20 ms");
     let entry = net.nodes[0].peer_table().get(&b).unwrap();
