@@ -60,6 +60,16 @@ sweep scenario="scenarios/small.toml" seeds="1..50" jobs="2" *args="":
     cargo build --release -p flotilla-sim
     ./target/release/flotilla-sim sweep {{scenario}} --seeds {{seeds}} --jobs {{jobs}} {{args}}
 
+# Sweeps every shipped scenario over the same seeds on its own engine (`just sweep-all 1..201`).
+sweep-all seeds="1..201" jobs="2":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build --release -p flotilla-sim
+    for s in scenarios/*.toml; do
+        echo "== $s"
+        ./target/release/flotilla-sim sweep "$s" --seeds {{seeds}} --jobs {{jobs}}
+    done
+
 # Re-run one seed and print its trace, filtered: `just replay scenarios/x.toml 7 --peer n3`.
 replay scenario seed *args="":
     cargo run --release -p flotilla-sim -- replay {{scenario}} --seed {{seed}} {{args}}
