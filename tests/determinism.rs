@@ -237,3 +237,42 @@ fn faults_are_drawn_from_the_seed() {
         "the drawn crashes depend on the seed"
     );
 }
+
+/// Both engines run the shipped fault scenarios with every invariant and the liveness
+/// bound checked, and both pass: the same faults (crashes drawn from the seed hit the same
+/// peers), the same invariants, and a network that converges after the faults heal. At
+/// the end every running peer is connected on both, and the mean degree agrees within the
+/// tolerance of [`engines_agree_on_small`].
+#[test]
+fn engines_hold_the_same_invariants_under_faults() {
+    for name in ["partition-heal.toml", "crash-restart.toml"] {
+        let scenario = load(name).expect("the scenario loads");
+        let outcome = |engine| {
+            flotilla_sim::runner::run_checked(
+                &scenario,
+                scenario.seed,
+                engine,
+                flotilla_sim::Trace::new,
+            )
+            .expect("the run finishes")
+        };
+        let (fleet, turmoil) = (outcome(EngineKind::Fleet), outcome(EngineKind::Turmoil));
+        for (engine, o) in [("fleet", &fleet), ("turmoil", &turmoil)] {
+            assert_eq!(o.failure, None, "{name} on {engine}");
+            let trace = String::from_utf8_lossy(o.result.trace.text()).into_owned();
+            assert!(
+                trace.contains(" -- converged after="),
+                "{name} on {engine} never converged"
+            );
+        }
+        let (f, t) = (&fleet.summary, &turmoil.summary);
+        assert_eq!(f.connected_fraction, t.connected_fraction, "{name}");
+        let difference = relative_difference(f.degree_mean, t.degree_mean);
+        assert!(
+            difference <= 0.25,
+            "{name}: degree mean fleet {} turmoil {}",
+            f.degree_mean,
+            t.degree_mean
+        );
+    }
+}
