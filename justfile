@@ -114,3 +114,8 @@ bench-sim:
     bench fleet-10k-600s 600 --peers 10000
     bench fleet-100k-60s 60 --peers 100000
     bench turmoil-200-60s 60 --engine turmoil --peers 200
+
+# Resource manager benchmarks (criterion): stream and connection lifecycles, with the
+# number of heap allocations in steady state (must be 0).
+bench-rcmgr:
+    cargo bench -p flotilla-core --bench rcmgr

@@ -1,1 +1,92 @@
-fn main() {}
+//! Resource manager benchmarks: the full stream lifecycle and the connection lifecycle.
+//!
+//! Run with `just bench-rcmgr`. Besides criterion's timings, each lifecycle is run 10 000
+//! more times under a counting global allocator, and the number of heap allocations is
+//! printed; the bench fails if the steady state allocates at all.
+
+use std::alloc::System;
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use flotilla_core::rcmgr::{ConnHandle, Limits, PRIORITY_MEDIUM, ResourceManager};
+use flotilla_core::{Direction, PeerId};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+const PROTOCOL: &str = "/flotilla/compute/1";
+const SERVICE: &str = "compute";
+
+/// A manager with default limits and one connection of `peer` open, so the peer scope
+/// stays between iterations as it does on a live node.
+fn setup(peer: PeerId) -> (ResourceManager, ConnHandle) {
+    let mut rm = ResourceManager::new(Limits::for_machine(8 << 30, 16384));
+    let c = rm
+        .open_connection(Direction::Outbound, true)
+        .expect("room for a connection");
+    rm.set_connection_peer(c, peer).expect("room for the peer");
+    (rm, c)
+}
+
+/// Open an inbound stream, set its peer, protocol and service, reserve and release 4 KiB,
+/// close it.
+fn stream_lifecycle(rm: &mut ResourceManager, peer: PeerId) {
+    let s = rm.open_stream(Direction::Inbound).expect("open");
+    rm.set_stream_peer(s, peer).expect("peer");
+    rm.set_protocol(s, PROTOCOL).expect("protocol");
+    rm.set_service(s, SERVICE).expect("service");
+    rm.reserve_memory(s, 4096, PRIORITY_MEDIUM)
+        .expect("reserve");
+    rm.release_memory(s, 4096).expect("release");
+    rm.close_stream(black_box(s)).expect("close");
+}
+
+/// Open an inbound connection (with a file descriptor), move it to its peer on the
+/// handshake, reserve and release 4 KiB, close it.
+fn conn_lifecycle(rm: &mut ResourceManager, peer: PeerId) {
+    let c = rm.open_connection(Direction::Inbound, true).expect("open");
+    rm.set_connection_peer(c, peer).expect("peer");
+    rm.reserve_memory(c, 4096, PRIORITY_MEDIUM)
+        .expect("reserve");
+    rm.release_memory(c, 4096).expect("release");
+    rm.close_connection(black_box(c)).expect("close");
+}
+
+/// Heap allocations made by 10 000 runs of `f` after one warm-up run.
+fn allocations(label: &str, mut f: impl FnMut()) -> usize {
+    f();
+    let region = Region::new(GLOBAL);
+    for _ in 0..10_000 {
+        f();
+    }
+    let stats = region.change();
+    let n = stats.allocations + stats.reallocations;
+    println!("{label}: {n} heap allocations in 10000 steady-state runs");
+    n
+}
+
+fn benches(c: &mut Criterion) {
+    let peer = PeerId::from_public_key([7; 32]);
+
+    let (mut rm, _conn) = setup(peer);
+    stream_lifecycle(&mut rm, peer);
+    c.bench_function("rcmgr/stream_lifecycle", |b| {
+        b.iter(|| stream_lifecycle(&mut rm, black_box(peer)))
+    });
+    let n = allocations("rcmgr/stream_lifecycle", || stream_lifecycle(&mut rm, peer));
+    assert_eq!(n, 0, "the stream lifecycle allocates in steady state");
+
+    let (mut rm, _conn) = setup(peer);
+    conn_lifecycle(&mut rm, peer);
+    c.bench_function("rcmgr/connection_lifecycle", |b| {
+        b.iter(|| conn_lifecycle(&mut rm, black_box(peer)))
+    });
+    let n = allocations("rcmgr/connection_lifecycle", || {
+        conn_lifecycle(&mut rm, peer)
+    });
+    assert_eq!(n, 0, "the connection lifecycle allocates in steady state");
+}
+
+criterion_group!(rcmgr, benches);
+criterion_main!(rcmgr);

@@ -418,54 +418,64 @@ impl Chain {
 /// attempted, limit.
 type Breach = (Resource, Option<Direction>, u64, u64, u64);
 
+#[inline]
 fn breach(usage: &Usage, d: &Usage, l: &ScopeLimits, priority: u8) -> Option<Breach> {
     if d.memory > 0 {
-        let limit = if l.memory == UNLIMITED {
-            UNLIMITED
+        let limit = if l.memory == UNLIMITED || priority == u8::MAX {
+            l.memory
         } else {
-            let share = u128::from(l.memory) * (1 + u128::from(priority)) / 256;
-            u64::try_from(share).unwrap_or(UNLIMITED)
+            // At most limit * 256 / 256, so it fits in a u64.
+            ((u128::from(l.memory) * (1 + u128::from(priority))) >> 8) as u64
         };
         if usage.memory.saturating_add(d.memory) > limit {
             return Some((Resource::Memory, None, usage.memory, d.memory, limit));
         }
     }
-    let counts = [
-        (
+    if (d.streams_in | d.streams_out) > 0 {
+        let b = counts(
             Resource::Streams,
-            usage.streams_in,
-            usage.streams_out,
-            d.streams_in,
-            d.streams_out,
-            l.streams_in,
-            l.streams_out,
-            l.streams,
-        ),
-        (
+            (usage.streams_in, usage.streams_out),
+            (d.streams_in, d.streams_out),
+            (l.streams_in, l.streams_out, l.streams),
+        );
+        if b.is_some() {
+            return b;
+        }
+    }
+    if (d.conns_in | d.conns_out) > 0 {
+        let b = counts(
             Resource::Connections,
-            usage.conns_in,
-            usage.conns_out,
-            d.conns_in,
-            d.conns_out,
-            l.conns_in,
-            l.conns_out,
-            l.conns,
-        ),
-    ];
-    for (res, cur_in, cur_out, d_in, d_out, l_in, l_out, l_total) in counts {
-        if d_in > 0 && cur_in + d_in > l_in {
-            return Some((res, Some(Direction::Inbound), cur_in, d_in, l_in));
-        }
-        if d_out > 0 && cur_out + d_out > l_out {
-            return Some((res, Some(Direction::Outbound), cur_out, d_out, l_out));
-        }
-        let (cur, d) = (cur_in + cur_out, d_in + d_out);
-        if d > 0 && cur + d > l_total {
-            return Some((res, None, cur, d, l_total));
+            (usage.conns_in, usage.conns_out),
+            (d.conns_in, d.conns_out),
+            (l.conns_in, l.conns_out, l.conns),
+        );
+        if b.is_some() {
+            return b;
         }
     }
     if d.fds > 0 && usage.fds + d.fds > l.fds {
         return Some((Resource::FileDescriptors, None, usage.fds, d.fds, l.fds));
+    }
+    None
+}
+
+/// The first refused limit of a directional count: inbound, outbound, then the total.
+#[inline]
+fn counts(
+    res: Resource,
+    (cur_in, cur_out): (u64, u64),
+    (d_in, d_out): (u64, u64),
+    (l_in, l_out, l_total): (u64, u64, u64),
+) -> Option<Breach> {
+    if d_in > 0 && cur_in + d_in > l_in {
+        return Some((res, Some(Direction::Inbound), cur_in, d_in, l_in));
+    }
+    if d_out > 0 && cur_out + d_out > l_out {
+        return Some((res, Some(Direction::Outbound), cur_out, d_out, l_out));
+    }
+    let (cur, d) = (cur_in + cur_out, d_in + d_out);
+    if cur + d > l_total {
+        return Some((res, None, cur, d, l_total));
     }
     None
 }
@@ -718,23 +728,19 @@ impl ResourceManager {
     fn rewire(&mut self, i: u32, new: Edges) -> Result<(), RcmgrError> {
         let old = self.s(i).edges;
         let usage = self.s(i).usage;
-        let mut joined = Chain {
-            ids: [NONE; MAX_CHAIN],
-            len: 0,
-        };
-        // The moving scope leads the chain of an error message.
-        joined.ids[0] = i;
-        joined.len = 1;
+        let mut joined = Edges::default();
         for &e in new.as_slice() {
             if !old.contains(e) {
-                joined.ids[joined.len] = e;
-                joined.len += 1;
+                joined.push(e);
             }
         }
-        for (at, &j) in joined.as_slice().iter().enumerate().skip(1) {
+        for (at, &j) in joined.as_slice().iter().enumerate() {
             let s = self.s(j);
             if let Some(b) = breach(&s.usage, &usage, &s.limits, PRIORITY_ALWAYS) {
-                return Err(self.refusal(joined.as_slice(), at, b, None));
+                // The moving scope leads the chain of the error message.
+                let mut ids = [i; MAX_EDGES + 1];
+                ids[1..=joined.as_slice().len()].copy_from_slice(joined.as_slice());
+                return Err(self.refusal(&ids[..=joined.as_slice().len()], at + 1, b, None));
             }
         }
         for &e in old.as_slice() {
@@ -744,7 +750,7 @@ impl ResourceManager {
                 s.refs -= 1;
             }
         }
-        for &e in &joined.as_slice()[1..] {
+        for &e in joined.as_slice() {
             let s = self.s_mut(e);
             s.usage.add(&usage);
             s.refs += 1;
@@ -852,10 +858,10 @@ impl ResourceManager {
     /// Moves the stream to the scopes `st` names; on refusal the stream keeps its scopes.
     fn move_stream(&mut self, i: u32, mut st: StreamState) -> Result<(), RcmgrError> {
         if st.peer != NONE {
-            if st.protocol != NONE {
+            if st.protocol != NONE && st.protocol_peer == NONE {
                 st.protocol_peer = self.sub_scope(st.protocol, st.peer, false);
             }
-            if st.service != NONE {
+            if st.service != NONE && st.service_peer == NONE {
                 st.service_peer = self.sub_scope(st.service, st.peer, true);
             }
         }
