@@ -1,4 +1,5 @@
-//! Resource manager benchmarks: the full stream lifecycle and the connection lifecycle.
+//! Resource manager benchmarks: the full stream lifecycle, the connection lifecycle and an
+//! allowlist check against 1000 address ranges.
 //!
 //! Run with `just bench-rcmgr`. Besides criterion's timings, each lifecycle is run 10 000
 //! more times under a counting global allocator, and the number of heap allocations is
@@ -8,7 +9,9 @@ use std::alloc::System;
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use flotilla_core::rcmgr::{ConnHandle, Limits, PRIORITY_MEDIUM, ResourceManager};
+use std::net::{IpAddr, Ipv4Addr};
+
+use flotilla_core::rcmgr::{Allowlist, Cidr, ConnHandle, Limits, PRIORITY_MEDIUM, ResourceManager};
 use flotilla_core::{Direction, PeerId};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
@@ -88,5 +91,53 @@ fn benches(c: &mut Criterion) {
     assert_eq!(n, 0, "the connection lifecycle allocates in steady state");
 }
 
-criterion_group!(rcmgr, benches);
+/// 1000 pseudo-random IPv4 ranges of /8 to /32 (few merge), and probe addresses.
+fn allowlist() -> (Allowlist, Vec<IpAddr>) {
+    let mut x: u32 = 0x9e37_79b9;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        x
+    };
+    let cidrs: Vec<Cidr> = (0..1000)
+        .map(|_| {
+            let a = IpAddr::V4(Ipv4Addr::from(next()));
+            let prefix = u8::try_from(16 + next() % 17).expect("prefix fits");
+            Cidr::new(a, prefix).expect("valid prefix")
+        })
+        .collect();
+    let probes = (0..1024)
+        .map(|i| {
+            if i % 2 == 0 {
+                // A hit: inside one of the ranges.
+                let c = cidrs[i % cidrs.len()].to_string();
+                c.split('/')
+                    .next()
+                    .and_then(|a| a.parse().ok())
+                    .expect("address")
+            } else {
+                IpAddr::V4(Ipv4Addr::from(next()))
+            }
+        })
+        .collect();
+    (Allowlist::new(cidrs, []), probes)
+}
+
+fn allowlist_bench(c: &mut Criterion) {
+    let (list, probes) = allowlist();
+    println!(
+        "allowlist: 1000 ranges, {} intervals after merging",
+        list.intervals()
+    );
+    let mut i = 0;
+    c.bench_function("rcmgr/allowlist_1000_cidrs", |b| {
+        b.iter(|| {
+            i = (i + 1) % probes.len();
+            list.allows_addr(black_box(probes[i]))
+        })
+    });
+}
+
+criterion_group!(rcmgr, benches, allowlist_bench);
 criterion_main!(rcmgr);

@@ -13,6 +13,8 @@
 //! - *connection* and *stream*: one each, holding themselves and their buffers;
 //! - *spans*: nested memory reservations under any of the above, released together.
 //!
+//! [`Allowlist`] holds the address ranges and peer ids the node always makes room for.
+//!
 //! A connection opens in the transient scope and moves to its peer on the handshake
 //! ([`ResourceManager::set_connection_peer`]). A stream opens in the transient scope, counts
 //! in its peer once known ([`ResourceManager::set_stream_peer`]), moves to its protocol on
@@ -49,11 +51,13 @@
 //! rm.collect_garbage();
 //! ```
 
+pub mod allow;
 pub mod limits;
 pub mod scope;
 #[cfg(test)]
 mod tests;
 
+pub use allow::{Allowlist, Cidr, CidrError, is_loopback};
 pub use limits::{
     LimitValue, Limits, LimitsConfig, LimitsError, ScopeLimits, ScopeOverride, UNLIMITED,
 };
