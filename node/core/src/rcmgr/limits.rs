@@ -120,6 +120,10 @@ pub struct Limits {
     pub system: ScopeLimits,
     /// Connections before the handshake and streams before protocol negotiation.
     pub transient: ScopeLimits,
+    /// The allowlisted budget of the whole node, used only when `system` is full.
+    pub allowlisted_system: ScopeLimits,
+    /// The allowlisted budget before the handshake, used only when `transient` is full.
+    pub allowlisted_transient: ScopeLimits,
     /// Each service (unless named in `services`).
     pub service: ScopeLimits,
     /// Each peer within each service.
@@ -224,9 +228,34 @@ impl Limits {
             streams: 1,
             ..ScopeLimits::BLOCK
         };
+        // Allowlisted peers get a budget of their own: an eighth of the system's for the
+        // whole node, a quarter of that before the handshake.
+        let eighth = |v: u64| (v / 8).max(1);
+        let allowlisted_system = ScopeLimits {
+            memory: sys_mem / 8,
+            streams_in: eighth(system.streams_in),
+            streams_out: eighth(system.streams_out),
+            streams: eighth(system.streams),
+            conns_in: eighth(system.conns_in),
+            conns_out: eighth(system.conns_out),
+            conns: eighth(system.conns),
+            fds: eighth(system.fds),
+        };
+        let allowlisted_transient = ScopeLimits {
+            memory: allowlisted_system.memory / 4,
+            streams_in: quarter(allowlisted_system.streams_in),
+            streams_out: quarter(allowlisted_system.streams_out),
+            streams: quarter(allowlisted_system.streams),
+            conns_in: quarter(allowlisted_system.conns_in),
+            conns_out: quarter(allowlisted_system.conns_out),
+            conns: quarter(allowlisted_system.conns),
+            fds: quarter(allowlisted_system.fds),
+        };
         Limits {
             system,
             transient,
+            allowlisted_system,
+            allowlisted_transient,
             service: per_name,
             service_peer: per_name_peer,
             protocol: per_name,
@@ -254,9 +283,19 @@ impl Limits {
     /// kind's own overrides).
     pub fn with_overrides(&self, config: &LimitsConfig) -> Result<Limits, LimitsError> {
         let mut out = self.clone();
-        let kinds: [(&ScopeOverride, &mut ScopeLimits, &ScopeLimits); 9] = [
+        let kinds: [(&ScopeOverride, &mut ScopeLimits, &ScopeLimits); 11] = [
             (&config.system, &mut out.system, &self.system),
             (&config.transient, &mut out.transient, &self.transient),
+            (
+                &config.allowlisted_system,
+                &mut out.allowlisted_system,
+                &self.allowlisted_system,
+            ),
+            (
+                &config.allowlisted_transient,
+                &mut out.allowlisted_transient,
+                &self.allowlisted_transient,
+            ),
             (&config.service, &mut out.service, &self.service),
             (
                 &config.service_peer,
@@ -295,8 +334,10 @@ impl Limits {
 
     /// The pairs (child, parent, memory only) of scope kinds where the child always counts
     /// in the parent.
-    const PAIRS: [(&'static str, &'static str, bool); 12] = [
+    const PAIRS: [(&'static str, &'static str, bool); 14] = [
         ("transient", "system", false),
+        ("allowlisted_transient", "allowlisted_system", false),
+        ("connection", "allowlisted_transient", true),
         ("peer", "system", false),
         ("service", "system", false),
         ("protocol", "system", false),
@@ -314,6 +355,8 @@ impl Limits {
         match name {
             "system" => &self.system,
             "transient" => &self.transient,
+            "allowlisted_system" => &self.allowlisted_system,
+            "allowlisted_transient" => &self.allowlisted_transient,
             "service" => &self.service,
             "service_peer" => &self.service_peer,
             "protocol" => &self.protocol,
@@ -328,6 +371,8 @@ impl Limits {
         match name {
             "system" => &mut self.system,
             "transient" => &mut self.transient,
+            "allowlisted_system" => &mut self.allowlisted_system,
+            "allowlisted_transient" => &mut self.allowlisted_transient,
             "service" => &mut self.service,
             "service_peer" => &mut self.service_peer,
             "protocol" => &mut self.protocol,
@@ -540,6 +585,10 @@ pub struct LimitsConfig {
     pub system: ScopeOverride,
     /// Connections before the handshake, streams before protocol negotiation.
     pub transient: ScopeOverride,
+    /// The allowlisted budget of the whole node.
+    pub allowlisted_system: ScopeOverride,
+    /// The allowlisted budget before the handshake.
+    pub allowlisted_transient: ScopeOverride,
     /// Each service.
     pub service: ScopeOverride,
     /// Each peer within each service.
@@ -581,6 +630,8 @@ impl LimitsConfig {
         match name {
             "system" => &self.system,
             "transient" => &self.transient,
+            "allowlisted_system" => &self.allowlisted_system,
+            "allowlisted_transient" => &self.allowlisted_transient,
             "service" => &self.service,
             "service_peer" => &self.service_peer,
             "protocol" => &self.protocol,

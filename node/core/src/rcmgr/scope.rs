@@ -13,11 +13,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::identity::PeerId;
 use crate::node::Direction;
 
+use super::allow::Allowlist;
 use super::limits::{Limits, ScopeLimits, UNLIMITED};
 
 /// Reservation priority for memory the node can do without (caches, read-ahead).
@@ -35,6 +37,8 @@ pub const MAX_SPAN_DEPTH: usize = 16;
 const NONE: u32 = u32::MAX;
 const SYSTEM: u32 = 0;
 const TRANSIENT: u32 = 1;
+const ALLOW_SYSTEM: u32 = 2;
+const ALLOW_TRANSIENT: u32 = 3;
 /// Most scopes a connection or stream counts in: peer, transient or protocol and
 /// protocol-peer, service and service-peer, system.
 const MAX_EDGES: usize = 6;
@@ -136,6 +140,10 @@ pub enum ScopeName {
     System,
     /// Connections before the handshake, streams before protocol negotiation.
     Transient,
+    /// The allowlisted budget of the whole node.
+    AllowlistedSystem,
+    /// The allowlisted budget for connections before the handshake.
+    AllowlistedTransient,
     /// A service.
     Service(Arc<str>),
     /// A protocol.
@@ -159,6 +167,8 @@ impl fmt::Display for ScopeName {
         match self {
             ScopeName::System => f.write_str("system"),
             ScopeName::Transient => f.write_str("transient"),
+            ScopeName::AllowlistedSystem => f.write_str("allowlisted system"),
+            ScopeName::AllowlistedTransient => f.write_str("allowlisted transient"),
             ScopeName::Service(s) => write!(f, "service {s}"),
             ScopeName::Protocol(p) => write!(f, "protocol {p}"),
             ScopeName::Peer(p) => write!(f, "peer {p}"),
@@ -327,6 +337,8 @@ impl Edges {
 struct ConnState {
     serial: u64,
     peer: u32,
+    /// The system scope it counts in: the normal or the allowlisted one.
+    system: u32,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -343,6 +355,8 @@ struct StreamState {
 enum Kind {
     System,
     Transient,
+    AllowSystem,
+    AllowTransient,
     Service(Arc<str>),
     Protocol(Arc<str>),
     Peer(PeerId),
@@ -400,6 +414,7 @@ pub struct ResourceManager {
     protocol_peers: BTreeMap<(u32, PeerId), u32>,
     service_peers: BTreeMap<(u32, PeerId), u32>,
     next_serial: u64,
+    allowlist: Allowlist,
 }
 
 #[derive(Clone, Copy)]
@@ -492,11 +507,18 @@ impl ResourceManager {
             protocol_peers: BTreeMap::new(),
             service_peers: BTreeMap::new(),
             next_serial: 0,
+            allowlist: Allowlist::default(),
             limits,
         };
         let system = m.alloc(Kind::System, m.limits.system);
         let transient = m.alloc(Kind::Transient, m.limits.transient);
-        debug_assert_eq!((system, transient), (SYSTEM, TRANSIENT));
+        let allow_system = m.alloc(Kind::AllowSystem, m.limits.allowlisted_system);
+        let allow_transient = m.alloc(Kind::AllowTransient, m.limits.allowlisted_transient);
+        m.s_mut(allow_transient).edges.push(ALLOW_SYSTEM);
+        debug_assert_eq!(
+            (system, transient, allow_system, allow_transient),
+            (SYSTEM, TRANSIENT, ALLOW_SYSTEM, ALLOW_TRANSIENT)
+        );
         m
     }
 
@@ -642,6 +664,8 @@ impl ResourceManager {
         match &self.s(i).kind {
             Kind::System => ScopeName::System,
             Kind::Transient => ScopeName::Transient,
+            Kind::AllowSystem => ScopeName::AllowlistedSystem,
+            Kind::AllowTransient => ScopeName::AllowlistedTransient,
             Kind::Service(n) => ScopeName::Service(n.clone()),
             Kind::Protocol(n) => ScopeName::Protocol(n.clone()),
             Kind::Peer(p) => ScopeName::Peer(*p),
@@ -680,7 +704,7 @@ impl ResourceManager {
                 c.ids[c.len] = e;
                 c.len += 1;
             }
-            if !matches!(s.kind, Kind::System) && s.edges.len == 0 {
+            if !matches!(s.kind, Kind::System | Kind::AllowSystem) && s.edges.len == 0 {
                 // Named scopes count in the system scope only.
                 c.ids[c.len] = SYSTEM;
                 c.len += 1;
@@ -768,22 +792,67 @@ impl ResourceManager {
         dir: Direction,
         uses_fd: bool,
     ) -> Result<ConnHandle, RcmgrError> {
+        self.open_conn_in(dir, uses_fd, TRANSIENT, SYSTEM)
+    }
+
+    /// Opens a connection from or to `remote` in the transient scope; if the normal
+    /// transient or system budget refuses it and `remote` is on the allowlist (see
+    /// [`ResourceManager::set_allowlist`]), in the allowlisted transient and system scopes
+    /// instead. The connection stays on the budget it was opened on.
+    pub fn open_connection_from(
+        &mut self,
+        dir: Direction,
+        uses_fd: bool,
+        remote: IpAddr,
+    ) -> Result<ConnHandle, RcmgrError> {
+        match self.open_conn_in(dir, uses_fd, TRANSIENT, SYSTEM) {
+            Err(RcmgrError::Limit(e))
+                if matches!(e.scope(), ScopeName::Transient | ScopeName::System)
+                    && self.allowlist.allows_addr(remote) =>
+            {
+                self.open_conn_in(dir, uses_fd, ALLOW_TRANSIENT, ALLOW_SYSTEM)
+            }
+            other => other,
+        }
+    }
+
+    /// Replaces the allowlist.
+    pub fn set_allowlist(&mut self, allowlist: Allowlist) {
+        self.allowlist = allowlist;
+    }
+
+    /// The allowlist.
+    pub fn allowlist(&self) -> &Allowlist {
+        &self.allowlist
+    }
+
+    fn open_conn_in(
+        &mut self,
+        dir: Direction,
+        uses_fd: bool,
+        transient: u32,
+        system: u32,
+    ) -> Result<ConnHandle, RcmgrError> {
         let serial = self.serial();
         let i = self.alloc(
-            Kind::Connection(ConnState { serial, peer: NONE }),
+            Kind::Connection(ConnState {
+                serial,
+                peer: NONE,
+                system,
+            }),
             self.limits.connection,
         );
         let mut edges = Edges::default();
-        edges.push(TRANSIENT);
-        edges.push(SYSTEM);
+        edges.push(transient);
+        edges.push(system);
         self.s_mut(i).edges = edges;
         let chain = self.chain(i);
         if let Err(e) = self.try_add(chain.as_slice(), &Usage::conn(dir, uses_fd), 0) {
             self.release_slot(i);
             return Err(e);
         }
-        self.s_mut(TRANSIENT).refs += 1;
-        self.s_mut(SYSTEM).refs += 1;
+        self.s_mut(transient).refs += 1;
+        self.s_mut(system).refs += 1;
         Ok(ConnHandle(self.key(i)))
     }
 
@@ -799,7 +868,7 @@ impl ResourceManager {
         let p = self.peer_scope(peer);
         let mut edges = Edges::default();
         edges.push(p);
-        edges.push(SYSTEM);
+        edges.push(st.system);
         self.rewire(i, edges)?;
         if let Kind::Connection(st) = &mut self.s_mut(i).kind {
             st.peer = p;

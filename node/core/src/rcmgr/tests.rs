@@ -1,6 +1,8 @@
 //! Unit tests per scope and move, property tests over random operation sequences, and the
 //! limits' defaults, overrides and validation.
 
+use std::net::IpAddr;
+
 use proptest::prelude::*;
 
 use super::*;
@@ -62,6 +64,17 @@ fn small() -> Limits {
     };
     l.protocol_peer = per_name_peer;
     l.service_peer = per_name_peer;
+    l.allowlisted_system = ScopeLimits {
+        memory: 16 * 1024,
+        ..l.peer
+    };
+    l.allowlisted_transient = ScopeLimits {
+        memory: 8 * 1024,
+        conns_in: 2,
+        conns_out: 2,
+        conns: 3,
+        ..l.peer
+    };
     l.connection.memory = 8 * 1024;
     l.stream.memory = 8 * 1024;
     l.validate().unwrap();
@@ -97,7 +110,7 @@ fn connection_moves_from_transient_to_peer() {
     assert!(rm.system_usage().is_zero());
     assert_eq!(rm.collect_garbage(), 1);
     assert!(rm.peer_usage(&peer(1)).is_none());
-    assert_eq!(rm.open_scopes(), 2);
+    assert_eq!(rm.open_scopes(), 4);
     assert_eq!(
         rm.close_connection(c),
         Err(RcmgrError::Closed("connection"))
@@ -122,10 +135,41 @@ fn transient_connection_limit_refuses_and_says_why() {
     );
     // Nothing of the refused connection remains, the slot is reused.
     assert_eq!(rm.system_usage().conns_in, 3);
-    assert_eq!(rm.open_scopes(), 5);
+    assert_eq!(rm.open_scopes(), 7);
     rm.check_invariants().unwrap();
     // Outbound still fits in the transient scope.
     rm.open_connection(Outbound, false).unwrap();
+}
+
+#[test]
+fn allowlisted_addresses_use_their_own_budget_when_the_normal_one_is_full() {
+    let mut l = small();
+    l.allowlisted_transient.conns_in = 1;
+    let mut rm = ResourceManager::new(l);
+    let allowed: IpAddr = "10.1.2.3".parse().unwrap();
+    let other: IpAddr = "192.0.2.1".parse().unwrap();
+    rm.set_allowlist(Allowlist::new(["10.0.0.0/8".parse().unwrap()], []));
+    // While the normal budget has room, allowlisted addresses use it.
+    for _ in 0..3 {
+        rm.open_connection_from(Inbound, true, allowed).unwrap();
+    }
+    assert_eq!(rm.transient_usage().conns_in, 3);
+    let e = limit_err(rm.open_connection_from(Inbound, true, other));
+    assert_eq!(e.scope(), &ScopeName::Transient);
+    let c = rm.open_connection_from(Inbound, true, allowed).unwrap();
+    assert_eq!(rm.transient_usage().conns_in, 3);
+    assert_eq!(rm.system_usage().conns_in, 3);
+    // Its own budget is limited too, and says so.
+    let e = limit_err(rm.open_connection_from(Inbound, true, allowed));
+    assert_eq!(e.scope(), &ScopeName::AllowlistedTransient);
+    // After the handshake it counts in its peer and the allowlisted system scope.
+    rm.set_connection_peer(c, peer(9)).unwrap();
+    assert_eq!(rm.peer_usage(&peer(9)).unwrap().conns_in, 1);
+    assert_eq!(rm.system_usage().conns_in, 3);
+    rm.check_invariants().unwrap();
+    rm.open_connection_from(Inbound, true, allowed).unwrap();
+    rm.close_connection(c).unwrap();
+    rm.check_invariants().unwrap();
 }
 
 #[test]
@@ -189,7 +233,7 @@ fn stream_moves_through_transient_protocol_and_service() {
     assert!(rm.system_usage().is_zero());
     // peer, protocol, protocol-peer, service, service-peer
     assert_eq!(rm.collect_garbage(), 5);
-    assert_eq!(rm.open_scopes(), 2);
+    assert_eq!(rm.open_scopes(), 4);
 }
 
 #[test]
@@ -286,7 +330,7 @@ fn spans_nest_and_release_together() {
     rm.close_stream(s).unwrap();
     assert_eq!(rm.close_span(outer), Err(RcmgrError::Closed("span")));
     assert!(rm.system_usage().is_zero());
-    assert_eq!(rm.open_scopes(), 2);
+    assert_eq!(rm.open_scopes(), 4);
 }
 
 #[test]
@@ -342,7 +386,7 @@ fn idle_scopes_are_collected_and_busy_ones_kept() {
     );
     rm.close_stream(s).unwrap();
     assert_eq!(rm.collect_garbage(), 1);
-    assert_eq!(rm.open_scopes(), 2);
+    assert_eq!(rm.open_scopes(), 4);
 }
 
 #[test]
@@ -382,6 +426,7 @@ fn stale_handles_are_refused_after_slot_reuse() {
 #[derive(Clone, Debug)]
 enum Op {
     OpenConn(bool, bool),
+    OpenConnFrom(bool, bool, bool),
     ConnPeer(usize, u8),
     CloseConn(usize),
     OpenStream(bool),
@@ -400,6 +445,8 @@ fn op() -> impl Strategy<Value = Op> {
     let i = 0usize..64;
     prop_oneof![
         (any::<bool>(), any::<bool>()).prop_map(|(a, b)| Op::OpenConn(a, b)),
+        (any::<bool>(), any::<bool>(), any::<bool>())
+            .prop_map(|(a, b, c)| Op::OpenConnFrom(a, b, c)),
         (i.clone(), 0u8..6).prop_map(|(c, p)| Op::ConnPeer(c, p)),
         i.clone().prop_map(Op::CloseConn),
         any::<bool>().prop_map(Op::OpenStream),
@@ -453,6 +500,16 @@ impl Model {
         let services = ["s0", "s1", "s2"];
         let _ = match *op {
             Op::OpenConn(i, fd) => rm.open_connection(dir(i), fd).map(|c| self.conns.push(c)),
+            Op::OpenConnFrom(i, fd, allowed) => {
+                let ip: IpAddr = if allowed {
+                    [10, 0, 0, 1]
+                } else {
+                    [192, 0, 2, 1]
+                }
+                .into();
+                rm.open_connection_from(dir(i), fd, ip)
+                    .map(|c| self.conns.push(c))
+            }
             Op::ConnPeer(c, p) => match pick(&self.conns, c) {
                 Some(c) => rm.set_connection_peer(c, peer(p)),
                 None => Ok(()),
@@ -522,7 +579,11 @@ proptest! {
     #[test]
     fn accounting_holds_over_random_sequences(ops in proptest::collection::vec(op(), 1..300)) {
         let mut m = Model {
-            rm: ResourceManager::new(small()),
+            rm: {
+                let mut rm = ResourceManager::new(small());
+                rm.set_allowlist(Allowlist::new(["10.0.0.0/8".parse().unwrap()], []));
+                rm
+            },
             conns: Vec::new(),
             streams: Vec::new(),
             spans: Vec::new(),
@@ -550,9 +611,14 @@ proptest! {
         prop_assert!(m.rm.system_usage().is_zero());
         prop_assert!(m.rm.transient_usage().is_zero());
         m.rm.collect_garbage();
-        prop_assert_eq!(m.rm.open_scopes(), 2);
+        prop_assert_eq!(m.rm.open_scopes(), 4);
         let names: Vec<_> = m.rm.scopes().map(|(n, u, _)| (n, u.is_zero())).collect();
-        prop_assert_eq!(names, vec![(ScopeName::System, true), (ScopeName::Transient, true)]);
+        prop_assert_eq!(names, vec![
+            (ScopeName::System, true),
+            (ScopeName::Transient, true),
+            (ScopeName::AllowlistedSystem, true),
+            (ScopeName::AllowlistedTransient, true),
+        ]);
     }
 }
 
@@ -573,6 +639,8 @@ fn render(l: &Limits) -> String {
     for (name, s) in [
         ("system", &l.system),
         ("transient", &l.transient),
+        ("allowlisted_system", &l.allowlisted_system),
+        ("allowlisted_transient", &l.allowlisted_transient),
         ("service", &l.service),
         ("service_peer", &l.service_peer),
         ("protocol", &l.protocol),
