@@ -13,7 +13,8 @@
 //! - *connection* and *stream*: one each, holding themselves and their buffers;
 //! - *spans*: nested memory reservations under any of the above, released together.
 //!
-//! [`Allowlist`] holds the address ranges and peer ids the node always makes room for.
+//! [`Allowlist`] holds the address ranges and peer ids the node always makes room for;
+//! the inbound [`Gate`] caps inbound connections per subnet and rate-limits new ones.
 //!
 //! A connection opens in the transient scope and moves to its peer on the handshake
 //! ([`ResourceManager::set_connection_peer`]). A stream opens in the transient scope, counts
@@ -52,12 +53,14 @@
 //! ```
 
 pub mod allow;
+pub mod gate;
 pub mod limits;
 pub mod scope;
 #[cfg(test)]
 mod tests;
 
 pub use allow::{Allowlist, Cidr, CidrError, is_loopback};
+pub use gate::{Gate, GateLimits, GateRefusal, Subnet};
 pub use limits::{
     LimitValue, Limits, LimitsConfig, LimitsError, ScopeLimits, ScopeOverride, UNLIMITED,
 };

@@ -20,7 +20,9 @@ use crate::identity::PeerId;
 use crate::node::Direction;
 
 use super::allow::Allowlist;
+use super::gate::{Gate, GateLimits, GateRefusal, Subnet};
 use super::limits::{Limits, ScopeLimits, UNLIMITED};
+use crate::time::Timestamp;
 
 /// Reservation priority for memory the node can do without (caches, read-ahead).
 pub const PRIORITY_LOW: u8 = 101;
@@ -269,6 +271,9 @@ pub enum RcmgrError {
         /// What was released.
         released: u64,
     },
+    /// The inbound gate refused a connection (subnet cap or rate).
+    #[error(transparent)]
+    Gate(#[from] GateRefusal),
     /// Spans nested deeper than [`MAX_SPAN_DEPTH`].
     #[error("spans nest at most {MAX_SPAN_DEPTH} deep")]
     SpanTooDeep,
@@ -339,6 +344,8 @@ struct ConnState {
     peer: u32,
     /// The system scope it counts in: the normal or the allowlisted one.
     system: u32,
+    /// The subnet the inbound gate counted it in.
+    subnet: Option<Subnet>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -415,6 +422,7 @@ pub struct ResourceManager {
     service_peers: BTreeMap<(u32, PeerId), u32>,
     next_serial: u64,
     allowlist: Allowlist,
+    gate: Gate,
 }
 
 #[derive(Clone, Copy)]
@@ -508,6 +516,7 @@ impl ResourceManager {
             service_peers: BTreeMap::new(),
             next_serial: 0,
             allowlist: Allowlist::default(),
+            gate: Gate::new(GateLimits::default()),
             limits,
         };
         let system = m.alloc(Kind::System, m.limits.system);
@@ -795,25 +804,60 @@ impl ResourceManager {
         self.open_conn_in(dir, uses_fd, TRANSIENT, SYSTEM)
     }
 
-    /// Opens a connection from or to `remote` in the transient scope; if the normal
-    /// transient or system budget refuses it and `remote` is on the allowlist (see
-    /// [`ResourceManager::set_allowlist`]), in the allowlisted transient and system scopes
-    /// instead. The connection stays on the budget it was opened on.
+    /// Opens a connection from or to `remote` at `now` in the transient scope.
+    ///
+    /// An inbound connection from an address not on the allowlist first passes the inbound
+    /// gate (per-subnet cap and rate limit, loopback exempt by default: see
+    /// [`ResourceManager::set_gate_limits`]). If the normal transient or system budget
+    /// refuses the connection and `remote` is on the allowlist (see
+    /// [`ResourceManager::set_allowlist`]), it opens in the allowlisted transient and system
+    /// scopes instead. The connection stays on the budget it was opened on.
     pub fn open_connection_from(
         &mut self,
         dir: Direction,
         uses_fd: bool,
         remote: IpAddr,
+        now: Timestamp,
     ) -> Result<ConnHandle, RcmgrError> {
-        match self.open_conn_in(dir, uses_fd, TRANSIENT, SYSTEM) {
+        let allowed = self.allowlist.allows_addr(remote);
+        let subnet = if dir == Direction::Inbound && !allowed {
+            self.gate.admit(remote, now)?
+        } else {
+            None
+        };
+        let opened = match self.open_conn_in(dir, uses_fd, TRANSIENT, SYSTEM) {
             Err(RcmgrError::Limit(e))
-                if matches!(e.scope(), ScopeName::Transient | ScopeName::System)
-                    && self.allowlist.allows_addr(remote) =>
+                if allowed && matches!(e.scope(), ScopeName::Transient | ScopeName::System) =>
             {
                 self.open_conn_in(dir, uses_fd, ALLOW_TRANSIENT, ALLOW_SYSTEM)
             }
             other => other,
+        };
+        match opened {
+            Ok(c) => {
+                if let Kind::Connection(st) = &mut self.s_mut(c.0.index).kind {
+                    st.subnet = subnet;
+                }
+                Ok(c)
+            }
+            Err(e) => {
+                if let Some(s) = subnet {
+                    self.gate.release(s);
+                }
+                Err(e)
+            }
         }
+    }
+
+    /// Replaces the limits of the inbound gate (per-subnet caps and rates), forgetting
+    /// what it counted.
+    pub fn set_gate_limits(&mut self, limits: GateLimits) {
+        self.gate = Gate::new(limits);
+    }
+
+    /// The inbound gate.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
     }
 
     /// Replaces the allowlist.
@@ -839,6 +883,7 @@ impl ResourceManager {
                 serial,
                 peer: NONE,
                 system,
+                subnet: None,
             }),
             self.limits.connection,
         );
@@ -879,8 +924,11 @@ impl ResourceManager {
     /// Closes a connection, releasing everything it and its spans hold.
     pub fn close_connection(&mut self, c: ConnHandle) -> Result<(), RcmgrError> {
         let i = self.lookup(c.0, "connection")?;
-        if !matches!(self.s(i).kind, Kind::Connection(_)) {
+        let Kind::Connection(st) = self.s(i).kind else {
             return Err(RcmgrError::Closed("connection"));
+        };
+        if let Some(s) = st.subnet {
+            self.gate.release(s);
         }
         self.close_leaf(i);
         Ok(())
@@ -1173,10 +1221,10 @@ impl ResourceManager {
     }
 
     /// Drops idle peer, protocol and service scopes and their per-peer sub-scopes: those
-    /// that hold nothing and that no open connection, stream or span refers to. Returns
-    /// how many were dropped.
+    /// that hold nothing and that no open connection, stream or span refers to, and the
+    /// inbound gate's idle subnets. Returns how many were dropped.
     pub fn collect_garbage(&mut self) -> usize {
-        let mut dropped = 0;
+        let mut dropped = self.gate.collect_garbage();
         for service in [false, true] {
             let map = if service {
                 std::mem::take(&mut self.service_peers)
@@ -1295,6 +1343,24 @@ impl ResourceManager {
             let i = u32::try_from(i).map_err(|e| e.to_string())?;
             for &j in self.chain(i).as_slice() {
                 expected[j as usize].add(&own);
+            }
+        }
+        let mut subnets: BTreeMap<Subnet, u64> = BTreeMap::new();
+        for slot in &self.slots {
+            if let Some(Scope {
+                kind:
+                    Kind::Connection(ConnState {
+                        subnet: Some(net), ..
+                    }),
+                ..
+            }) = &slot.scope
+            {
+                *subnets.entry(*net).or_default() += 1;
+            }
+        }
+        for (net, n) in self.gate.subnets() {
+            if subnets.get(&net).copied().unwrap_or(0) != n {
+                return Err(format!("gate counts {n} connections in subnet {net}"));
             }
         }
         for (i, slot) in self.slots.iter().enumerate() {

@@ -9,6 +9,8 @@ use super::*;
 use crate::identity::PeerId;
 use crate::node::Direction::{Inbound, Outbound};
 
+const T: crate::time::Timestamp = crate::time::Timestamp::from_secs(1000);
+
 fn peer(n: u8) -> PeerId {
     PeerId::from_public_key([n; 32])
 }
@@ -151,24 +153,53 @@ fn allowlisted_addresses_use_their_own_budget_when_the_normal_one_is_full() {
     rm.set_allowlist(Allowlist::new(["10.0.0.0/8".parse().unwrap()], []));
     // While the normal budget has room, allowlisted addresses use it.
     for _ in 0..3 {
-        rm.open_connection_from(Inbound, true, allowed).unwrap();
+        rm.open_connection_from(Inbound, true, allowed, T).unwrap();
     }
     assert_eq!(rm.transient_usage().conns_in, 3);
-    let e = limit_err(rm.open_connection_from(Inbound, true, other));
+    let e = limit_err(rm.open_connection_from(Inbound, true, other, T));
     assert_eq!(e.scope(), &ScopeName::Transient);
-    let c = rm.open_connection_from(Inbound, true, allowed).unwrap();
+    let c = rm.open_connection_from(Inbound, true, allowed, T).unwrap();
     assert_eq!(rm.transient_usage().conns_in, 3);
     assert_eq!(rm.system_usage().conns_in, 3);
     // Its own budget is limited too, and says so.
-    let e = limit_err(rm.open_connection_from(Inbound, true, allowed));
+    let e = limit_err(rm.open_connection_from(Inbound, true, allowed, T));
     assert_eq!(e.scope(), &ScopeName::AllowlistedTransient);
     // After the handshake it counts in its peer and the allowlisted system scope.
     rm.set_connection_peer(c, peer(9)).unwrap();
     assert_eq!(rm.peer_usage(&peer(9)).unwrap().conns_in, 1);
     assert_eq!(rm.system_usage().conns_in, 3);
     rm.check_invariants().unwrap();
-    rm.open_connection_from(Inbound, true, allowed).unwrap();
+    rm.open_connection_from(Inbound, true, allowed, T).unwrap();
     rm.close_connection(c).unwrap();
+    rm.check_invariants().unwrap();
+}
+
+#[test]
+fn inbound_gate_caps_subnets_but_not_loopback_or_allowlisted_addresses() {
+    let mut rm = ResourceManager::new(Limits::default());
+    rm.set_gate_limits(GateLimits {
+        conns_per_subnet: 2,
+        ..GateLimits::default()
+    });
+    rm.set_allowlist(Allowlist::new(["10.0.0.0/8".parse().unwrap()], []));
+    let a: IpAddr = "198.51.100.1".parse().unwrap();
+    let c1 = rm.open_connection_from(Inbound, true, a, T).unwrap();
+    rm.open_connection_from(Inbound, true, a, T).unwrap();
+    let e = rm.open_connection_from(Inbound, true, a, T).unwrap_err();
+    assert!(
+        matches!(e, RcmgrError::Gate(GateRefusal::SubnetCap { .. })),
+        "{e}"
+    );
+    // Outbound connections, loopback and allowlisted addresses are not gated.
+    rm.open_connection_from(Outbound, true, a, T).unwrap();
+    for ip in ["127.0.0.1", "10.9.9.9", "10.9.9.9"] {
+        rm.open_connection_from(Inbound, true, ip.parse().unwrap(), T)
+            .unwrap();
+    }
+    rm.check_invariants().unwrap();
+    rm.close_connection(c1).unwrap();
+    assert_eq!(rm.gate().subnet_conns(a), 1);
+    rm.open_connection_from(Inbound, true, a, T).unwrap();
     rm.check_invariants().unwrap();
 }
 
@@ -507,7 +538,7 @@ impl Model {
                     [192, 0, 2, 1]
                 }
                 .into();
-                rm.open_connection_from(dir(i), fd, ip)
+                rm.open_connection_from(dir(i), fd, ip, T)
                     .map(|c| self.conns.push(c))
             }
             Op::ConnPeer(c, p) => match pick(&self.conns, c) {
@@ -608,6 +639,7 @@ proptest! {
             let _ = m.rm.close_span(*s);
         }
         m.rm.check_invariants().map_err(TestCaseError::fail)?;
+        prop_assert!(m.rm.gate().subnets().all(|(_, n)| n == 0));
         prop_assert!(m.rm.system_usage().is_zero());
         prop_assert!(m.rm.transient_usage().is_zero());
         m.rm.collect_garbage();
