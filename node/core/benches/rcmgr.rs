@@ -11,7 +11,12 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::net::{IpAddr, Ipv4Addr};
 
-use flotilla_core::rcmgr::{Allowlist, Cidr, ConnHandle, Limits, PRIORITY_MEDIUM, ResourceManager};
+use std::time::Duration;
+
+use flotilla_core::Timestamp;
+use flotilla_core::rcmgr::{
+    Allowlist, Cidr, ConnHandle, GateLimits, Limits, PRIORITY_MEDIUM, ResourceManager,
+};
 use flotilla_core::{Direction, PeerId};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
@@ -56,6 +61,19 @@ fn conn_lifecycle(rm: &mut ResourceManager, peer: PeerId) {
     rm.close_connection(black_box(c)).expect("close");
 }
 
+/// The connection lifecycle through `open_connection_from`: an inbound connection from an
+/// address off a 1000-range allowlist, through the per-subnet gate.
+fn gated_conn_lifecycle(rm: &mut ResourceManager, peer: PeerId, remote: IpAddr, now: Timestamp) {
+    let c = rm
+        .open_connection_from(Direction::Inbound, true, remote, now)
+        .expect("open");
+    rm.set_connection_peer(c, peer).expect("peer");
+    rm.reserve_memory(c, 4096, PRIORITY_MEDIUM)
+        .expect("reserve");
+    rm.release_memory(c, 4096).expect("release");
+    rm.close_connection(black_box(c)).expect("close");
+}
+
 /// Heap allocations made by 10 000 runs of `f` after one warm-up run.
 fn allocations(label: &str, mut f: impl FnMut()) -> usize {
     f();
@@ -89,6 +107,33 @@ fn benches(c: &mut Criterion) {
         conn_lifecycle(&mut rm, peer)
     });
     assert_eq!(n, 0, "the connection lifecycle allocates in steady state");
+
+    let (mut rm, _conn) = setup(peer);
+    let (list, _) = allowlist();
+    rm.set_allowlist(list);
+    // A sustained rate no benchmark reaches: only the bookkeeping is measured.
+    rm.set_gate_limits(GateLimits {
+        rate_per_sec: u64::MAX / 2_000_000,
+        burst: 1_000_000,
+        ..GateLimits::default()
+    });
+    let remote = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9));
+    let mut now = Timestamp::from_secs(1);
+    let mut tick = || {
+        now = now + Duration::from_micros(1);
+        now
+    };
+    gated_conn_lifecycle(&mut rm, peer, remote, tick());
+    c.bench_function("rcmgr/connection_lifecycle_gated", |b| {
+        b.iter(|| gated_conn_lifecycle(&mut rm, black_box(peer), remote, tick()))
+    });
+    let n = allocations("rcmgr/connection_lifecycle_gated", || {
+        gated_conn_lifecycle(&mut rm, peer, remote, tick())
+    });
+    assert_eq!(
+        n, 0,
+        "the gated connection lifecycle allocates in steady state"
+    );
 }
 
 /// 1000 pseudo-random IPv4 ranges of /8 to /32 (few merge), and probe addresses.
