@@ -356,6 +356,8 @@ struct StreamState {
     protocol_peer: u32,
     service: u32,
     service_peer: u32,
+    /// Counts in the allowlisted transient and system scopes.
+    allowlisted: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -938,29 +940,68 @@ impl ResourceManager {
 
     /// Opens a stream in the transient scope, before its protocol is negotiated.
     pub fn open_stream(&mut self, dir: Direction) -> Result<StreamHandle, RcmgrError> {
+        self.open_stream_in(dir, NONE, false)
+    }
+
+    /// Opens a stream of a known peer (on a connection past its handshake): it counts in
+    /// the peer scope and, until its protocol is negotiated, in the transient scope. If the
+    /// normal transient or system budget refuses it and `peer` is on the allowlist, it
+    /// opens in the allowlisted transient and system scopes instead, and stays on that
+    /// budget.
+    pub fn open_stream_for(
+        &mut self,
+        dir: Direction,
+        peer: PeerId,
+    ) -> Result<StreamHandle, RcmgrError> {
+        let p = self.peer_scope(peer);
+        match self.open_stream_in(dir, p, false) {
+            Err(RcmgrError::Limit(e))
+                if matches!(e.scope(), ScopeName::Transient | ScopeName::System)
+                    && self.allowlist.allows_peer(&peer) =>
+            {
+                self.open_stream_in(dir, p, true)
+            }
+            other => other,
+        }
+    }
+
+    fn open_stream_in(
+        &mut self,
+        dir: Direction,
+        peer: u32,
+        allowlisted: bool,
+    ) -> Result<StreamHandle, RcmgrError> {
         let serial = self.serial();
         let i = self.alloc(
             Kind::Stream(StreamState {
                 serial,
-                peer: NONE,
+                peer,
                 protocol: NONE,
                 protocol_peer: NONE,
                 service: NONE,
                 service_peer: NONE,
+                allowlisted,
             }),
             self.limits.stream,
         );
+        let (transient, system) = if allowlisted {
+            (ALLOW_TRANSIENT, ALLOW_SYSTEM)
+        } else {
+            (TRANSIENT, SYSTEM)
+        };
         let mut edges = Edges::default();
-        edges.push(TRANSIENT);
-        edges.push(SYSTEM);
+        edges.push(peer);
+        edges.push(transient);
+        edges.push(system);
         self.s_mut(i).edges = edges;
         let chain = self.chain(i);
         if let Err(e) = self.try_add(chain.as_slice(), &Usage::stream(dir), 0) {
             self.release_slot(i);
             return Err(e);
         }
-        self.s_mut(TRANSIENT).refs += 1;
-        self.s_mut(SYSTEM).refs += 1;
+        for &e in edges.as_slice() {
+            self.s_mut(e).refs += 1;
+        }
         Ok(StreamHandle(self.key(i)))
     }
 
@@ -982,17 +1023,22 @@ impl ResourceManager {
                 st.service_peer = self.sub_scope(st.service, st.peer, true);
             }
         }
+        let (transient, system) = if st.allowlisted {
+            (ALLOW_TRANSIENT, ALLOW_SYSTEM)
+        } else {
+            (TRANSIENT, SYSTEM)
+        };
         let mut edges = Edges::default();
         edges.push(st.peer);
         if st.protocol == NONE {
-            edges.push(TRANSIENT);
+            edges.push(transient);
         } else {
             edges.push(st.protocol);
             edges.push(st.protocol_peer);
         }
         edges.push(st.service);
         edges.push(st.service_peer);
-        edges.push(SYSTEM);
+        edges.push(system);
         self.rewire(i, edges)?;
         self.s_mut(i).kind = Kind::Stream(st);
         Ok(())

@@ -204,6 +204,29 @@ fn inbound_gate_caps_subnets_but_not_loopback_or_allowlisted_addresses() {
 }
 
 #[test]
+fn allowlisted_peers_open_streams_on_their_own_budget() {
+    let mut rm = ResourceManager::new(small());
+    rm.set_allowlist(Allowlist::new([], [peer(1)]));
+    for _ in 0..4 {
+        rm.open_stream(Inbound).unwrap();
+    }
+    let e = limit_err(rm.open_stream_for(Inbound, peer(2)));
+    assert_eq!(e.scope(), &ScopeName::Transient);
+    let s = rm.open_stream_for(Inbound, peer(1)).unwrap();
+    assert_eq!(rm.transient_usage().streams_in, 4);
+    assert_eq!(rm.peer_usage(&peer(1)).unwrap().streams_in, 1);
+    // It stays on the allowlisted budget through its moves.
+    rm.set_protocol(s, "/p").unwrap();
+    rm.set_service(s, "svc").unwrap();
+    rm.reserve_memory(s, 100, PRIORITY_ALWAYS).unwrap();
+    assert_eq!(rm.system_usage().memory, 0);
+    assert_eq!(rm.protocol_usage("/p").unwrap().memory, 100);
+    rm.check_invariants().unwrap();
+    rm.close_stream(s).unwrap();
+    rm.check_invariants().unwrap();
+}
+
+#[test]
 fn peer_connection_limit_refuses_the_move_and_keeps_the_connection_transient() {
     let mut rm = ResourceManager::new(small());
     let cs: Vec<_> = (0..3)
@@ -461,6 +484,7 @@ enum Op {
     ConnPeer(usize, u8),
     CloseConn(usize),
     OpenStream(bool),
+    OpenStreamFor(bool, u8),
     StreamPeer(usize, u8),
     Protocol(usize, u8),
     Service(usize, u8),
@@ -481,7 +505,7 @@ fn op() -> impl Strategy<Value = Op> {
         (i.clone(), 0u8..6).prop_map(|(c, p)| Op::ConnPeer(c, p)),
         i.clone().prop_map(Op::CloseConn),
         any::<bool>().prop_map(Op::OpenStream),
-        any::<bool>().prop_map(Op::OpenStream),
+        (any::<bool>(), 0u8..6).prop_map(|(d, p)| Op::OpenStreamFor(d, p)),
         (i.clone(), 0u8..6).prop_map(|(s, p)| Op::StreamPeer(s, p)),
         (i.clone(), 0u8..4).prop_map(|(s, p)| Op::Protocol(s, p)),
         (i.clone(), 0u8..3).prop_map(|(s, p)| Op::Service(s, p)),
@@ -550,6 +574,9 @@ impl Model {
                 None => Ok(()),
             },
             Op::OpenStream(i) => rm.open_stream(dir(i)).map(|s| self.streams.push(s)),
+            Op::OpenStreamFor(i, p) => rm
+                .open_stream_for(dir(i), peer(p))
+                .map(|s| self.streams.push(s)),
             Op::StreamPeer(s, p) => match pick(&self.streams, s) {
                 Some(s) => rm.set_stream_peer(s, peer(p)),
                 None => Ok(()),
@@ -612,7 +639,10 @@ proptest! {
         let mut m = Model {
             rm: {
                 let mut rm = ResourceManager::new(small());
-                rm.set_allowlist(Allowlist::new(["10.0.0.0/8".parse().unwrap()], []));
+                rm.set_allowlist(Allowlist::new(
+                    ["10.0.0.0/8".parse().unwrap()],
+                    [peer(0), peer(1)],
+                ));
                 rm
             },
             conns: Vec::new(),
