@@ -13,6 +13,8 @@ use std::fmt;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
+use super::gate::GateLimits;
+
 /// The limit value that puts no cap on a resource.
 pub const UNLIMITED: u64 = u64::MAX;
 
@@ -142,6 +144,8 @@ pub struct Limits {
     pub services: BTreeMap<String, ScopeLimits>,
     /// Limits of named protocols.
     pub protocols: BTreeMap<String, ScopeLimits>,
+    /// Per-subnet caps and rate limits of inbound connections.
+    pub inbound: GateLimits,
 }
 
 impl Default for Limits {
@@ -265,6 +269,7 @@ impl Limits {
             stream,
             services: BTreeMap::new(),
             protocols: BTreeMap::new(),
+            inbound: GateLimits::default(),
         }
     }
 
@@ -326,6 +331,9 @@ impl Limits {
             let mut l = base;
             l.apply(o, &out.protocol);
             out.protocols.insert(name.clone(), l);
+        }
+        if let Some(inbound) = config.inbound {
+            out.inbound = inbound;
         }
         out.clamp_defaults(config);
         out.validate()?;
@@ -431,6 +439,20 @@ impl Limits {
                 memory_only,
             )?;
         }
+        if self.inbound.v4_prefix > 32 {
+            return Err(LimitsError::Prefix {
+                key: "limits.inbound.v4_prefix",
+                value: self.inbound.v4_prefix,
+                max: 32,
+            });
+        }
+        if self.inbound.v6_prefix > 128 {
+            return Err(LimitsError::Prefix {
+                key: "limits.inbound.v6_prefix",
+                value: self.inbound.v6_prefix,
+                max: 128,
+            });
+        }
         for (name, l) in &self.services {
             let key = format!("services.\"{name}\"");
             check_fields((&key, l), ("system", &self.system), false)?;
@@ -481,6 +503,16 @@ pub enum LimitsError {
         parent_key: String,
         /// The parent's value.
         parent_value: u64,
+    },
+    /// A subnet prefix longer than the address.
+    #[error("{key} = {value} is longer than the address: write at most {max}")]
+    Prefix {
+        /// The offending key.
+        key: &'static str,
+        /// Its value.
+        value: u8,
+        /// 32 or 128.
+        max: u8,
     },
 }
 
@@ -577,6 +609,10 @@ pub struct ScopeOverride {
 ///
 /// [limits.protocols."/flotilla/compute/1"]
 /// streams = 100
+///
+/// [limits.inbound]
+/// conns_per_subnet = 8
+/// rate_per_sec = 2
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -607,6 +643,9 @@ pub struct LimitsConfig {
     pub services: BTreeMap<String, ScopeOverride>,
     /// Named protocols.
     pub protocols: BTreeMap<String, ScopeOverride>,
+    /// Per-subnet caps and rate limits of inbound connections; missing keys keep their
+    /// defaults.
+    pub inbound: Option<GateLimits>,
 }
 
 impl ScopeOverride {

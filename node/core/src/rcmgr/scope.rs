@@ -518,7 +518,7 @@ impl ResourceManager {
             service_peers: BTreeMap::new(),
             next_serial: 0,
             allowlist: Allowlist::default(),
-            gate: Gate::new(GateLimits::default()),
+            gate: Gate::new(limits.inbound),
             limits,
         };
         let system = m.alloc(Kind::System, m.limits.system);

@@ -716,6 +716,7 @@ fn render(l: &Limits) -> String {
             out.push_str(&format!("{k:<12} {}\n", show(k, v)));
         }
     }
+    out.push_str(&format!("[inbound]\n{:?}\n", l.inbound));
     out
 }
 
@@ -792,6 +793,16 @@ fn bad_overrides_are_rejected_naming_the_key() {
     assert!(e.contains("memory"), "{e}");
     let e = parse("[peer]\nmemory = \"lots\"\n").unwrap_err();
     assert!(e.contains("unknown limit \"lots\""), "{e}");
+    let e = parse("[inbound]\nv4_prefix = 40\n").unwrap_err();
+    assert_eq!(
+        e,
+        "limits.inbound.v4_prefix = 40 is longer than the address: write at most 32"
+    );
+    let e = parse("[inbound]\nburts = 4\n").unwrap_err();
+    assert!(e.contains("unknown field `burts`"), "{e}");
+    let l = parse("[inbound]\nrate_per_sec = 1\n").unwrap();
+    assert_eq!(l.inbound.rate_per_sec, 1);
+    assert_eq!(l.inbound.burst, GateLimits::default().burst);
     // Unlimited under a finite parent is fine: the parent caps it.
     parse("[peer]\nmemory = \"unlimited\"\n").unwrap();
     // Lowering a parent lowers the children left at their defaults...
