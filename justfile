@@ -114,3 +114,9 @@ bench-sim:
     bench fleet-10k-600s 600 --peers 10000
     bench fleet-100k-60s 60 --peers 100000
     bench turmoil-200-60s 60 --engine turmoil --peers 200
+
+# Resource manager benchmarks (criterion): stream and connection lifecycles (plain and
+# through the allowlist and per-subnet gate) with the number of heap allocations in steady
+# state (must be 0), and an allowlist check against 1000 address ranges.
+bench-rcmgr:
+    cargo bench -p flotilla-core --bench rcmgr

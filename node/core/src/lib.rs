@@ -10,6 +10,7 @@
 //! - [`advert`]: signed advertisements (addresses, resources, start time, version);
 //! - [`wire`]: the node's own protocol messages and their length-prefixed framing;
 //! - [`peer_table`]: known peers with addresses, RTT statistics, resources, provenance;
+//! - [`rcmgr`]: the resource manager: nested scopes, limits and reservations;
 //! - [`node`]: the state machine (`handle_*` inputs, `poll_*` outputs, `poll_timeout`);
 //! - [`seed`]: one seed split into a tree of independent random streams;
 //! - [`time`]: the [`Timestamp`] type.
@@ -32,6 +33,7 @@ pub mod advert;
 pub mod identity;
 pub mod node;
 pub mod peer_table;
+pub mod rcmgr;
 pub mod seed;
 pub mod time;
 pub mod wire;
