@@ -51,6 +51,22 @@ fn legend_line(color: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)
     move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
 }
 
+/// Draws the legend of `chart`'s labelled series at `position`, in the style every chart
+/// shares.
+fn draw_legend<'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+    position: SeriesLabelPosition,
+) -> DrawResult {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font((FONT, 15))
+        .draw()?;
+    Ok(())
+}
+
 /// The median of sorted `values`, or 0.
 fn median(values: &[f64]) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(0.0)
@@ -117,13 +133,7 @@ pub(super) fn rtt_cdf(data: &ChartData) -> Result<String, ReportError> {
                 .label(label)
                 .legend(legend_line(color));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font((FONT, 15))
-            .draw()?;
+        draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         Ok(())
     })
 }
@@ -178,13 +188,7 @@ pub(super) fn degree(data: &ChartData) -> Result<String, ReportError> {
             .draw_series(bars)?
             .label("nodes with this degree")
             .legend(legend_line(BLUE_));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font((FONT, 15))
-            .draw()?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         Ok(())
     })
 }
@@ -241,13 +245,7 @@ pub(super) fn timeline(data: &ChartData) -> Result<String, ReportError> {
                 .label(label)
                 .legend(legend_line(color));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font((FONT, 15))
-            .draw()?;
+        draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
 
         let mut chart = ChartBuilder::on(&lower)
             .caption("Open connections", (FONT, 22))
@@ -267,13 +265,7 @@ pub(super) fn timeline(data: &ChartData) -> Result<String, ReportError> {
             .draw_series(LineSeries::new(open, GREEN_.stroke_width(3)))?
             .label("open connections at the end of each interval")
             .legend(legend_line(GREEN_));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font((FONT, 15))
-            .draw()?;
+        draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         Ok(())
     })
 }
