@@ -62,7 +62,7 @@ mod tests;
 pub use allow::{Allowlist, Cidr, CidrError, is_loopback};
 pub use gate::{Gate, GateLimits, GateRefusal, Subnet};
 pub use limits::{
-    LimitValue, Limits, LimitsConfig, LimitsError, ScopeLimits, ScopeOverride, UNLIMITED,
+    LimitValue, Limits, LimitsConfig, LimitsError, ScopeKind, ScopeLimits, ScopeOverride, UNLIMITED,
 };
 pub use scope::{
     ConnHandle, LimitExceeded, MAX_SPAN_DEPTH, MemoryScope, PRIORITY_ALWAYS, PRIORITY_HIGH,

@@ -18,6 +18,73 @@ use super::gate::GateLimits;
 /// The limit value that puts no cap on a resource.
 pub const UNLIMITED: u64 = u64::MAX;
 
+/// A kind of scope, as the `[limits]` table names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ScopeKind {
+    /// The whole node.
+    System,
+    /// Connections before the handshake, streams before protocol negotiation.
+    Transient,
+    /// The allowlisted budget of the whole node.
+    AllowlistedSystem,
+    /// The allowlisted budget before the handshake.
+    AllowlistedTransient,
+    /// Each service.
+    Service,
+    /// Each peer within each service.
+    ServicePeer,
+    /// Each protocol.
+    Protocol,
+    /// Each peer within each protocol.
+    ProtocolPeer,
+    /// Each remote peer.
+    Peer,
+    /// Each connection.
+    Connection,
+    /// Each stream.
+    Stream,
+}
+
+impl ScopeKind {
+    /// Every kind, in the order of the `[limits]` table.
+    pub const ALL: [ScopeKind; 11] = [
+        ScopeKind::System,
+        ScopeKind::Transient,
+        ScopeKind::AllowlistedSystem,
+        ScopeKind::AllowlistedTransient,
+        ScopeKind::Service,
+        ScopeKind::ServicePeer,
+        ScopeKind::Protocol,
+        ScopeKind::ProtocolPeer,
+        ScopeKind::Peer,
+        ScopeKind::Connection,
+        ScopeKind::Stream,
+    ];
+
+    /// The kind's key in the `[limits]` table, e.g. `service_peer`.
+    pub fn key(self) -> &'static str {
+        match self {
+            ScopeKind::System => "system",
+            ScopeKind::Transient => "transient",
+            ScopeKind::AllowlistedSystem => "allowlisted_system",
+            ScopeKind::AllowlistedTransient => "allowlisted_transient",
+            ScopeKind::Service => "service",
+            ScopeKind::ServicePeer => "service_peer",
+            ScopeKind::Protocol => "protocol",
+            ScopeKind::ProtocolPeer => "protocol_peer",
+            ScopeKind::Peer => "peer",
+            ScopeKind::Connection => "connection",
+            ScopeKind::Stream => "stream",
+        }
+    }
+}
+
+impl fmt::Display for ScopeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
 
@@ -85,17 +152,18 @@ impl ScopeLimits {
         ]
     }
 
-    fn field_mut(&mut self, name: &str) -> &mut u64 {
-        match name {
-            "memory" => &mut self.memory,
-            "streams_in" => &mut self.streams_in,
-            "streams_out" => &mut self.streams_out,
-            "streams" => &mut self.streams,
-            "conns_in" => &mut self.conns_in,
-            "conns_out" => &mut self.conns_out,
-            "conns" => &mut self.conns,
-            _ => &mut self.fds,
-        }
+    /// Mutable references to the fields, in the order of [`ScopeLimits::fields`].
+    fn fields_mut(&mut self) -> [&mut u64; 8] {
+        [
+            &mut self.memory,
+            &mut self.streams_in,
+            &mut self.streams_out,
+            &mut self.streams,
+            &mut self.conns_in,
+            &mut self.conns_out,
+            &mut self.conns,
+            &mut self.fds,
+        ]
     }
 
     fn apply(&mut self, o: &ScopeOverride, default: &ScopeLimits) {
@@ -288,37 +356,8 @@ impl Limits {
     /// kind's own overrides).
     pub fn with_overrides(&self, config: &LimitsConfig) -> Result<Limits, LimitsError> {
         let mut out = self.clone();
-        let kinds: [(&ScopeOverride, &mut ScopeLimits, &ScopeLimits); 11] = [
-            (&config.system, &mut out.system, &self.system),
-            (&config.transient, &mut out.transient, &self.transient),
-            (
-                &config.allowlisted_system,
-                &mut out.allowlisted_system,
-                &self.allowlisted_system,
-            ),
-            (
-                &config.allowlisted_transient,
-                &mut out.allowlisted_transient,
-                &self.allowlisted_transient,
-            ),
-            (&config.service, &mut out.service, &self.service),
-            (
-                &config.service_peer,
-                &mut out.service_peer,
-                &self.service_peer,
-            ),
-            (&config.protocol, &mut out.protocol, &self.protocol),
-            (
-                &config.protocol_peer,
-                &mut out.protocol_peer,
-                &self.protocol_peer,
-            ),
-            (&config.peer, &mut out.peer, &self.peer),
-            (&config.connection, &mut out.connection, &self.connection),
-            (&config.stream, &mut out.stream, &self.stream),
-        ];
-        for (o, limits, default) in kinds {
-            limits.apply(o, default);
+        for kind in ScopeKind::ALL {
+            out.kind_mut(kind).apply(config.kind(kind), self.kind(kind));
         }
         for (name, o) in &config.services {
             let base = out.service_limits(name);
@@ -341,53 +380,58 @@ impl Limits {
     }
 
     /// The pairs (child, parent, memory only) of scope kinds where the child always counts
-    /// in the parent.
-    const PAIRS: [(&'static str, &'static str, bool); 14] = [
-        ("transient", "system", false),
-        ("allowlisted_transient", "allowlisted_system", false),
-        ("connection", "allowlisted_transient", true),
-        ("peer", "system", false),
-        ("service", "system", false),
-        ("protocol", "system", false),
-        ("service_peer", "service", false),
-        ("service_peer", "peer", false),
-        ("protocol_peer", "protocol", false),
-        ("protocol_peer", "peer", false),
-        ("connection", "peer", true),
-        ("connection", "transient", true),
-        ("stream", "peer", true),
-        ("stream", "transient", true),
-    ];
+    /// in the parent; parents come before their children.
+    const PAIRS: [(ScopeKind, ScopeKind, bool); 14] = {
+        use ScopeKind::*;
+        [
+            (Transient, System, false),
+            (AllowlistedTransient, AllowlistedSystem, false),
+            (Connection, AllowlistedTransient, true),
+            (Peer, System, false),
+            (Service, System, false),
+            (Protocol, System, false),
+            (ServicePeer, Service, false),
+            (ServicePeer, Peer, false),
+            (ProtocolPeer, Protocol, false),
+            (ProtocolPeer, Peer, false),
+            (Connection, Peer, true),
+            (Connection, Transient, true),
+            (Stream, Peer, true),
+            (Stream, Transient, true),
+        ]
+    };
 
-    fn kind(&self, name: &str) -> &ScopeLimits {
-        match name {
-            "system" => &self.system,
-            "transient" => &self.transient,
-            "allowlisted_system" => &self.allowlisted_system,
-            "allowlisted_transient" => &self.allowlisted_transient,
-            "service" => &self.service,
-            "service_peer" => &self.service_peer,
-            "protocol" => &self.protocol,
-            "protocol_peer" => &self.protocol_peer,
-            "peer" => &self.peer,
-            "connection" => &self.connection,
-            _ => &self.stream,
+    /// The limits of every scope of kind `kind` (for services and protocols: those not
+    /// named in `services` or `protocols`).
+    pub fn kind(&self, kind: ScopeKind) -> &ScopeLimits {
+        match kind {
+            ScopeKind::System => &self.system,
+            ScopeKind::Transient => &self.transient,
+            ScopeKind::AllowlistedSystem => &self.allowlisted_system,
+            ScopeKind::AllowlistedTransient => &self.allowlisted_transient,
+            ScopeKind::Service => &self.service,
+            ScopeKind::ServicePeer => &self.service_peer,
+            ScopeKind::Protocol => &self.protocol,
+            ScopeKind::ProtocolPeer => &self.protocol_peer,
+            ScopeKind::Peer => &self.peer,
+            ScopeKind::Connection => &self.connection,
+            ScopeKind::Stream => &self.stream,
         }
     }
 
-    fn kind_mut(&mut self, name: &str) -> &mut ScopeLimits {
-        match name {
-            "system" => &mut self.system,
-            "transient" => &mut self.transient,
-            "allowlisted_system" => &mut self.allowlisted_system,
-            "allowlisted_transient" => &mut self.allowlisted_transient,
-            "service" => &mut self.service,
-            "service_peer" => &mut self.service_peer,
-            "protocol" => &mut self.protocol,
-            "protocol_peer" => &mut self.protocol_peer,
-            "peer" => &mut self.peer,
-            "connection" => &mut self.connection,
-            _ => &mut self.stream,
+    fn kind_mut(&mut self, kind: ScopeKind) -> &mut ScopeLimits {
+        match kind {
+            ScopeKind::System => &mut self.system,
+            ScopeKind::Transient => &mut self.transient,
+            ScopeKind::AllowlistedSystem => &mut self.allowlisted_system,
+            ScopeKind::AllowlistedTransient => &mut self.allowlisted_transient,
+            ScopeKind::Service => &mut self.service,
+            ScopeKind::ServicePeer => &mut self.service_peer,
+            ScopeKind::Protocol => &mut self.protocol,
+            ScopeKind::ProtocolPeer => &mut self.protocol_peer,
+            ScopeKind::Peer => &mut self.peer,
+            ScopeKind::Connection => &mut self.connection,
+            ScopeKind::Stream => &mut self.stream,
         }
     }
 
@@ -399,30 +443,17 @@ impl Limits {
         for (child, parent, memory_only) in Self::PAIRS {
             let p = *self.kind(parent);
             let set = *config.kind(child);
-            let c = self.kind_mut(child);
-            for ((field, pv), (_, explicit)) in p.fields().into_iter().zip(set.fields()) {
-                if (memory_only && field != "memory") || explicit.is_some() {
-                    continue;
-                }
-                let cv = c.field_mut(field);
-                if pv != UNLIMITED && *cv != UNLIMITED && *cv > pv {
-                    *cv = pv;
-                }
-            }
+            clamp(self.kind_mut(child), &p, &set, memory_only);
         }
         let system = self.system;
-        for (name, l) in self.services.iter_mut().chain(self.protocols.iter_mut()) {
-            let set = config
-                .services
-                .get(name)
-                .or(config.protocols.get(name))
-                .copied()
-                .unwrap_or_default();
-            for ((field, pv), (_, explicit)) in system.fields().into_iter().zip(set.fields()) {
-                let cv = l.field_mut(field);
-                if explicit.is_none() && pv != UNLIMITED && *cv != UNLIMITED && *cv > pv {
-                    *cv = pv;
-                }
+        let named = [
+            (&mut self.services, &config.services),
+            (&mut self.protocols, &config.protocols),
+        ];
+        for (limits, overrides) in named {
+            for (name, l) in limits.iter_mut() {
+                let set = overrides.get(name).copied().unwrap_or_default();
+                clamp(l, &system, &set, false);
             }
         }
     }
@@ -434,8 +465,8 @@ impl Limits {
     pub fn validate(&self) -> Result<(), LimitsError> {
         for (child, parent, memory_only) in Self::PAIRS {
             check_fields(
-                (child, self.kind(child)),
-                (parent, self.kind(parent)),
+                (child.key(), self.kind(child)),
+                (parent.key(), self.kind(parent)),
                 memory_only,
             )?;
         }
@@ -462,6 +493,24 @@ impl Limits {
             check_fields((&key, l), ("system", &self.system), false)?;
         }
         Ok(())
+    }
+}
+
+/// Lowers each field of `child` the override `set` leaves unset to its value in `parent`
+/// (memory alone if `memory_only`), when both are finite.
+fn clamp(child: &mut ScopeLimits, parent: &ScopeLimits, set: &ScopeOverride, memory_only: bool) {
+    let fields = child
+        .fields_mut()
+        .into_iter()
+        .zip(parent.fields())
+        .zip(set.fields());
+    for (i, ((cv, (_, pv)), (_, explicit))) in fields.enumerate() {
+        if (memory_only && i != 0) || explicit.is_some() {
+            continue;
+        }
+        if pv != UNLIMITED && *cv != UNLIMITED && *cv > pv {
+            *cv = pv;
+        }
     }
 }
 
@@ -665,19 +714,20 @@ impl ScopeOverride {
 }
 
 impl LimitsConfig {
-    fn kind(&self, name: &str) -> &ScopeOverride {
-        match name {
-            "system" => &self.system,
-            "transient" => &self.transient,
-            "allowlisted_system" => &self.allowlisted_system,
-            "allowlisted_transient" => &self.allowlisted_transient,
-            "service" => &self.service,
-            "service_peer" => &self.service_peer,
-            "protocol" => &self.protocol,
-            "protocol_peer" => &self.protocol_peer,
-            "peer" => &self.peer,
-            "connection" => &self.connection,
-            _ => &self.stream,
+    /// The overrides of scope kind `kind`.
+    pub fn kind(&self, kind: ScopeKind) -> &ScopeOverride {
+        match kind {
+            ScopeKind::System => &self.system,
+            ScopeKind::Transient => &self.transient,
+            ScopeKind::AllowlistedSystem => &self.allowlisted_system,
+            ScopeKind::AllowlistedTransient => &self.allowlisted_transient,
+            ScopeKind::Service => &self.service,
+            ScopeKind::ServicePeer => &self.service_peer,
+            ScopeKind::Protocol => &self.protocol,
+            ScopeKind::ProtocolPeer => &self.protocol_peer,
+            ScopeKind::Peer => &self.peer,
+            ScopeKind::Connection => &self.connection,
+            ScopeKind::Stream => &self.stream,
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::node::Direction;
 
 use super::allow::Allowlist;
 use super::gate::{Gate, GateLimits, GateRefusal, Subnet};
-use super::limits::{Limits, ScopeLimits, UNLIMITED};
+use super::limits::{Limits, ScopeKind, ScopeLimits, UNLIMITED};
 use crate::time::Timestamp;
 
 /// Reservation priority for memory the node can do without (caches, read-ahead).
@@ -162,6 +162,26 @@ pub enum ScopeName {
     Stream(u64),
     /// A span, by its serial number.
     Span(u64),
+}
+
+impl ScopeName {
+    /// The kind of the scope, as the `[limits]` table names it; `None` for a span.
+    pub fn kind(&self) -> Option<ScopeKind> {
+        Some(match self {
+            ScopeName::System => ScopeKind::System,
+            ScopeName::Transient => ScopeKind::Transient,
+            ScopeName::AllowlistedSystem => ScopeKind::AllowlistedSystem,
+            ScopeName::AllowlistedTransient => ScopeKind::AllowlistedTransient,
+            ScopeName::Service(_) => ScopeKind::Service,
+            ScopeName::Protocol(_) => ScopeKind::Protocol,
+            ScopeName::Peer(_) => ScopeKind::Peer,
+            ScopeName::ServicePeer(..) => ScopeKind::ServicePeer,
+            ScopeName::ProtocolPeer(..) => ScopeKind::ProtocolPeer,
+            ScopeName::Connection(_) => ScopeKind::Connection,
+            ScopeName::Stream(_) => ScopeKind::Stream,
+            ScopeName::Span(_) => return None,
+        })
+    }
 }
 
 impl fmt::Display for ScopeName {

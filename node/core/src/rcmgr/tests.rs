@@ -130,6 +130,7 @@ fn transient_connection_limit_refuses_and_says_why() {
     assert_eq!(e.direction, Some(Inbound));
     assert_eq!((e.current, e.attempted, e.limit), (3, 1, 3));
     assert_eq!(e.scope(), &ScopeName::Transient);
+    assert_eq!(e.scope().kind(), Some(ScopeKind::Transient));
     assert_eq!(
         e.to_string(),
         "transient limit reached: 1 more inbound connections asked, 3 held, limit 3 \
@@ -815,4 +816,47 @@ fn bad_overrides_are_rejected_naming_the_key() {
         e.starts_with("limits.stream.memory = 2048 is above limits.peer.memory = 1024"),
         "{e}"
     );
+}
+
+#[test]
+fn a_service_and_a_protocol_of_the_same_name_keep_their_own_overrides() {
+    // The service's explicit memory must not stop the protocol's default memory from
+    // following the lowered system limit.
+    let l = parse(
+        r#"
+        [system]
+        memory = 67108864
+        [services.x]
+        memory = 33554432
+        [protocols.x]
+        streams = 10
+        "#,
+    )
+    .unwrap();
+    assert_eq!(l.service_limits("x").memory, 32 << 20);
+    assert_eq!(l.protocol_limits("x").memory, 64 << 20);
+    assert_eq!(l.protocol_limits("x").streams, 10);
+}
+
+#[test]
+fn every_scope_kind_has_its_own_key_and_limits() {
+    let config: LimitsConfig = toml::from_str(
+        &ScopeKind::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("[{k}]\nmemory = {}\n", 1000 + i))
+            .collect::<String>(),
+    )
+    .unwrap();
+    for (i, k) in ScopeKind::ALL.into_iter().enumerate() {
+        assert_eq!(
+            config.kind(k).memory,
+            Some(LimitValue::Number(1000 + i as u64)),
+            "{k}"
+        );
+    }
+    let mut keys: Vec<_> = ScopeKind::ALL.iter().map(|k| k.key()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), ScopeKind::ALL.len());
 }
