@@ -30,6 +30,7 @@
 //! ```
 
 pub mod advert;
+pub mod filter;
 pub mod identity;
 pub mod node;
 pub mod peer_table;
