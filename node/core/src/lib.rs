@@ -30,6 +30,7 @@
 //! ```
 
 pub mod advert;
+pub mod connmgr;
 pub mod filter;
 pub mod identity;
 pub mod node;
