@@ -15,6 +15,7 @@
 //!
 //! [`Allowlist`] holds the address ranges and peer ids the node always makes room for;
 //! the inbound [`Gate`] caps inbound connections per subnet and rate-limits new ones.
+//! [`RefusalLog`] turns refusals into at most one log line per scope per minute.
 //!
 //! A connection opens in the transient scope and moves to its peer on the handshake
 //! ([`ResourceManager::set_connection_peer`]). A stream opens in the transient scope, counts
@@ -55,6 +56,7 @@
 pub mod allow;
 pub mod gate;
 pub mod limits;
+pub mod refusals;
 pub mod scope;
 #[cfg(test)]
 mod tests;
@@ -64,6 +66,7 @@ pub use gate::{Gate, GateLimits, GateRefusal, Subnet};
 pub use limits::{
     LimitValue, Limits, LimitsConfig, LimitsError, ScopeKind, ScopeLimits, ScopeOverride, UNLIMITED,
 };
+pub use refusals::{REFUSAL_LOG_INTERVAL, RefusalLine, RefusalLog};
 pub use scope::{
     ConnHandle, LimitExceeded, MAX_SPAN_DEPTH, MemoryScope, PRIORITY_ALWAYS, PRIORITY_HIGH,
     PRIORITY_LOW, PRIORITY_MEDIUM, RcmgrError, Resource, ResourceManager, ScopeName, SpanHandle,
