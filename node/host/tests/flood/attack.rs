@@ -32,6 +32,8 @@ pub const OTHER_PROTOCOLS: [StreamProtocol; 3] = [
     StreamProtocol::new("/ipfs/ping/1.0.0"),
     StreamProtocol::new("/meshsub/1.1.0"),
 ];
+/// One connection in this many is a stalled handshake.
+const STALL_EVERY: usize = 8;
 /// How long an attacker waits before dialling again after its connection closed.
 const REDIAL_DELAY: Duration = Duration::from_millis(100);
 /// Every this many stream attempts, one goes to one of [`OTHER_PROTOCOLS`] (on top of the
@@ -70,10 +72,15 @@ pub struct ConnCounts {
     pub failed: AtomicU64,
     /// Why the first failed attempt failed.
     pub first_failure: Mutex<Option<String>>,
+    /// Extra TCP connections opened without ever starting the handshake (not in `attempts`).
+    pub stalled: AtomicU64,
+    /// Of `stalled`: those the node closed (or refused) within [`CONN_HOLD`].
+    pub stalled_closed: AtomicU64,
 }
 
 /// Dials the node from fresh keys, at most `in_flight` at a time, at least `attempts` times
-/// and until `until`.
+/// and until `until`. Besides, one connection in [`STALL_EVERY`] is a bare TCP connection
+/// that never starts its handshake.
 pub async fn connection_flood(
     target: Multiaddr,
     attempts: usize,
@@ -83,14 +90,26 @@ pub async fn connection_flood(
     let counts = Arc::new(ConnCounts::default());
     let permits = Arc::new(Semaphore::new(in_flight));
     let mut tasks = JoinSet::new();
-    for n in 0.. {
-        if n >= attempts && Instant::now() >= until {
+    let mut handshakes = 0;
+    for n in 0usize.. {
+        if handshakes >= attempts && Instant::now() >= until {
             break;
         }
         let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
             break;
         };
         let (target, counts) = (target.clone(), Arc::clone(&counts));
+        if n % STALL_EVERY == STALL_EVERY - 1 {
+            tasks.spawn(async move {
+                counts.stalled.fetch_add(1, Ordering::Relaxed);
+                if stall(&target).await {
+                    counts.stalled_closed.fetch_add(1, Ordering::Relaxed);
+                }
+                drop(permit);
+            });
+            continue;
+        }
+        handshakes += 1;
         tasks.spawn(async move {
             counts.attempts.fetch_add(1, Ordering::Relaxed);
             let outcome = tokio::time::timeout(SETUP_TIMEOUT + CONN_HOLD, connect_once(target))
@@ -119,6 +138,32 @@ pub async fn connection_flood(
     }
     while tasks.join_next().await.is_some() {}
     counts
+}
+
+/// Opens a TCP connection to `target` and sends nothing for [`CONN_HOLD`]; whether the
+/// node refused or closed it meanwhile.
+async fn stall(target: &Multiaddr) -> bool {
+    use libp2p::multiaddr::Protocol;
+    let mut parts = target.iter();
+    let (Some(Protocol::Ip4(ip)), Some(Protocol::Tcp(port))) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let Ok(Ok(mut socket)) =
+        tokio::time::timeout(SETUP_TIMEOUT, tokio::net::TcpStream::connect((ip, port))).await
+    else {
+        return true;
+    };
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(CONN_HOLD, async {
+        // The node may speak first (multistream-select); read until it closes.
+        loop {
+            match tokio::io::AsyncReadExt::read(&mut socket, &mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    });
+    read.await.is_ok()
 }
 
 enum ConnOutcome {

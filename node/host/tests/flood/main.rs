@@ -202,7 +202,8 @@ fn print_figures(
     let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     println!(
         "connections: {} attempts ({CONN_IN_FLIGHT} in flight): {} established and held, {} refused \
-         ({} of them closed by the node after the handshake), {} failed (first: {})",
+         ({} of them closed by the node after the handshake), {} failed (first: {}); \
+         {} stalled handshakes, {} of them closed by the node",
         n(&conns.attempts),
         n(&conns.established),
         n(&conns.refused),
@@ -214,6 +215,8 @@ fn print_figures(
             .ok()
             .and_then(|f| f.clone())
             .unwrap_or_else(|| "none".into()),
+        n(&conns.stalled),
+        n(&conns.stalled_closed),
     );
     println!(
         "streams: {} core + {} other-protocol attempts ({STREAM_PEERS} peers, {STREAMS_IN_FLIGHT} in \
