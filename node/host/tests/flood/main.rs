@@ -101,6 +101,7 @@ async fn one_node_survives_a_connection_and_stream_flood() -> anyhow::Result<()>
     let probe = spawn_blocking(move || prober.finish()).await??;
     let (rss_max_kib, rss_samples) = rss.finish();
     let hwm_kib = node::proc_kib(pid, "VmHWM")?;
+    let rss_end_kib = node::proc_kib(pid, "VmRSS")?;
     let a = api.clone();
     let (after, text) = spawn_blocking(move || {
         let agent = node::agent();
@@ -113,11 +114,15 @@ async fn one_node_survives_a_connection_and_stream_flood() -> anyhow::Result<()>
     let mib = |kib: u64| kib as f64 / 1024.0;
     println!(
         "memory: VmRSS {:.1} MiB before the flood, at most {:.1} MiB during it ({rss_samples} samples), \
-         VmHWM {:.1} MiB (bound {RSS_BOUND_MIB} MiB)",
+         VmHWM {:.1} MiB (bound {RSS_BOUND_MIB} MiB), VmRSS {:.1} MiB after it",
         mib(rss_start_kib),
         mib(rss_max_kib),
-        mib(hwm_kib)
+        mib(hwm_kib),
+        mib(rss_end_kib),
     );
+    if let Ok(s) = &after {
+        println!("after the flood: {} connected peers", s.connected);
+    }
     let text = text?;
     let refusals = print_rcmgr(&text, &probe);
 
@@ -130,6 +135,11 @@ async fn one_node_survives_a_connection_and_stream_flood() -> anyhow::Result<()>
         after.is_ok(),
         "/status failed after the flood: {after:?}\n{}",
         node.log_tail(40)
+    );
+    let connected = after.as_ref().map_or(0, |s| s.connected);
+    ensure!(
+        connected == 1,
+        "{connected} peers connected after the flood: the honest client alone should be"
     );
     let attempts = conns.attempts.load(Ordering::Relaxed);
     ensure!(
@@ -250,7 +260,7 @@ fn print_figures(
         n(&honest.stats.disconnects),
     );
     println!(
-        "api during the flood: /status {} answered, {} failed; /metrics sampled {} times",
+        "api during the flood and after it: /status {} answered, {} failed; /metrics sampled {} times",
         probe.status_ok, probe.status_failed, probe.metrics_samples
     );
 }
