@@ -294,7 +294,12 @@ fn scope_resource(labels: &BTreeMap<String, String>) -> Option<(String, String)>
     ))
 }
 
-/// Records every `flotilla_rcmgr_usage` gauge above its `flotilla_rcmgr_limit` gauge.
+/// Scope kinds whose usage gauge sums many scopes (every peer's) while their limit gauge is
+/// the limit of each one, so the two do not compare.
+const SUMMED_SCOPES: [&str; 1] = ["peer"];
+
+/// Records every `flotilla_rcmgr_usage` gauge of a single scope (system, transient,
+/// allowlisted, each protocol and service) above its `flotilla_rcmgr_limit` gauge.
 pub fn check_usage(text: &str, report: &mut ProbeReport) {
     let limits: BTreeMap<(String, String), f64> = samples(text, "flotilla_rcmgr_limit")
         .into_iter()
@@ -305,6 +310,7 @@ pub fn check_usage(text: &str, report: &mut ProbeReport) {
             continue;
         };
         if let Some(&limit) = limits.get(&key)
+            && !SUMMED_SCOPES.contains(&key.0.as_str())
             && usage > limit
         {
             report
