@@ -499,6 +499,8 @@ impl Node {
                 self.on_peers_request(now, from, max, hops_max)
             }
             Message::PeersResponse { records } => self.on_peers_response(now, from, records),
+            // The shell logs why a stream was refused; nothing changes for the protocol.
+            Message::Refused { .. } => {}
         }
     }
 

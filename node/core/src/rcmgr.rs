@@ -15,6 +15,7 @@
 //!
 //! [`Allowlist`] holds the address ranges and peer ids the node always makes room for;
 //! the inbound [`Gate`] caps inbound connections per subnet and rate-limits new ones.
+//! [`RefusalLog`] turns refusals into at most one log line per scope per minute.
 //!
 //! A connection opens in the transient scope and moves to its peer on the handshake
 //! ([`ResourceManager::set_connection_peer`]). A stream opens in the transient scope, counts
@@ -55,12 +56,14 @@
 pub mod allow;
 pub mod gate;
 pub mod limits;
+pub mod refusals;
 pub mod scope;
 #[cfg(test)]
 mod tests;
 
 pub use allow::{Allowlist, Cidr, CidrError, is_loopback};
 pub use gate::{Gate, GateLimits, GateRefusal, Subnet};
+pub use refusals::{REFUSAL_LOG_INTERVAL, RefusalLine, RefusalLog};
 pub use limits::{
     LimitValue, Limits, LimitsConfig, LimitsError, ScopeLimits, ScopeOverride, UNLIMITED,
 };

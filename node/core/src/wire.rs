@@ -19,6 +19,8 @@ pub const PROTOCOL_VERSION: u16 = 1;
 pub const FRAME_MAX_BYTES: usize = 64 * 1024;
 /// Bytes of the length prefix.
 pub const FRAME_PREFIX_BYTES: usize = 4;
+/// The longest reason a [`Message::Refused`] carries, in bytes.
+pub const REFUSED_REASON_BYTES_MAX: usize = 512;
 
 /// A message between two nodes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +51,13 @@ pub enum Message {
         /// Known peers, each with its own signed advert.
         records: Vec<PeerRecord>,
     },
+    /// The stream it arrives on was refused (a resource limit, say) and is about to close;
+    /// written at most once, as the stream's only frame. Receivers ignore it except to
+    /// log the reason. Appended last so that every older variant encodes as before.
+    Refused {
+        /// Why, at most [`REFUSED_REASON_BYTES_MAX`] bytes.
+        reason: String,
+    },
 }
 
 impl Message {
@@ -60,6 +69,19 @@ impl Message {
             Message::Pong { .. } => "pong",
             Message::PeersRequest { .. } => "peers?",
             Message::PeersResponse { .. } => "peers",
+            Message::Refused { .. } => "refused",
+        }
+    }
+
+    /// A [`Message::Refused`] with `reason` cut to [`REFUSED_REASON_BYTES_MAX`] bytes (at a
+    /// character boundary).
+    pub fn refused(reason: &str) -> Message {
+        let mut end = reason.len().min(REFUSED_REASON_BYTES_MAX);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        Message::Refused {
+            reason: reason[..end].to_string(),
         }
     }
 }
@@ -136,6 +158,23 @@ mod tests {
         let len = frame_len(frame[..4].try_into().unwrap()).unwrap();
         assert_eq!(len, frame.len() - 4);
         assert_eq!(decode(&frame[4..]).unwrap(), msg);
+    }
+
+    #[test]
+    fn refused_is_appended_and_bounded() {
+        // Older variants keep their encoding: the new one only takes the next tag.
+        let ping = encode_frame(&Message::Ping { nonce: 7 }).unwrap();
+        assert_eq!(&ping[4..], &[1, 7]);
+        let long = "é".repeat(REFUSED_REASON_BYTES_MAX);
+        let Message::Refused { reason } = Message::refused(&long) else {
+            panic!("not a refusal");
+        };
+        assert!(reason.len() <= REFUSED_REASON_BYTES_MAX && reason.len() >= REFUSED_REASON_BYTES_MAX - 1);
+        let msg = Message::refused("system limit reached");
+        let frame = encode_frame(&msg).unwrap();
+        assert_eq!(frame[4], 5, "the sixth variant");
+        assert_eq!(decode(&frame[4..]).unwrap(), msg);
+        assert_eq!(msg.kind(), "refused");
     }
 
     #[test]

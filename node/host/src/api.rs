@@ -5,6 +5,8 @@
 //! | `GET /status` | [`StatusView`](crate::views::StatusView) as JSON |
 //! | `GET /peers` | a list of [`PeerView`](crate::views::PeerView) as JSON |
 //! | `GET /metrics` | Prometheus text exposition |
+//! | `GET /rcmgr/limits` | [`LimitsView`]: the resource limits in force |
+//! | `GET /rcmgr/scopes?top=N` | [`ScopesView`]: usage against limits, the top `N` peers (default 10), refusals |
 //! | `POST /ping/{peer_id}` | [`PingReply`]: `{"rtt_ms": ..}` |
 //!
 //! Errors are JSON [`ErrorReply`]s: 400 for a bad peer id, 404 for a peer that is not
@@ -15,7 +17,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -27,9 +29,15 @@ use tokio::sync::Semaphore;
 
 use crate::driver::{DriverHandle, PingError};
 use crate::metrics::Metrics;
+use crate::rcmgr::SharedRcmgr;
+use crate::rcmgr::views::{LimitsView, ScopesView};
 
 /// Requests served at once; more are answered 503 at once.
 pub const API_REQUESTS_MAX: usize = 32;
+/// Peers listed by `GET /rcmgr/scopes` when `top` is not given.
+pub const TOP_PEERS_DEFAULT: usize = 10;
+/// Peers listed by `GET /rcmgr/scopes` at most.
+pub const TOP_PEERS_MAX: usize = 1000;
 
 /// Why the API could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +79,7 @@ pub struct ErrorReply {
 struct ApiState {
     driver: DriverHandle,
     metrics: Metrics,
+    rcmgr: SharedRcmgr,
     slots: Arc<Semaphore>,
 }
 
@@ -87,6 +96,7 @@ impl ApiServer {
         addr: SocketAddr,
         driver: DriverHandle,
         metrics: Metrics,
+        rcmgr: SharedRcmgr,
     ) -> Result<Self, ApiError> {
         if !addr.ip().is_loopback() {
             return Err(ApiError::NotLoopback(addr));
@@ -97,6 +107,7 @@ impl ApiServer {
         let state = ApiState {
             driver,
             metrics,
+            rcmgr,
             slots: Arc::new(Semaphore::new(API_REQUESTS_MAX)),
         };
         Ok(ApiServer {
@@ -127,6 +138,8 @@ fn router(state: ApiState) -> Router {
         .route("/status", get(status))
         .route("/peers", get(peers))
         .route("/metrics", get(metrics))
+        .route("/rcmgr/limits", get(rcmgr_limits))
+        .route("/rcmgr/scopes", get(rcmgr_scopes))
         .route("/ping/{peer_id}", post(ping))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), limit))
@@ -173,8 +186,24 @@ async fn peers(State(s): State<ApiState>) -> Response {
 }
 
 async fn metrics(State(s): State<ApiState>) -> Response {
+    s.rcmgr.export_metrics();
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     ([(header::CONTENT_TYPE, content_type)], s.metrics.encode()).into_response()
+}
+
+async fn rcmgr_limits(State(s): State<ApiState>) -> Json<LimitsView> {
+    Json(s.rcmgr.limits_view())
+}
+
+/// Query of `GET /rcmgr/scopes`.
+#[derive(Debug, Deserialize)]
+struct ScopesQuery {
+    top: Option<usize>,
+}
+
+async fn rcmgr_scopes(State(s): State<ApiState>, Query(q): Query<ScopesQuery>) -> Json<ScopesView> {
+    let top = q.top.unwrap_or(TOP_PEERS_DEFAULT).min(TOP_PEERS_MAX);
+    Json(s.rcmgr.scopes_view(top))
 }
 
 async fn ping(State(s): State<ApiState>, Path(peer): Path<String>) -> Response {
@@ -201,8 +230,8 @@ async fn ping(State(s): State<ApiState>, Path(peer): Path<String>) -> Response {
 async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
-        "no such endpoint; the API serves GET /status, GET /peers, GET /metrics and \
-         POST /ping/{peer_id}",
+        "no such endpoint; the API serves GET /status, GET /peers, GET /metrics, \
+         GET /rcmgr/limits, GET /rcmgr/scopes and POST /ping/{peer_id}",
     )
 }
 
@@ -213,6 +242,19 @@ mod tests {
     use crate::driver::{Driver, NoObserver};
     use crate::network::{NetEvent, Network};
     use flotilla_core::{Config, DialId, Keypair, Message, Node, SeedTree};
+
+    fn test_rcmgr(metrics: Metrics) -> SharedRcmgr {
+        let machine = crate::rcmgr::Machine {
+            memory_bytes: 8 << 30,
+            fds: 16384,
+        };
+        SharedRcmgr::new(
+            machine.default_limits(),
+            flotilla_core::rcmgr::Allowlist::default(),
+            machine,
+            metrics,
+        )
+    }
 
     /// A network on which nothing ever happens.
     struct Idle;
@@ -245,9 +287,15 @@ mod tests {
         let node = Node::new(Config::default(), keypair, SeedTree::new(2), clock.now()).unwrap();
         let (driver, handle) = Driver::new(node, Idle, clock, NoObserver);
         tokio::spawn(driver.run());
-        let server = ApiServer::bind("127.0.0.1:0".parse().unwrap(), handle, Metrics::new())
-            .await
-            .unwrap();
+        let metrics = Metrics::new();
+        let server = ApiServer::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            handle,
+            metrics.clone(),
+            test_rcmgr(metrics),
+        )
+        .await
+        .unwrap();
         let base = format!("http://{}", server.local_addr().unwrap());
         tokio::spawn(server.serve(std::future::pending()));
 
@@ -261,6 +309,8 @@ mod tests {
                 get(&agent, false, &format!("{base}/status")),
                 get(&agent, false, &format!("{base}/peers")),
                 get(&agent, false, &format!("{base}/metrics")),
+                get(&agent, false, &format!("{base}/rcmgr/limits")),
+                get(&agent, false, &format!("{base}/rcmgr/scopes?top=3")),
                 get(&agent, true, &format!("{base}/ping/garbage")),
                 get(&agent, true, &format!("{base}/ping/{stranger}")),
                 get(&agent, false, &format!("{base}/nowhere")),
@@ -268,7 +318,7 @@ mod tests {
         })
         .await
         .unwrap();
-        let [status, peers, metrics, bad, absent, nowhere] = answers;
+        let [status, peers, metrics, limits, scopes, bad, absent, nowhere] = answers;
 
         assert_eq!(status.0, 200);
         let view: crate::views::StatusView = serde_json::from_str(&status.1).unwrap();
@@ -276,6 +326,21 @@ mod tests {
         assert_eq!(peers, (200, "[]".to_string()));
         assert_eq!(metrics.0, 200);
         assert!(metrics.1.ends_with("# EOF\n"), "{}", metrics.1);
+        assert!(
+            metrics
+                .1
+                .contains("flotilla_rcmgr_limit{scope=\"system\",resource=\"conns_in\"} 4096"),
+            "{}",
+            metrics.1
+        );
+        assert_eq!(limits.0, 200);
+        let limits: LimitsView = serde_json::from_str(&limits.1).unwrap();
+        assert_eq!(limits.scopes[0].scope, "system");
+        assert_eq!(limits.scopes[0].conns_in, Some(4096));
+        assert_eq!(scopes.0, 200);
+        let scopes: ScopesView = serde_json::from_str(&scopes.1).unwrap();
+        assert_eq!(scopes.scopes[0].limits.scope, "system");
+        assert_eq!(scopes.peers, 0);
         for (answer, code) in [(bad, 400), (absent, 404), (nowhere, 404)] {
             assert_eq!(answer.0, code, "{}", answer.1);
             let e: ErrorReply = serde_json::from_str(&answer.1).unwrap();
@@ -289,7 +354,9 @@ mod tests {
         let clock = TokioClock::system();
         let node = Node::new(Config::default(), keypair, SeedTree::new(2), clock.now()).unwrap();
         let (_driver, handle) = Driver::new(node, Idle, clock, NoObserver);
-        let err = ApiServer::bind("0.0.0.0:0".parse().unwrap(), handle, Metrics::new()).await;
+        let metrics = Metrics::new();
+        let rcmgr = test_rcmgr(metrics.clone());
+        let err = ApiServer::bind("0.0.0.0:0".parse().unwrap(), handle, metrics, rcmgr).await;
         assert!(matches!(err, Err(ApiError::NotLoopback(_))));
     }
 }

@@ -1,4 +1,9 @@
 //! The `flotilla` command line: `node run`, and clients of a running node's API.
+//!
+//! Submodules:
+//! - [`rcmgr`]: `limits` and `scopes`, the resource manager's limits and usage.
+
+mod rcmgr;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -40,6 +45,24 @@ pub enum Command {
     Status(Output),
     /// List the peers the running node knows, connected ones first.
     Peers(Output),
+    /// Print the resource limits in force: the running node's, or with --config those a
+    /// node started with that file would use on this machine.
+    Limits {
+        /// Read the limits from this configuration file instead of a running node.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Show the running node's resource usage against its limits: system, transient,
+    /// each protocol and service, the top peers, and refusals.
+    Scopes {
+        /// Peers listed, those holding most first.
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        top: usize,
+        #[command(flatten)]
+        output: Output,
+    },
     /// Measure the round trip to a connected peer.
     Ping {
         /// The peer to ping (as listed by `flotilla peers`).
@@ -97,6 +120,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(out) => status(&Client::new(api), out.json),
         Command::Peers(out) => peers(&Client::new(api), out.json),
         Command::Ping { peer_id, output } => ping(&Client::new(api), peer_id, output.json),
+        Command::Limits { config, output } => {
+            rcmgr::limits(&Client::new(api), config.as_deref(), output.json)
+        }
+        Command::Scopes { top, output } => rcmgr::scopes(&Client::new(api), top, output.json),
     }
 }
 

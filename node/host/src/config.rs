@@ -17,6 +17,26 @@
 //! [peers]
 //! peers_target = 8
 //! ping_interval_s = 15
+//!
+//! # Resource limits: partial overrides of the machine-scaled defaults, per scope kind
+//! # (system, transient, allowlisted_system, allowlisted_transient, service,
+//! # service_peer, protocol, protocol_peer, peer, connection, stream) or per named
+//! # protocol or service; each value a number, "unlimited", "block" or "default".
+//! [limits.system]
+//! conns_in = 256
+//! memory = 536870912
+//!
+//! [limits.protocols."/flotilla/core/1.0.0"]
+//! streams_in = 512
+//!
+//! [limits.inbound]
+//! conns_per_subnet = 8
+//!
+//! # Addresses and peers always let in, on a budget of their own when the normal one is
+//! # full; the inbound gate does not apply to these addresses.
+//! [allowlist]
+//! cidrs = ["10.0.0.0/8", "192.0.2.7"]
+//! peers = ["12D3KooW..."]
 //! ```
 //!
 //! Errors name the file, the line and the problem, and say what to change.
@@ -26,8 +46,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use flotilla_core::Resources;
+use flotilla_core::rcmgr::{Allowlist, Cidr, Limits, LimitsConfig, LimitsError};
 use libp2p::Multiaddr;
 use serde::{Deserialize, Deserializer};
+
+use crate::rcmgr::Machine;
 
 /// Addresses listened on when neither the file nor the command line name any.
 pub const DEFAULT_LISTEN: [&str; 2] = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"];
@@ -73,6 +96,17 @@ pub enum ConfigError {
         /// What is wrong.
         problem: flotilla_core::ConfigError,
     },
+    /// A resource limit can never be satisfied.
+    #[error("{origin}: invalid setting `{key}`: {problem}")]
+    Limits {
+        /// The file with the line of the setting (or of its table) when found, or
+        /// `command line` when no file was given.
+        origin: String,
+        /// The setting, e.g. `limits.peer.memory`.
+        key: String,
+        /// What is wrong and what to write instead.
+        problem: LimitsError,
+    },
     /// No data directory was given and none could be derived from the environment.
     #[error(
         "no data directory: pass --data-dir DIR, set `data_dir` in the config file, or set $HOME"
@@ -112,6 +146,12 @@ pub struct NodeConfig {
     pub api: SocketAddr,
     /// The core's settings; `listen_addrs` and `bootstrap` are filled in at start-up.
     pub core: flotilla_core::Config,
+    /// The machine the default limits were scaled to.
+    pub machine: Machine,
+    /// The resource limits in force: the machine's defaults with `[limits]` applied.
+    pub limits: Limits,
+    /// Addresses and peers always let in (`[allowlist]`).
+    pub allowlist: Allowlist,
 }
 
 /// The file's layout.
@@ -127,6 +167,50 @@ struct FileConfig {
     resources: ResourcesSection,
     #[serde(default)]
     peers: PeersSection,
+    #[serde(default)]
+    limits: LimitsConfig,
+    #[serde(default)]
+    allowlist: AllowlistSection,
+}
+
+/// `[allowlist]`: address ranges and peer ids always let in.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AllowlistSection {
+    #[serde(default)]
+    cidrs: Vec<CidrText>,
+    #[serde(default)]
+    peers: Vec<PeerText>,
+}
+
+/// An address range read from text.
+#[derive(Debug, Clone, Copy)]
+struct CidrText(Cidr);
+
+impl<'de> Deserialize<'de> for CidrText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse::<Cidr>()
+            .map(CidrText)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A peer id read from text.
+#[derive(Debug, Clone, Copy)]
+struct PeerText(flotilla_core::PeerId);
+
+impl<'de> Deserialize<'de> for PeerText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse::<flotilla_core::PeerId>()
+            .map(PeerText)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "`{text}` is not a peer id ({e}); write one as `flotilla status` prints it"
+                ))
+            })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -224,22 +308,44 @@ pub fn default_data_dir() -> Option<PathBuf> {
 }
 
 impl NodeConfig {
-    /// Reads `path` (if given) and applies `overrides`.
+    /// Reads `path` (if given) and applies `overrides`; limits scale with this machine
+    /// ([`Machine::probe`]).
     pub fn load(path: Option<&Path>, overrides: Overrides) -> Result<Self, ConfigError> {
+        Self::load_on(path, overrides, Machine::probe())
+    }
+
+    /// Reads `path` (if given) and applies `overrides`, with limits scaled to `machine`.
+    pub fn load_on(
+        path: Option<&Path>,
+        overrides: Overrides,
+        machine: Machine,
+    ) -> Result<Self, ConfigError> {
         match path {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
                     path: path.to_path_buf(),
                     cause,
                 })?;
-                Self::from_toml(&text, path, overrides)
+                Self::from_toml_on(&text, path, overrides, machine)
             }
-            None => Self::resolve(FileConfig::default(), None, overrides),
+            None => Self::resolve(FileConfig::default(), None, overrides, machine),
         }
     }
 
-    /// Parses `text`, read from `path`, and applies `overrides`.
+    /// Parses `text`, read from `path`, and applies `overrides`; limits scale with this
+    /// machine.
     pub fn from_toml(text: &str, path: &Path, overrides: Overrides) -> Result<Self, ConfigError> {
+        Self::from_toml_on(text, path, overrides, Machine::probe())
+    }
+
+    /// Parses `text`, read from `path`, and applies `overrides`, with limits scaled to
+    /// `machine`.
+    pub fn from_toml_on(
+        text: &str,
+        path: &Path,
+        overrides: Overrides,
+        machine: Machine,
+    ) -> Result<Self, ConfigError> {
         let file: FileConfig = toml::from_str(text).map_err(|e| {
             let (line, column) = e.span().map_or((1, 1), |s| line_column(text, s.start));
             ConfigError::Parse {
@@ -249,7 +355,7 @@ impl NodeConfig {
                 message: e.message().trim_end().to_string(),
             }
         })?;
-        Self::resolve(file, Some((path, text)), overrides)
+        Self::resolve(file, Some((path, text)), overrides, machine)
     }
 
     /// Applies defaults and `o` to `file`, read from `source` (path and text) if any.
@@ -257,6 +363,7 @@ impl NodeConfig {
         file: FileConfig,
         source: Option<(&Path, &str)>,
         o: Overrides,
+        machine: Machine,
     ) -> Result<Self, ConfigError> {
         let data_dir = o
             .data_dir
@@ -286,12 +393,23 @@ impl NodeConfig {
         };
         apply_peers(&mut core, &file.peers);
         core.validate().map_err(|e| invalid(e, source))?;
+        let limits = machine
+            .default_limits()
+            .with_overrides(&file.limits)
+            .map_err(|e| invalid_limits(e, source))?;
+        let allowlist = Allowlist::new(
+            file.allowlist.cidrs.iter().map(|c| c.0),
+            file.allowlist.peers.iter().map(|p| p.0),
+        );
         Ok(NodeConfig {
             data_dir,
             listen,
             bootstrap,
             api,
             core,
+            machine,
+            limits,
+            allowlist,
         })
     }
 }
@@ -371,6 +489,57 @@ fn invalid(error: flotilla_core::ConfigError, source: Option<(&Path, &str)>) -> 
         key,
         problem: error,
     }
+}
+
+/// Names the file and line behind a limits validation error.
+fn invalid_limits(error: LimitsError, source: Option<(&Path, &str)>) -> ConfigError {
+    let key = match &error {
+        LimitsError::ChildAboveParent { key, .. } => key.clone(),
+        LimitsError::Prefix { key, .. } => key.to_string(),
+    };
+    let origin = match source {
+        None => "command line".to_string(),
+        Some((path, text)) => match table_key_line(text, &key) {
+            Some(line) => format!("{}:{line}", path.display()),
+            None => path.display().to_string(),
+        },
+    };
+    ConfigError::Limits {
+        origin,
+        key,
+        problem: error,
+    }
+}
+
+/// The 1-based line that sets the dotted `key` (e.g. `limits.peer.memory` or
+/// `limits.protocols."/x".streams`): the key's line in its table, or in a parent table as
+/// a dotted or inline key, else the line of its table's header.
+fn table_key_line(text: &str, key: &str) -> Option<usize> {
+    let (table, field) = key.rsplit_once('.')?;
+    let squash = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
+    let mut header = String::new();
+    let mut header_line = None;
+    for (i, line) in text.lines().enumerate() {
+        let l = squash(line.split('#').next().unwrap_or(""));
+        if let Some(h) = l.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            header = h.to_string();
+            if header == table {
+                header_line = Some(i + 1);
+            }
+            continue;
+        }
+        if header == table && l.starts_with(&format!("{field}=")) {
+            return Some(i + 1);
+        }
+        // `[limits]` with `peer.memory = ..` or `peer = { memory = .. }`.
+        if let Some(rest) = table.strip_prefix(&format!("{header}."))
+            && (l.starts_with(&format!("{rest}.{field}="))
+                || (l.starts_with(&format!("{rest}={{")) && l.contains(&format!("{field}="))))
+        {
+            return Some(i + 1);
+        }
+    }
+    header_line
 }
 
 /// The 1-based line on which `key` is set in `text`.

@@ -10,6 +10,8 @@
 //! - [`keystore`]: the node's persistent ed25519 key;
 //! - [`p2p`]: the production `Network` on a rust-libp2p swarm;
 //! - [`metrics`]: Prometheus metrics and the observer that feeds them;
+//! - [`rcmgr`]: the resource manager shared by the network and the API, the machine size
+//!   its limits scale with, refusal reporting and its JSON views;
 //! - [`api`]: the local HTTP API (loopback only);
 //! - [`run`]: starting a production node and running it until shutdown.
 //!
@@ -36,6 +38,8 @@ pub mod metrics;
 pub mod network;
 #[cfg(feature = "host")]
 pub mod p2p;
+#[cfg(feature = "host")]
+pub mod rcmgr;
 #[cfg(feature = "host")]
 pub mod run;
 pub mod views;

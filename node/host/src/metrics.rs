@@ -32,6 +32,29 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+/// Labels of a resource-manager gauge: the scope (`system`, `transient`,
+/// `allowlisted_system`, `allowlisted_transient`, `protocol:NAME`, `service:NAME`, or a
+/// kind: `peer`, `connection`, `stream`) and the resource (`memory`, `streams_in`, ...).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScopeResourceLabel {
+    /// The scope.
+    pub scope: String,
+    /// The resource, as the `[limits]` keys name it.
+    pub resource: &'static str,
+}
+
+/// Labels of a resource-manager refusal: the kind of the refusing scope (`gate` for the
+/// inbound gate), the resource and the direction (`in` or `out`) of what was refused.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabel {
+    /// The kind of the refusing scope.
+    pub scope: &'static str,
+    /// `memory`, `streams`, `conns`, `fds` or `conn_rate`.
+    pub resource: &'static str,
+    /// `in` or `out`.
+    pub direction: &'static str,
+}
+
 /// The node's metrics.
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -43,6 +66,9 @@ pub struct Metrics {
     frames_rejected: Family<ReasonLabel, Counter>,
     connected_peers: Gauge,
     known_peers: Gauge,
+    rcmgr_usage: Family<ScopeResourceLabel, Gauge>,
+    rcmgr_limit: Family<ScopeResourceLabel, Gauge>,
+    rcmgr_refusals: Family<RefusalLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -62,6 +88,9 @@ impl Metrics {
         let frames_rejected = Family::<ReasonLabel, Counter>::default();
         let connected_peers = Gauge::default();
         let known_peers = Gauge::default();
+        let rcmgr_usage = Family::<ScopeResourceLabel, Gauge>::default();
+        let rcmgr_limit = Family::<ScopeResourceLabel, Gauge>::default();
+        let rcmgr_refusals = Family::<RefusalLabel, Counter>::default();
         registry.register(
             "messages_sent",
             "Core messages queued for sending",
@@ -97,6 +126,21 @@ impl Metrics {
             "Peers in the peer table",
             known_peers.clone(),
         );
+        registry.register(
+            "rcmgr_usage",
+            "Resources held per scope (peer: all peers together)",
+            rcmgr_usage.clone(),
+        );
+        registry.register(
+            "rcmgr_limit",
+            "Resource limits per scope (peer: each peer's; unlimited ones are not exported)",
+            rcmgr_limit.clone(),
+        );
+        registry.register(
+            "rcmgr_refusals",
+            "Resource-manager refusals by kind of refusing scope, resource and direction",
+            rcmgr_refusals.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             messages_sent,
@@ -106,6 +150,9 @@ impl Metrics {
             frames_rejected,
             connected_peers,
             known_peers,
+            rcmgr_usage,
+            rcmgr_limit,
+            rcmgr_refusals,
         }
     }
 
@@ -141,6 +188,43 @@ impl Metrics {
         self.frames_rejected
             .get_or_create(&ReasonLabel { reason })
             .inc();
+    }
+
+    /// One resource-manager refusal.
+    pub fn rcmgr_refused(
+        &self,
+        scope: &'static str,
+        resource: &'static str,
+        direction: &'static str,
+    ) {
+        self.rcmgr_refusals
+            .get_or_create(&RefusalLabel {
+                scope,
+                resource,
+                direction,
+            })
+            .inc();
+    }
+
+    /// Replaces the resource manager's usage and limit gauges with these rows (scope,
+    /// resource, value); scopes gone since the last call lose their gauges.
+    pub fn set_rcmgr_gauges(
+        &self,
+        usage: &[(String, &'static str, u64)],
+        limits: &[(String, &'static str, u64)],
+    ) {
+        for (family, rows) in [(&self.rcmgr_usage, usage), (&self.rcmgr_limit, limits)] {
+            family.clear();
+            for (scope, resource, v) in rows {
+                let label = ScopeResourceLabel {
+                    scope: scope.clone(),
+                    resource: *resource,
+                };
+                family
+                    .get_or_create(&label)
+                    .set(i64::try_from(*v).unwrap_or(i64::MAX));
+            }
+        }
     }
 
     fn node_state(&self, node: &Node) {

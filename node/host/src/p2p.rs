@@ -4,7 +4,9 @@
 //! Submodules:
 //! - [`addr`]: peer id and multiaddr conversions between the core and libp2p;
 //! - [`behaviour`]: the composed libp2p behaviours and their settings;
-//! - [`streams`]: writer and reader tasks moving core frames over libp2p streams.
+//! - [`rcmgr`]: the behaviour enforcing the resource manager's connection limits;
+//! - [`streams`]: writer and reader tasks moving core frames over libp2p streams, within
+//!   the resource manager's stream and memory limits.
 //!
 //! Start-up order matters: [`P2pNetwork::start`] builds the swarm and listens, then
 //! [`P2pNetwork::wait_listening`] collects the real listen addresses (port 0 works, and
@@ -13,6 +15,7 @@
 
 pub mod addr;
 pub mod behaviour;
+pub mod rcmgr;
 pub mod streams;
 mod swarm_events;
 
@@ -32,6 +35,7 @@ use self::addr::{libp2p_keypair, libp2p_peer, split_p2p, with_p2p};
 use self::behaviour::{Behaviour, CORE_PROTOCOL, hello_topic};
 use crate::metrics::Metrics;
 use crate::network::{NetEvent, Network};
+use crate::rcmgr::{HOUSEKEEPING_INTERVAL, SharedRcmgr};
 
 /// Period between publications of the node's advert on the hello topic.
 pub const ADVERT_GOSSIP_INTERVAL: Duration = Duration::from_secs(60);
@@ -76,6 +80,9 @@ pub struct P2pNetwork {
     swarm: Swarm<Behaviour>,
     local: libp2p::PeerId,
     metrics: Metrics,
+    rcmgr: SharedRcmgr,
+    /// Collects idle scopes and reports pending refusals ([`HOUSEKEEPING_INTERVAL`]).
+    housekeeping: tokio::time::Interval,
     /// Events produced synchronously, returned before anything else. Holds a handful at
     /// most: it is filled by one swarm event or one driver step (whose dials the core
     /// bounds) and drained before the swarm is polled again.
@@ -109,12 +116,13 @@ impl std::fmt::Debug for P2pNetwork {
 
 impl P2pNetwork {
     /// Builds the swarm for `keypair`, starts listening on `listen` and registers
-    /// `bootstrap` addresses that name a peer with the DHT. Must run inside a tokio runtime.
+    /// `bootstrap` addresses that name a peer with the DHT; connections and core streams
+    /// stay within `rcmgr`'s limits. Must run inside a tokio runtime.
     pub fn start(
         keypair: &Keypair,
         listen: &[Multiaddr],
         bootstrap: &[Multiaddr],
-        peers_max: usize,
+        rcmgr: SharedRcmgr,
         metrics: Metrics,
     ) -> Result<Self, P2pError> {
         let key = libp2p_keypair(keypair).ok_or(P2pError::Key)?;
@@ -128,7 +136,7 @@ impl P2pNetwork {
             )
             .map_err(|e| P2pError::Transport(e.to_string()))?
             .with_quic()
-            .with_behaviour(|key| Behaviour::new(key, peers_max).map_err(Into::into))
+            .with_behaviour(|key| Behaviour::new(key, rcmgr.clone()).map_err(Into::into))
             .map_err(|e| P2pError::Behaviour(e.to_string()))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
             .build();
@@ -141,7 +149,12 @@ impl P2pNetwork {
             .map_err(|e| P2pError::Behaviour(e.to_string()))?;
         let (tx, inbound) = mpsc::channel(streams::INBOUND_QUEUE_MAX);
         let mut acceptor = JoinSet::new();
-        acceptor.spawn(streams::accept_loop(incoming, tx, metrics.clone()));
+        acceptor.spawn(streams::accept_loop(
+            incoming,
+            tx,
+            rcmgr.clone(),
+            metrics.clone(),
+        ));
 
         let mut listeners = HashSet::new();
         for addr in listen {
@@ -167,10 +180,17 @@ impl P2pNetwork {
             let _ = swarm.behaviour_mut().kad.bootstrap();
         }
 
+        let mut housekeeping = tokio::time::interval_at(
+            tokio::time::Instant::now() + HOUSEKEEPING_INTERVAL,
+            HOUSEKEEPING_INTERVAL,
+        );
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Ok(P2pNetwork {
             swarm,
             local,
             metrics,
+            rcmgr,
+            housekeeping,
             pending: VecDeque::new(),
             inbound,
             _acceptor: acceptor,
@@ -210,6 +230,11 @@ impl P2pNetwork {
         &self.listen_addrs
     }
 
+    /// The resource manager the network enforces.
+    pub fn rcmgr(&self) -> &SharedRcmgr {
+        &self.rcmgr
+    }
+
     /// The node's libp2p peer id.
     pub fn local_peer_id(&self) -> libp2p::PeerId {
         self.local
@@ -235,6 +260,7 @@ impl P2pNetwork {
             lp,
             peer,
             rx,
+            self.rcmgr.clone(),
             self.metrics.clone(),
         ));
         self.writers.insert(peer, tx.clone());
@@ -282,11 +308,13 @@ impl Network for P2pNetwork {
             if let Some(ev) = self.pending.pop_front() {
                 return Some(ev);
             }
-            // Both branches are cancel-safe: an event taken from the swarm is handled
-            // synchronously into `pending`, and `recv` loses nothing when dropped.
+            // Every branch is cancel-safe: an event taken from the swarm is handled
+            // synchronously into `pending`, `recv` loses nothing when dropped, and a tick
+            // is handled at once.
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 Some(ev) = self.inbound.recv() => return Some(ev),
+                _ = self.housekeeping.tick() => self.rcmgr.housekeeping(),
             }
         }
     }

@@ -22,6 +22,7 @@ use crate::keystore::{self, KeystoreError};
 use crate::metrics::{Metrics, MetricsObserver};
 use crate::p2p::addr::{bootstrap_peer, with_p2p};
 use crate::p2p::{P2pError, P2pNetwork};
+use crate::rcmgr::SharedRcmgr;
 
 /// How long listeners may take to report their addresses at start-up.
 pub const LISTEN_WAIT: Duration = Duration::from_secs(5);
@@ -72,11 +73,27 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let (keypair, key_created) = keystore::load_or_create(&config.data_dir)?;
     let metrics = Metrics::new();
+    let rcmgr = SharedRcmgr::new(
+        config.limits.clone(),
+        config.allowlist.clone(),
+        config.machine,
+        metrics.clone(),
+    );
+    let system = &config.limits.system;
+    tracing::info!(
+        machine_memory_bytes = config.machine.memory_bytes,
+        machine_fds = config.machine.fds,
+        memory = system.memory,
+        conns_in = system.conns_in,
+        conns_out = system.conns_out,
+        streams_in = system.streams_in,
+        "resource limits (`flotilla limits` shows them all)"
+    );
     let mut net = P2pNetwork::start(
         &keypair,
         &config.listen,
         &config.bootstrap,
-        config.core.peers_max,
+        rcmgr.clone(),
         metrics.clone(),
     )?;
     net.wait_listening(LISTEN_WAIT).await?;
@@ -102,7 +119,7 @@ pub async fn run(
     let peer_id = node.peer_id();
     let (driver, handle) = Driver::new(node, net, clock, MetricsObserver::new(metrics.clone()));
 
-    let api = ApiServer::bind(config.api, handle, metrics).await?;
+    let api = ApiServer::bind(config.api, handle, metrics, rcmgr).await?;
     let started = Started {
         peer_id,
         key_created,

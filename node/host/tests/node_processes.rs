@@ -1,6 +1,6 @@
 //! Real `flotilla` processes on loopback: two nodes find each other and measure RTTs, a
-//! key readable by others is refused, and bad frames on the core protocol do not bring a
-//! node down.
+//! key readable by others is refused, bad frames on the core protocol do not bring a
+//! node down, and connections over a configured limit are refused and reported.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -25,16 +25,22 @@ struct NodeProc {
     listen: Vec<String>,
     api: String,
     stderr: PathBuf,
+    config: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl NodeProc {
     fn start(extra: &[&str]) -> anyhow::Result<NodeProc> {
+        Self::start_with("", extra)
+    }
+
+    /// Starts a node whose config file ends with `toml`.
+    fn start_with(toml: &str, extra: &[&str]) -> anyhow::Result<NodeProc> {
         let dir = tempfile::tempdir()?;
         let config = dir.path().join("node.toml");
         std::fs::write(
             &config,
-            "region = \"test\"\n\n[peers]\nping_interval_s = 2\n",
+            format!("region = \"test\"\n\n[peers]\nping_interval_s = 2\n\n{toml}"),
         )?;
         let stderr = dir.path().join("stderr.log");
         let mut child = Command::new(BIN)
@@ -69,6 +75,7 @@ impl NodeProc {
             listen: Vec::new(),
             api: String::new(),
             stderr,
+            config,
             _dir: dir,
         };
         let deadline = Instant::now() + START_WAIT;
@@ -333,5 +340,127 @@ async fn bad_frames_do_not_bring_a_node_down() -> anyhow::Result<()> {
         text.contains("flotilla_frames_rejected_total{reason=\"malformed\"} 1"),
         "{text}"
     );
+    Ok(())
+}
+
+/// A raw libp2p peer on TCP that keeps idle connections open.
+fn raw_peer() -> anyhow::Result<libp2p::Swarm<libp2p_stream::Behaviour>> {
+    Ok(libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            Default::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )?
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build())
+}
+
+/// Dials `target` from a new raw peer; returns whether the connection was established,
+/// and the task keeping the peer running.
+async fn connect(target: &Multiaddr) -> anyhow::Result<(bool, tokio::task::JoinHandle<()>)> {
+    use libp2p::swarm::SwarmEvent;
+    let mut peer = raw_peer()?;
+    peer.dial(target.clone())?;
+    let established = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match peer.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { .. } => return true,
+                SwarmEvent::OutgoingConnectionError { .. } => return false,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .context("the dial neither succeeded nor failed")?;
+    let task = tokio::spawn(async move {
+        loop {
+            peer.select_next_some().await;
+        }
+    });
+    Ok((established, task))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_are_refused_and_reported() -> anyhow::Result<()> {
+    let node = tokio::task::spawn_blocking(|| {
+        NodeProc::start_with("[limits.system]\nconns_in = 2\n", &[])
+    })
+    .await??;
+    let target: Multiaddr = node.tcp_addr()?.parse()?;
+
+    let mut outcomes = Vec::new();
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        let (established, task) = connect(&target).await?;
+        outcomes.push(established);
+        tasks.push(task);
+    }
+    ensure!(
+        outcomes == [true, true, false],
+        "expected two connections and a refusal, got {outcomes:?}; log:\n{}",
+        node.log()
+    );
+
+    let checked = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+        // The API's view: two inbound connections held, one refused.
+        let out = node.cli(&["scopes", "--json", "--top", "5"])?;
+        ensure!(out.status.success(), "scopes failed: {}", String::from_utf8_lossy(&out.stderr));
+        let view: flotilla_node::rcmgr::views::ScopesView = serde_json::from_slice(&out.stdout)?;
+        let system = &view.scopes[0];
+        ensure!(system.limits.scope == "system" && system.limits.conns_in == Some(2));
+        ensure!(system.usage.conns_in == 2, "{:?}", system.usage);
+        let refused: u64 = view
+            .refusals
+            .iter()
+            .filter(|r| r.resource == "conns" && r.direction == "in")
+            .map(|r| r.count)
+            .sum();
+        ensure!(refused == 1, "{:?}", view.refusals);
+        ensure!(view.peers == 2 && view.top_peers.len() == 2, "{view:?}");
+
+        let table = node.cli(&["scopes"])?;
+        let table = String::from_utf8(table.stdout)?;
+        ensure!(table.contains("refusals since start-up"), "{table}");
+        ensure!(table.lines().any(|l| l.starts_with("system") && l.contains("2/2")), "{table}");
+
+        let url = format!("http://{}/metrics", node.api);
+        let metrics = ureq::get(&url).call()?.body_mut().read_to_string()?;
+        ensure!(
+            metrics.contains("flotilla_rcmgr_usage{scope=\"system\",resource=\"conns_in\"} 2"),
+            "{metrics}"
+        );
+        ensure!(
+            metrics.contains("flotilla_rcmgr_limit{scope=\"system\",resource=\"conns_in\"} 2"),
+            "{metrics}"
+        );
+        ensure!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("flotilla_rcmgr_refusals_total{")
+                    && l.contains("resource=\"conns\",direction=\"in\"} 1")),
+            "{metrics}"
+        );
+        ensure!(node.log().contains("resource limit refused"), "no warning:\n{}", node.log());
+
+        // The limits, from the node and from its config file alone.
+        let live = node.cli(&["limits", "--json"])?;
+        let live: flotilla_node::rcmgr::views::LimitsView = serde_json::from_slice(&live.stdout)?;
+        let file = Command::new(BIN)
+            .args(["limits", "--json", "--config"])
+            .arg(&node.config)
+            .output()?;
+        ensure!(file.status.success(), "{}", String::from_utf8_lossy(&file.stderr));
+        let file: flotilla_node::rcmgr::views::LimitsView = serde_json::from_slice(&file.stdout)?;
+        ensure!(live.scopes == file.scopes, "{live:?}\n{file:?}");
+        ensure!(live.scopes[0].conns_in == Some(2));
+        Ok(table)
+    })
+    .await??;
+    for t in tasks {
+        t.abort();
+    }
+    ensure!(!checked.is_empty());
     Ok(())
 }

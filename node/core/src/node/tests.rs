@@ -380,3 +380,23 @@ fn a_node_at_its_target_explores_and_stays_at_target() {
         );
     }
 }
+
+#[test]
+fn a_refusal_from_a_peer_is_ignored() {
+    let hub = hub_id();
+    let mut net = Net::new(2, |i| star_config(i, hub));
+    let start = net.now;
+    net.run_until(start + Duration::from_secs(5));
+    let b = net.nodes[1].peer_id();
+    let now = net.now;
+    let node = &mut net.nodes[0];
+    let table = node.peer_table().len();
+    let timeout = node.poll_timeout();
+    node.handle_message(now, b, Message::refused("system limit reached"));
+    assert!(node.poll_transmit().is_none(), "nothing is answered");
+    assert!(node.poll_action().is_none());
+    assert!(node.poll_event().is_none());
+    assert!(node.is_connected(&b));
+    assert_eq!(node.peer_table().len(), table);
+    assert_eq!(node.poll_timeout(), timeout);
+}

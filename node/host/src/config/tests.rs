@@ -1,6 +1,7 @@
 //! Parsing, defaults, overrides and error messages of the node configuration.
 
 use super::*;
+use crate::rcmgr::Machine;
 
 fn parse(text: &str) -> Result<NodeConfig, ConfigError> {
     NodeConfig::from_toml(text, Path::new("node.toml"), Overrides::default())
@@ -112,4 +113,114 @@ fn parse_with(o: Overrides) -> Result<NodeConfig, ConfigError> {
 fn line_column_counts_from_one() {
     assert_eq!(line_column("ab\ncd", 0), (1, 1));
     assert_eq!(line_column("ab\ncd", 4), (2, 2));
+}
+
+const MACHINE: Machine = Machine {
+    memory_bytes: 8 << 30,
+    fds: 16384,
+};
+
+fn parse_on(text: &str) -> Result<NodeConfig, ConfigError> {
+    NodeConfig::from_toml_on(text, Path::new("node.toml"), Overrides::default(), MACHINE)
+}
+
+#[test]
+fn limits_default_to_the_machine_and_take_overrides() {
+    let c = parse_on("").unwrap();
+    assert_eq!(c.limits, Limits::for_machine(8 << 30, 16384));
+    assert!(c.allowlist.is_empty());
+
+    let peer = flotilla_core::Keypair::generate(&mut flotilla_core::SeedTree::new(1).rng()).peer_id();
+    let text = r#"
+        [limits.system]
+        conns_in = 2
+        memory = "default"
+        [limits.peer]
+        streams_in = "block"
+        [limits.protocols."/flotilla/core/1.0.0"]
+        streams = "unlimited"
+        [limits.inbound]
+        conns_per_subnet = 3
+        [allowlist]
+        cidrs = ["10.0.0.0/8", "192.0.2.7"]
+        peers = ["PEER"]
+    "#
+    .replace("PEER", &peer.to_string());
+    let c = parse_on(&text).unwrap();
+    let defaults = Limits::for_machine(8 << 30, 16384);
+    assert_eq!(c.limits.system.conns_in, 2);
+    assert_eq!(c.limits.system.memory, defaults.system.memory);
+    // Defaults below a lowered parent follow it down.
+    assert_eq!(c.limits.transient.conns_in, 2);
+    assert_eq!(c.limits.peer.streams_in, 0);
+    assert_eq!(
+        c.limits.protocol_limits("/flotilla/core/1.0.0").streams,
+        flotilla_core::rcmgr::UNLIMITED
+    );
+    assert_eq!(c.limits.inbound.conns_per_subnet, 3);
+    assert!(c.allowlist.allows_addr("10.1.2.3".parse().unwrap()));
+    assert!(c.allowlist.allows_addr("192.0.2.7".parse().unwrap()));
+    assert!(!c.allowlist.allows_addr("192.0.2.8".parse().unwrap()));
+    assert!(c.allowlist.allows_peer(&peer));
+}
+
+#[test]
+fn invalid_limits_name_the_key_and_line() {
+    // A child above its parent, in a table of its own.
+    let err = parse_on("region = \"x\"\n[limits.system]\nmemory = 1000\n[limits.peer]\n\nmemory = 2000\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("node.toml:6: invalid setting `limits.peer.memory`"),
+        "{err}"
+    );
+    assert!(err.contains("limits.system.memory = 1000"), "{err}");
+
+    // The same as a dotted key of [limits].
+    let err = parse_on("[limits]\nsystem.conns = 10\npeer.conns = 20\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("node.toml:3: invalid setting `limits.peer.conns`"),
+        "{err}"
+    );
+
+    // A named protocol above the system.
+    let err = parse_on(
+        "[limits.system]\nstreams_in = 5\n[limits.protocols.\"/p/1\"]\nstreams_in = 6\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("node.toml:4: invalid setting `limits.protocols.\"/p/1\".streams_in`"),
+        "{err}"
+    );
+
+    // A prefix longer than the address.
+    let err = parse_on("[limits.inbound]\nv4_prefix = 33\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("node.toml:2: invalid setting `limits.inbound.v4_prefix`"),
+        "{err}"
+    );
+
+    // Negative numbers, unknown scopes and unknown resources fail while parsing, with the
+    // line and column.
+    for (text, line, needle) in [
+        ("[limits.system]\nconns_in = -1\n", 2, "negative"),
+        ("[limits.sytem]\nconns_in = 1\n", 1, "sytem"),
+        ("[limits.peer]\nconnections = 1\n", 2, "connections"),
+        ("[limits.peer]\nmemory = \"lots\"\n", 2, "lots"),
+        ("[allowlist]\ncidrs = [\"10.0.0.0/33\"]\n", 2, "10.0.0.0/33"),
+        ("[allowlist]\npeers = [\"nobody\"]\n", 2, "nobody"),
+    ] {
+        let err = parse_on(text).unwrap_err();
+        let s = err.to_string();
+        assert!(
+            matches!(err, ConfigError::Parse { line: l, .. } if l == line),
+            "{text:?}: {s}"
+        );
+        assert!(s.contains(needle), "{text:?}: {s}");
+    }
 }

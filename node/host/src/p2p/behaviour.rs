@@ -1,6 +1,7 @@
 //! The libp2p behaviours of a node and how they are configured.
 //!
-//! - `limits`: caps on connections, so no peer or crowd can exhaust the node;
+//! - `rcmgr`: the resource manager's connection limits (see [`super::rcmgr`]); it comes
+//!   first, so a refused connection costs the other behaviours nothing;
 //! - `identify`: exchanges listen addresses and protocols; feeds kad;
 //! - `ping`: keeps connections alive and detects dead ones;
 //! - `kad`: a DHT under the node's own protocol name, in server mode, bootstrapped
@@ -12,7 +13,9 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{StreamProtocol, connection_limits, gossipsub, identify, kad, ping};
+use libp2p::{StreamProtocol, gossipsub, identify, kad, ping};
+
+use crate::rcmgr::SharedRcmgr;
 
 /// The DHT's protocol name, so that Flotilla's DHT stays apart from other networks.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/flotilla/kad/1.0.0");
@@ -33,19 +36,13 @@ pub const GOSSIP_HEARTBEAT: Duration = Duration::from_secs(1);
 pub const KAD_BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(300);
 /// DHT query timeout.
 pub const KAD_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Connections to one peer at most (two allow simultaneous dials from both sides).
-pub const CONNECTIONS_PER_PEER_MAX: u32 = 2;
-/// Connections still in their handshake at most, each way.
-pub const CONNECTIONS_PENDING_MAX: u32 = 64;
-/// Connections kept besides those the core asks for (DHT and gossip traffic).
-pub const CONNECTIONS_EXTRA: usize = 32;
 /// Identify's re-identification period.
 pub const IDENTIFY_INTERVAL: Duration = Duration::from_secs(300);
 
 /// All behaviours of a production node.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
-    pub(crate) limits: connection_limits::Behaviour,
+    pub(crate) rcmgr: super::rcmgr::Behaviour,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -60,16 +57,9 @@ impl std::fmt::Debug for Behaviour {
 }
 
 impl Behaviour {
-    /// The behaviours for key pair `key`; the core keeps at most `peers_max` connections.
-    pub fn new(key: &libp2p::identity::Keypair, peers_max: usize) -> Result<Self, String> {
+    /// The behaviours for key pair `key`, within the limits of `rcmgr`.
+    pub fn new(key: &libp2p::identity::Keypair, rcmgr: SharedRcmgr) -> Result<Self, String> {
         let local = key.public().to_peer_id();
-        let established =
-            u32::try_from(peers_max.saturating_add(CONNECTIONS_EXTRA)).unwrap_or(u32::MAX);
-        let limits = connection_limits::ConnectionLimits::default()
-            .with_max_established(Some(established.saturating_mul(CONNECTIONS_PER_PEER_MAX)))
-            .with_max_established_per_peer(Some(CONNECTIONS_PER_PEER_MAX))
-            .with_max_pending_incoming(Some(CONNECTIONS_PENDING_MAX))
-            .with_max_pending_outgoing(Some(CONNECTIONS_PENDING_MAX));
 
         let identify = identify::Config::new(IDENTIFY_PROTOCOL.to_string(), key.public())
             .with_agent_version(format!("flotilla/{}", env!("CARGO_PKG_VERSION")))
@@ -100,7 +90,7 @@ impl Behaviour {
             .map_err(|e| format!("subscribing to {HELLO_TOPIC}: {e}"))?;
 
         Ok(Behaviour {
-            limits: connection_limits::Behaviour::new(limits),
+            rcmgr: super::rcmgr::Behaviour::new(rcmgr),
             identify: identify::Behaviour::new(identify),
             ping: ping::Behaviour::new(ping::Config::new()),
             kad,

@@ -10,10 +10,34 @@ use super::*;
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// A shared resource manager with `limits` for a machine of 8 GiB and 16384 fds.
+pub(super) fn rcmgr_with(limits: flotilla_core::rcmgr::Limits, metrics: Metrics) -> SharedRcmgr {
+    let machine = crate::rcmgr::Machine {
+        memory_bytes: 8 << 30,
+        fds: 16384,
+    };
+    SharedRcmgr::new(
+        limits,
+        flotilla_core::rcmgr::Allowlist::default(),
+        machine,
+        metrics,
+    )
+}
+
 async fn start(seed: u64, listen: &[&str]) -> (Keypair, P2pNetwork) {
+    start_with(seed, listen, flotilla_core::rcmgr::Limits::default(), Metrics::new()).await
+}
+
+async fn start_with(
+    seed: u64,
+    listen: &[&str],
+    limits: flotilla_core::rcmgr::Limits,
+    metrics: Metrics,
+) -> (Keypair, P2pNetwork) {
     let kp = Keypair::generate(&mut SeedTree::new(seed).rng());
     let listen: Vec<Multiaddr> = listen.iter().map(|a| a.parse().unwrap()).collect();
-    let mut net = P2pNetwork::start(&kp, &listen, &[], 8, Metrics::new()).unwrap();
+    let rcmgr = rcmgr_with(limits, metrics.clone());
+    let mut net = P2pNetwork::start(&kp, &listen, &[], rcmgr, metrics).unwrap();
     net.wait_listening(WAIT).await.unwrap();
     (kp, net)
 }
@@ -148,7 +172,7 @@ async fn failed_dials_are_reported_with_their_id() {
 }
 
 /// A raw libp2p peer speaking the core protocol badly.
-fn raw_swarm() -> libp2p::Swarm<libp2p_stream::Behaviour> {
+pub(super) fn raw_swarm() -> libp2p::Swarm<libp2p_stream::Behaviour> {
     libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(
@@ -168,7 +192,8 @@ async fn a_bad_frame_closes_only_its_stream() {
     let metrics = Metrics::new();
     let kb = Keypair::generate(&mut SeedTree::new(6).rng());
     let listen: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse().unwrap();
-    let mut b = P2pNetwork::start(&kb, &[listen], &[], 8, metrics.clone()).unwrap();
+    let rcmgr = rcmgr_with(flotilla_core::rcmgr::Limits::default(), metrics.clone());
+    let mut b = P2pNetwork::start(&kb, &[listen], &[], rcmgr, metrics.clone()).unwrap();
     b.wait_listening(WAIT).await.unwrap();
     let target = with_p2p(&b.listen_addrs()[0], b.local_peer_id());
 
