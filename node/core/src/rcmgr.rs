@@ -63,10 +63,10 @@ mod tests;
 
 pub use allow::{Allowlist, Cidr, CidrError, is_loopback};
 pub use gate::{Gate, GateLimits, GateRefusal, Subnet};
-pub use refusals::{REFUSAL_LOG_INTERVAL, RefusalLine, RefusalLog};
 pub use limits::{
     LimitValue, Limits, LimitsConfig, LimitsError, ScopeLimits, ScopeOverride, UNLIMITED,
 };
+pub use refusals::{REFUSAL_LOG_INTERVAL, RefusalLine, RefusalLog};
 pub use scope::{
     ConnHandle, LimitExceeded, MAX_SPAN_DEPTH, MemoryScope, PRIORITY_ALWAYS, PRIORITY_HIGH,
     PRIORITY_LOW, PRIORITY_MEDIUM, RcmgrError, Resource, ResourceManager, ScopeName, SpanHandle,

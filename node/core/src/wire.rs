@@ -169,7 +169,10 @@ mod tests {
         let Message::Refused { reason } = Message::refused(&long) else {
             panic!("not a refusal");
         };
-        assert!(reason.len() <= REFUSED_REASON_BYTES_MAX && reason.len() >= REFUSED_REASON_BYTES_MAX - 1);
+        assert!(
+            reason.len() <= REFUSED_REASON_BYTES_MAX
+                && reason.len() >= REFUSED_REASON_BYTES_MAX - 1
+        );
         let msg = Message::refused("system limit reached");
         let frame = encode_frame(&msg).unwrap();
         assert_eq!(frame[4], 5, "the sixth variant");

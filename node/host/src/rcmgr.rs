@@ -222,7 +222,9 @@ impl SharedRcmgr {
             _ => return,
         };
         self.metrics.rcmgr_refused(scope, resource, dir.label());
-        *st.refusals.entry((scope, resource, dir.label())).or_insert(0) += 1;
+        *st.refusals
+            .entry((scope, resource, dir.label()))
+            .or_insert(0) += 1;
         let now = self.clock.now();
         if let Some(line) = st.log.record(now, key, e.to_string()) {
             warn_line(&line);

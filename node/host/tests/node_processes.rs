@@ -406,7 +406,11 @@ async fn connections_over_the_limit_are_refused_and_reported() -> anyhow::Result
     let checked = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
         // The API's view: two inbound connections held, one refused.
         let out = node.cli(&["scopes", "--json", "--top", "5"])?;
-        ensure!(out.status.success(), "scopes failed: {}", String::from_utf8_lossy(&out.stderr));
+        ensure!(
+            out.status.success(),
+            "scopes failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let view: flotilla_node::rcmgr::views::ScopesView = serde_json::from_slice(&out.stdout)?;
         let system = &view.scopes[0];
         ensure!(system.limits.scope == "system" && system.limits.conns_in == Some(2));
@@ -423,7 +427,12 @@ async fn connections_over_the_limit_are_refused_and_reported() -> anyhow::Result
         let table = node.cli(&["scopes"])?;
         let table = String::from_utf8(table.stdout)?;
         ensure!(table.contains("refusals since start-up"), "{table}");
-        ensure!(table.lines().any(|l| l.starts_with("system") && l.contains("2/2")), "{table}");
+        ensure!(
+            table
+                .lines()
+                .any(|l| l.starts_with("system") && l.contains("2/2")),
+            "{table}"
+        );
 
         let url = format!("http://{}/metrics", node.api);
         let metrics = ureq::get(&url).call()?.body_mut().read_to_string()?;
@@ -442,7 +451,11 @@ async fn connections_over_the_limit_are_refused_and_reported() -> anyhow::Result
                     && l.contains("resource=\"conns\",direction=\"in\"} 1")),
             "{metrics}"
         );
-        ensure!(node.log().contains("resource limit refused"), "no warning:\n{}", node.log());
+        ensure!(
+            node.log().contains("resource limit refused"),
+            "no warning:\n{}",
+            node.log()
+        );
 
         // The limits, from the node and from its config file alone.
         let live = node.cli(&["limits", "--json"])?;
@@ -451,7 +464,11 @@ async fn connections_over_the_limit_are_refused_and_reported() -> anyhow::Result
             .args(["limits", "--json", "--config"])
             .arg(&node.config)
             .output()?;
-        ensure!(file.status.success(), "{}", String::from_utf8_lossy(&file.stderr));
+        ensure!(
+            file.status.success(),
+            "{}",
+            String::from_utf8_lossy(&file.stderr)
+        );
         let file: flotilla_node::rcmgr::views::LimitsView = serde_json::from_slice(&file.stdout)?;
         ensure!(live.scopes == file.scopes, "{live:?}\n{file:?}");
         ensure!(live.scopes[0].conns_in == Some(2));

@@ -105,7 +105,10 @@ pub fn scopes(client: &Client, top: usize, json: bool) -> anyhow::Result<()> {
     if view.top_peers.is_empty() {
         println!("top peers: none");
     } else {
-        println!("top {} peers (limits are each peer's):", view.top_peers.len());
+        println!(
+            "top {} peers (limits are each peer's):",
+            view.top_peers.len()
+        );
         let mut header = header;
         header[0] = "PEER";
         let rows: Vec<Vec<String>> = view

@@ -130,7 +130,8 @@ fn limits_default_to_the_machine_and_take_overrides() {
     assert_eq!(c.limits, Limits::for_machine(8 << 30, 16384));
     assert!(c.allowlist.is_empty());
 
-    let peer = flotilla_core::Keypair::generate(&mut flotilla_core::SeedTree::new(1).rng()).peer_id();
+    let peer =
+        flotilla_core::Keypair::generate(&mut flotilla_core::SeedTree::new(1).rng()).peer_id();
     let text = r#"
         [limits.system]
         conns_in = 2
@@ -167,9 +168,11 @@ fn limits_default_to_the_machine_and_take_overrides() {
 #[test]
 fn invalid_limits_name_the_key_and_line() {
     // A child above its parent, in a table of its own.
-    let err = parse_on("region = \"x\"\n[limits.system]\nmemory = 1000\n[limits.peer]\n\nmemory = 2000\n")
-        .unwrap_err()
-        .to_string();
+    let err = parse_on(
+        "region = \"x\"\n[limits.system]\nmemory = 1000\n[limits.peer]\n\nmemory = 2000\n",
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         err.starts_with("node.toml:6: invalid setting `limits.peer.memory`"),
         "{err}"
@@ -186,11 +189,10 @@ fn invalid_limits_name_the_key_and_line() {
     );
 
     // A named protocol above the system.
-    let err = parse_on(
-        "[limits.system]\nstreams_in = 5\n[limits.protocols.\"/p/1\"]\nstreams_in = 6\n",
-    )
-    .unwrap_err()
-    .to_string();
+    let err =
+        parse_on("[limits.system]\nstreams_in = 5\n[limits.protocols.\"/p/1\"]\nstreams_in = 6\n")
+            .unwrap_err()
+            .to_string();
     assert!(
         err.starts_with("node.toml:4: invalid setting `limits.protocols.\"/p/1\".streams_in`"),
         "{err}"

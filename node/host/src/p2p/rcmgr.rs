@@ -25,8 +25,8 @@ use std::task::{Context, Poll};
 
 use flotilla_core::Direction;
 use flotilla_core::rcmgr::{ConnHandle, RcmgrError};
-use libp2p::core::transport::PortUse;
 use libp2p::core::Endpoint;
+use libp2p::core::transport::PortUse;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{
     ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
@@ -122,7 +122,10 @@ impl Behaviour {
         let Some(&h) = self.conns.get(&id) else {
             return Ok(dummy::ConnectionHandler);
         };
-        match self.rcmgr.try_with(dir, |rm| rm.set_connection_peer(h, core)) {
+        match self
+            .rcmgr
+            .try_with(dir, |rm| rm.set_connection_peer(h, core))
+        {
             Ok(()) => Ok(dummy::ConnectionHandler),
             Err(e) => {
                 self.close(id);

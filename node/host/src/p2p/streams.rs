@@ -169,7 +169,12 @@ pub async fn write_loop(
         let o = match open.as_mut() {
             Some(o) => o,
             None => {
-                let scope = match StreamScope::open(&rcmgr, Direction::Outbound, peer, STREAM_BUFFER_BYTES) {
+                let scope = match StreamScope::open(
+                    &rcmgr,
+                    Direction::Outbound,
+                    peer,
+                    STREAM_BUFFER_BYTES,
+                ) {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::debug!(%peer, reason = %e, kind = message.kind(), "no core stream within the limits; message dropped");
@@ -203,7 +208,8 @@ pub async fn write_loop(
                 })
             }
         };
-        match tokio::time::timeout(WRITE_TIMEOUT, framing::write_message(&mut o.wr, &message)).await {
+        match tokio::time::timeout(WRITE_TIMEOUT, framing::write_message(&mut o.wr, &message)).await
+        {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, kind = message.kind(), "core stream write failed");

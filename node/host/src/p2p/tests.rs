@@ -25,7 +25,13 @@ pub(super) fn rcmgr_with(limits: flotilla_core::rcmgr::Limits, metrics: Metrics)
 }
 
 async fn start(seed: u64, listen: &[&str]) -> (Keypair, P2pNetwork) {
-    start_with(seed, listen, flotilla_core::rcmgr::Limits::default(), Metrics::new()).await
+    start_with(
+        seed,
+        listen,
+        flotilla_core::rcmgr::Limits::default(),
+        Metrics::new(),
+    )
+    .await
 }
 
 async fn start_with(

@@ -23,7 +23,10 @@ fn probing_reads_a_plausible_machine() {
     let m = Machine::probe();
     assert!(m.memory_bytes >= 1 << 20, "{m:?}");
     assert!(m.fds >= 16, "{m:?}");
-    assert_eq!(m.default_limits(), Limits::for_machine(m.memory_bytes, m.fds));
+    assert_eq!(
+        m.default_limits(),
+        Limits::for_machine(m.memory_bytes, m.fds)
+    );
 }
 
 #[test]
@@ -44,7 +47,11 @@ fn views_list_scopes_top_peers_and_refusals() {
         }
     }
     let view = rm.scopes_view(2);
-    let names: Vec<&str> = view.scopes.iter().map(|r| r.limits.scope.as_str()).collect();
+    let names: Vec<&str> = view
+        .scopes
+        .iter()
+        .map(|r| r.limits.scope.as_str())
+        .collect();
     assert_eq!(
         names,
         [
@@ -57,7 +64,10 @@ fn views_list_scopes_top_peers_and_refusals() {
         ]
     );
     assert_eq!(view.scopes[0].usage.streams_in, 10);
-    assert_eq!(view.scopes[0].usage.memory, 1000 + 2 * 2000 + 3 * 3000 + 4 * 4000);
+    assert_eq!(
+        view.scopes[0].usage.memory,
+        1000 + 2 * 2000 + 3 * 3000 + 4 * 4000
+    );
     assert_eq!(view.peers, 4);
     assert_eq!(view.peers_usage.streams_in, 10);
     let top: Vec<u64> = view.top_peers.iter().map(|p| p.usage.streams_in).collect();
@@ -69,21 +79,26 @@ fn views_list_scopes_top_peers_and_refusals() {
     small.system.streams_in = 0;
     let rm = shared(small, metrics.clone());
     let err = rm
-        .try_with(Direction::Inbound, |rm| rm.open_stream_for(Direction::Inbound, peer(9)))
+        .try_with(Direction::Inbound, |rm| {
+            rm.open_stream_for(Direction::Inbound, peer(9))
+        })
         .unwrap_err();
     assert!(err.to_string().contains("system limit reached"), "{err}");
     let view = rm.scopes_view(10);
     assert_eq!(view.refusals.len(), 1);
     let r = &view.refusals[0];
     assert_eq!(
-        (r.scope.as_str(), r.resource.as_str(), r.direction.as_str(), r.count),
+        (
+            r.scope.as_str(),
+            r.resource.as_str(),
+            r.direction.as_str(),
+            r.count
+        ),
         ("system", "streams", "in", 1)
     );
-    assert!(
-        metrics.encode().contains(
-            "flotilla_rcmgr_refusals_total{scope=\"system\",resource=\"streams\",direction=\"in\"} 1"
-        )
-    );
+    assert!(metrics.encode().contains(
+        "flotilla_rcmgr_refusals_total{scope=\"system\",resource=\"streams\",direction=\"in\"} 1"
+    ));
 }
 
 #[test]
@@ -131,5 +146,8 @@ fn the_limits_view_lists_kinds_then_named_scopes() {
     assert_eq!(names[11], "protocol:/p/1");
     assert_eq!(view.scopes[0].conns_in, Some(4096));
     let protocol = &view.scopes[6];
-    assert_eq!((protocol.scope.as_str(), protocol.conns), ("protocol", None));
+    assert_eq!(
+        (protocol.scope.as_str(), protocol.conns),
+        ("protocol", None)
+    );
 }

@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use flotilla_core::rcmgr::{GateLimits, Limits, ResourceManager, ScopeLimits, ScopeName, UNLIMITED, Usage};
+use flotilla_core::rcmgr::{
+    GateLimits, Limits, ResourceManager, ScopeLimits, ScopeName, UNLIMITED, Usage,
+};
 use serde::{Deserialize, Serialize};
 
 use super::Machine;
@@ -264,7 +266,11 @@ impl ScopesView {
         let count = peers.len();
         let key = |r: &PeerRow| {
             let u = &r.usage;
-            (u.memory, u.streams_in + u.streams_out, u.conns_in + u.conns_out)
+            (
+                u.memory,
+                u.streams_in + u.streams_out,
+                u.conns_in + u.conns_out,
+            )
         };
         peers.sort_by(|a, b| key(b).cmp(&key(a)).then_with(|| a.peer.cmp(&b.peer)));
         peers.truncate(top);

@@ -7,16 +7,21 @@
 //!   of the core protocol and some of the node's other protocols; each stream is held idle,
 //!   or carries a malformed frame, an oversized length or a partial frame.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use flotilla_core::wire::Message;
+use flotilla_node::framing::{self, FrameError};
+use futures::StreamExt;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent, dummy};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identity, noise, tcp, yamux};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use super::honest::CORE;
 
@@ -232,7 +237,12 @@ pub struct StreamCounts {
     pub opened: AtomicU64,
     /// Streams the node refused while they were opened (protocol refused, reset).
     pub refused: AtomicU64,
-    /// Opened streams the node closed or reset before the attacker let go.
+    /// Opened streams the node refused with a `Message::Refused` notice, then closed.
+    pub notices: AtomicU64,
+    /// The notices' reasons (up to the first `:`), counted.
+    pub notice_reasons: Mutex<BTreeMap<String, u64>>,
+    /// Opened streams the node closed or reset without a notice before the attacker let go
+    /// (a bad frame, or a stream of another protocol it gave up on).
     pub reset: AtomicU64,
     /// Opened streams still open when the attacker let go.
     pub held: AtomicU64,
@@ -360,7 +370,7 @@ async fn one_stream(
         CORE
     };
     let opened = tokio::time::timeout(SETUP_TIMEOUT, control.open_stream(node, protocol)).await;
-    let mut stream = match opened {
+    let stream = match opened {
         Ok(Ok(s)) => s,
         Ok(Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_))) => {
             counts.refused.fetch_add(1, Ordering::Relaxed);
@@ -386,6 +396,7 @@ async fn one_stream(
         2 => &u32::MAX.to_be_bytes(),
         _ => &[0, 0],
     };
+    let mut stream = stream.compat();
     let wrote = payload.is_empty() || {
         let write = async {
             stream.write_all(payload).await?;
@@ -393,12 +404,36 @@ async fn one_stream(
         };
         matches!(tokio::time::timeout(STREAM_HOLD, write).await, Ok(Ok(())))
     };
-    let mut buf = [0u8; 64];
-    let closed = !wrote
-        || match tokio::time::timeout(STREAM_HOLD, stream.read(&mut buf)).await {
-            Ok(Ok(0) | Err(_)) => true,
-            Ok(Ok(_)) | Err(_) => false,
-        };
-    let counter = if closed { &counts.reset } else { &counts.held };
-    counter.fetch_add(1, Ordering::Relaxed);
+    if !wrote {
+        counts.reset.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    // The node sends nothing on a stream it accepted; it may refuse one with a notice.
+    match tokio::time::timeout(STREAM_HOLD, framing::read_message(&mut stream)).await {
+        Ok(Ok(Message::Refused { reason })) => {
+            counts.notices.fetch_add(1, Ordering::Relaxed);
+            // The reason up to its details, without peer ids.
+            let head = reason.split(':').next().unwrap_or_default();
+            let key = head
+                .split(' ')
+                .map(|w| {
+                    if w.starts_with("12D3Koo") {
+                        "<peer>"
+                    } else {
+                        w
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
+            if let Ok(mut reasons) = counts.notice_reasons.lock() {
+                *reasons.entry(key).or_default() += 1;
+            }
+        }
+        Ok(Err(FrameError::Closed | FrameError::Io(_) | FrameError::Wire(_))) => {
+            counts.reset.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(Ok(_)) | Err(_) => {
+            counts.held.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }

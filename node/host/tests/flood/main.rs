@@ -40,7 +40,6 @@ const RSS_BOUND_MIB: u64 = 256;
 /// Honest pings that must be sent during the flood for its success rate to mean something.
 const HONEST_PINGS_MIN: u64 = 100;
 
-const DEV_NO_LIMITS: bool = true;
 /// The node's configuration: small limits, so that the flood meets them.
 const CONFIG: &str = r#"
 region = "flood"
@@ -48,8 +47,6 @@ region = "flood"
 [peers]
 ping_interval_s = 2
 peers_max = 48
-"#;
-const LIMITS: &str = r#"
 [limits.system]
 conns_in = 64
 streams_in = 256
@@ -60,17 +57,12 @@ streams_in = 64
 
 [limits.peer]
 conns_in = 2
-streams_in = 16
+streams_in = 2
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_node_survives_a_connection_and_stream_flood() -> anyhow::Result<()> {
-    let config = if DEV_NO_LIMITS {
-        CONFIG.to_string()
-    } else {
-        format!("{CONFIG}{LIMITS}")
-    };
-    let mut node = spawn_blocking(move || NodeProc::start(&config)).await??;
+    let mut node = spawn_blocking(|| NodeProc::start(CONFIG)).await??;
     let (pid, api, peer, target) = (node.pid(), node.api.clone(), node.peer_id, node.tcp.clone());
     let a = api.clone();
     spawn_blocking(move || node::wait_api(&node::agent(), &a)).await??;
@@ -182,12 +174,13 @@ async fn one_node_survives_a_connection_and_stream_flood() -> anyhow::Result<()>
         "peak RSS {:.1} MiB above the bound of {RSS_BOUND_MIB} MiB",
         mib(hwm_kib)
     );
-    if DEV_NO_LIMITS {
-        return Ok(());
-    }
     ensure!(
         probe.metrics_samples >= 1,
         "/metrics never answered during the flood"
+    );
+    ensure!(
+        probe.scopes_samples >= 1 && !probe.peer_max.is_empty(),
+        "/rcmgr/scopes never listed a peer during the flood"
     );
     ensure!(
         !probe.usage_max.is_empty(),
@@ -230,11 +223,17 @@ fn print_figures(
     );
     println!(
         "streams: {} core + {} other-protocol attempts ({STREAM_PEERS} peers, {STREAMS_IN_FLIGHT} in \
-         flight each): {} opened ({} then closed or reset by the node, {} held until let go), \
-         {} refused, {} failed; {} reconnects",
+         flight each): {} opened ({} then refused with a notice {:?}, {} closed or reset without \
+         one, {} held until let go), {} refused while opening, {} failed; {} reconnects",
         n(&streams.core_attempts),
         n(&streams.other_attempts),
         n(&streams.opened),
+        n(&streams.notices),
+        streams
+            .notice_reasons
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default(),
         n(&streams.reset),
         n(&streams.held),
         n(&streams.refused),
@@ -265,8 +264,8 @@ fn print_figures(
     );
 }
 
-/// Prints refusals and the largest usage per system and transient resource; returns the
-/// total of refusals.
+/// Prints refusals and the largest usage against its limit of the system, the transient
+/// scope and any one peer; returns the total of refusals.
 fn print_rcmgr(text: &str, probe: &ProbeReport) -> f64 {
     let mut total = 0.0;
     for (labels, value) in samples(text, "flotilla_rcmgr_refusals_total") {
@@ -282,16 +281,37 @@ fn print_rcmgr(text: &str, probe: &ProbeReport) -> f64 {
         }
     }
     let limits = samples(text, "flotilla_rcmgr_limit");
-    for ((scope, resource), usage) in &probe.usage_max {
-        if scope != "system" && scope != "transient" {
-            continue;
-        }
-        let limit = limits
+    let limit_of = |scope: &str, resource: &str| {
+        limits
             .iter()
-            .find(|(l, _)| l.get("scope") == Some(scope) && l.get("resource") == Some(resource))
-            .map_or("none".to_string(), |(_, v)| v.to_string());
-        println!("rcmgr usage max: {scope} {resource}: {usage} (limit {limit})");
+            .find(|(l, _)| {
+                l.get("scope").is_some_and(|s| s == scope)
+                    && l.get("resource").is_some_and(|r| r == resource)
+            })
+            .map_or("unlimited".to_string(), |(_, v)| v.to_string())
+    };
+    for scope in ["system", "transient"] {
+        let line: Vec<String> = probe
+            .usage_max
+            .iter()
+            .filter(|((s, _), _)| s == scope)
+            .map(|((_, r), used)| format!("{r} {used}/{}", limit_of(scope, r)))
+            .collect();
+        println!("rcmgr {scope} usage max/limit: {}", line.join(", "));
     }
+    let line: Vec<String> = probe
+        .peer_max
+        .iter()
+        .map(|(r, (used, limit))| {
+            let limit = limit.map_or("unlimited".to_string(), |l| l.to_string());
+            format!("{r} {used}/{limit}")
+        })
+        .collect();
+    println!("rcmgr one peer's usage max/limit: {}", line.join(", "));
+    println!(
+        "rcmgr: {} peers with a scope at most; /rcmgr/scopes sampled {} times",
+        probe.peers_max, probe.scopes_samples
+    );
     println!("rcmgr refusals total: {total}");
     total
 }

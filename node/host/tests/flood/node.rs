@@ -12,6 +12,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use flotilla_node::api::TOP_PEERS_MAX;
+use flotilla_node::rcmgr::views::{LimitsRow, ScopesView, UsageView};
 use flotilla_node::views::StatusView;
 use libp2p::{Multiaddr, PeerId};
 
@@ -211,9 +213,15 @@ pub struct ProbeReport {
     pub over_limit: Vec<String>,
     /// The largest usage seen per `(scope, resource)`.
     pub usage_max: BTreeMap<(String, String), f64>,
+    /// `/rcmgr/scopes` samples taken.
+    pub scopes_samples: u64,
+    /// The most any one peer held, per resource, with the peer limit.
+    pub peer_max: BTreeMap<&'static str, (u64, Option<u64>)>,
+    /// Peers seen with a scope at once, at most.
+    pub peers_max: usize,
 }
 
-/// Asks the API for `/status` and `/metrics` over and over until stopped.
+/// Asks the API for `/status`, `/metrics` and `/rcmgr/scopes` over and over until stopped.
 #[derive(Debug)]
 pub struct ApiProber {
     stop: Arc<AtomicBool>,
@@ -240,6 +248,10 @@ impl ApiProber {
                     report.metrics_samples += 1;
                     check_usage(&text, &mut report);
                 }
+                if let Ok(view) = scopes(&agent, &api) {
+                    report.scopes_samples += 1;
+                    check_scopes(&view, &mut report);
+                }
                 std::thread::sleep(PROBE_PERIOD);
             }
             report
@@ -254,6 +266,43 @@ impl ApiProber {
             .join()
             .map_err(|_| anyhow::anyhow!("the API prober panicked"))
     }
+}
+
+/// `GET /rcmgr/scopes` with every peer.
+pub fn scopes(agent: &ureq::Agent, api: &str) -> anyhow::Result<ScopesView> {
+    let text = agent
+        .get(format!("http://{api}/rcmgr/scopes?top={TOP_PEERS_MAX}"))
+        .call()?
+        .body_mut()
+        .read_to_string()?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+/// Records every scope of `view` (system, transient, allowlisted, protocols, services and
+/// each peer listed) holding more than its limit, and the most one peer held.
+pub fn check_scopes(view: &ScopesView, report: &mut ProbeReport) {
+    let mut check = |scope: &str, usage: &UsageView, limits: &LimitsRow| {
+        for ((resource, used), (_, limit)) in usage.fields().into_iter().zip(limits.fields()) {
+            if limit.is_some_and(|l| used > l) {
+                report.over_limit.push(format!(
+                    "{scope} {resource} {used} > {limit:?} (/rcmgr/scopes)"
+                ));
+            }
+        }
+    };
+    for row in &view.scopes {
+        check(&row.limits.scope, &row.usage, &row.limits);
+    }
+    for p in &view.top_peers {
+        check(&format!("peer {}", p.peer), &p.usage, &view.peer_limits);
+        for ((resource, used), (_, limit)) in
+            p.usage.fields().into_iter().zip(view.peer_limits.fields())
+        {
+            let max = report.peer_max.entry(resource).or_insert((0, limit));
+            max.0 = max.0.max(used);
+        }
+    }
+    report.peers_max = report.peers_max.max(view.peers);
 }
 
 /// One sample of a metric family: its labels and value.

@@ -64,7 +64,10 @@ fn connections_move_to_their_peer_and_are_released() {
         .unwrap();
     let t = rcmgr.with(|rm| rm.transient_usage());
     assert_eq!((t.conns_in, t.fds), (1, 1));
-    assert_eq!(rcmgr.with(|rm| rm.gate().subnet_conns("192.0.2.9".parse().unwrap())), 1);
+    assert_eq!(
+        rcmgr.with(|rm| rm.gate().subnet_conns("192.0.2.9".parse().unwrap())),
+        1
+    );
 
     b.handle_established_inbound_connection(id, peer, &local, &remote)
         .unwrap();
@@ -75,8 +78,13 @@ fn connections_move_to_their_peer_and_are_released() {
     // A QUIC connection out: no file descriptor of its own.
     let out = ConnectionId::new_unchecked(2);
     let quic = addr("/ip4/192.0.2.2/udp/4001/quic-v1");
-    b.handle_pending_outbound_connection(out, Some(peer), std::slice::from_ref(&quic), Endpoint::Dialer)
-        .unwrap();
+    b.handle_pending_outbound_connection(
+        out,
+        Some(peer),
+        std::slice::from_ref(&quic),
+        Endpoint::Dialer,
+    )
+    .unwrap();
     b.handle_established_outbound_connection(out, peer, &quic, Endpoint::Dialer, PortUse::Reuse)
         .unwrap();
     let u = rcmgr.with(|rm| rm.system_usage());
@@ -89,7 +97,10 @@ fn connections_move_to_their_peer_and_are_released() {
     closed(&mut b, ConnectionId::new_unchecked(99), peer);
     assert_eq!(b.open_connections(), 0);
     assert!(rcmgr.with(|rm| rm.system_usage()).is_zero());
-    assert_eq!(rcmgr.with(|rm| rm.gate().subnet_conns("192.0.2.9".parse().unwrap())), 0);
+    assert_eq!(
+        rcmgr.with(|rm| rm.gate().subnet_conns("192.0.2.9".parse().unwrap())),
+        0
+    );
     rcmgr.with(|rm| rm.check_invariants()).unwrap();
 }
 
@@ -114,7 +125,10 @@ fn a_connection_over_the_limit_is_denied_with_the_reason() {
     assert_eq!(e.scope(), &ScopeName::Transient);
     assert_eq!((e.current, e.attempted, e.limit), (2, 1, 2));
     let text = e.to_string();
-    assert!(text.contains("transient limit reached") && text.contains("inbound connections"), "{text}");
+    assert!(
+        text.contains("transient limit reached") && text.contains("inbound connections"),
+        "{text}"
+    );
     // The swarm reports the denied connection as failed: nothing to release.
     let error = ListenError::Aborted;
     b.on_swarm_event(FromSwarm::ListenFailure(ListenFailure {
@@ -176,7 +190,10 @@ fn the_inbound_gate_applies_and_peers_without_ed25519_stay_transient() {
             &addr("/ip4/198.51.100.2/tcp/1"),
         )
         .unwrap_err();
-    assert!(matches!(refusal(&denied), Some(RcmgrError::Gate(_))), "{denied}");
+    assert!(
+        matches!(refusal(&denied), Some(RcmgrError::Gate(_))),
+        "{denied}"
+    );
 
     // A sha2-256 multihash: the peer id of a key that is not ed25519.
     let mut bytes = vec![0x12, 0x20];
@@ -207,7 +224,10 @@ async fn pump(
         }
     })
     .await;
-    assert!(result.is_ok(), "timed out; a saw {seen_a:?}, b saw {seen_b:?}");
+    assert!(
+        result.is_ok(),
+        "timed out; a saw {seen_a:?}, b saw {seen_b:?}"
+    );
     (seen_a, seen_b)
 }
 
@@ -228,10 +248,16 @@ async fn a_second_inbound_connection_over_the_limit_fails_the_dial() {
     let (_, mut c) = start(23, Limits::default(), Metrics::new()).await;
     let target = b.listen_addrs()[0].to_string();
     a.dial(DialId(1), &target, Some(kb.peer_id()));
-    pump(&mut a, &mut b, |sa, _| sa.iter().any(|e| matches!(e, NetEvent::Connected { .. }))).await;
+    pump(&mut a, &mut b, |sa, _| {
+        sa.iter().any(|e| matches!(e, NetEvent::Connected { .. }))
+    })
+    .await;
 
     c.dial(DialId(2), &target, Some(kb.peer_id()));
-    pump(&mut c, &mut b, |sc, _| sc.iter().any(|e| matches!(e, NetEvent::DialFailed { .. }))).await;
+    pump(&mut c, &mut b, |sc, _| {
+        sc.iter().any(|e| matches!(e, NetEvent::DialFailed { .. }))
+    })
+    .await;
     assert_eq!(b.rcmgr().with(|rm| rm.system_usage()).conns_in, 1);
     let text = metrics_b.encode();
     assert!(text.contains("flotilla_rcmgr_refusals_total{scope=\"transient\",resource=\"conns\",direction=\"in\"} 1"), "{text}");
@@ -277,8 +303,11 @@ async fn a_refused_core_stream_carries_its_reason() {
     // end of the stream.
     let mut raw = crate::p2p::tests::raw_swarm();
     let mut control = raw.behaviour().new_control();
-    raw.dial(crate::p2p::addr::with_p2p(&b.listen_addrs()[0], b.local_peer_id()))
-        .unwrap();
+    raw.dial(crate::p2p::addr::with_p2p(
+        &b.listen_addrs()[0],
+        b.local_peer_id(),
+    ))
+    .unwrap();
     let raw_task = tokio::spawn(async move {
         loop {
             raw.select_next_some().await;
@@ -311,5 +340,8 @@ async fn a_refused_core_stream_carries_its_reason() {
         reason.contains("service core of peer") && reason.contains("inbound streams"),
         "{reason}"
     );
-    assert!(matches!(end, Err(crate::framing::FrameError::Closed)), "{end:?}");
+    assert!(
+        matches!(end, Err(crate::framing::FrameError::Closed)),
+        "{end:?}"
+    );
 }
