@@ -1,12 +1,14 @@
 //! One real `flotilla` node on loopback under a connection and stream flood.
 //!
-//! The node runs with deliberately small resource limits. While 1000 fresh peers dial it
-//! (64 at a time) and a few held connections open over 10,000 core-protocol streams (plus
-//! streams of its other protocols) that stay idle or carry bad frames, an honest peer pings
-//! it ten times a second. The node must stay up, answer at least 99% of the honest pings
-//! sent during the flood, answer its HTTP API throughout, keep its peak resident memory
-//! under a bound, count refusals and never let a usage gauge exceed its limit.
-//! `just flood` runs it and shows the figures it prints.
+//! The node runs with deliberately small resource limits. For at least [`FLOOD_MIN`], fresh
+//! peers dial it (at least 1000 handshakes, 64 in flight, plus bare TCP connections that
+//! never start theirs) while 16 held connections open streams (at least 10,000 of the core
+//! protocol, plus some of its other protocols) that stay idle or carry bad frames. An honest
+//! peer, connected before, pings it twenty times a second throughout. The node must stay up,
+//! answer at least 99% of the honest pings sent during the flood, answer its HTTP API
+//! throughout, keep its peak resident memory (VmHWM) under [`RSS_BOUND_MIB`], count
+//! refusals, and never let a scope hold more than its limit (sampled from `/metrics` and
+//! `/rcmgr/scopes` during the flood). `just flood` runs it and shows the figures it prints.
 
 mod attack;
 mod honest;
@@ -40,13 +42,18 @@ const RSS_BOUND_MIB: u64 = 256;
 /// Honest pings that must be sent during the flood for its success rate to mean something.
 const HONEST_PINGS_MIN: u64 = 100;
 
-/// The node's configuration: small limits, so that the flood meets them.
+/// The node's configuration: small limits, so that the flood meets them. Two core streams
+/// per peer let the honest client keep its one while each attacker is held to two, and the
+/// system's 256 streams are more than all peers can hold together; the connection limits
+/// are what the connection flood fills. The core keeps up to 48 peers (the honest client,
+/// the stream attackers and the connection flood's first comers) and pings them every 2 s.
 const CONFIG: &str = r#"
 region = "flood"
 
 [peers]
 ping_interval_s = 2
 peers_max = 48
+
 [limits.system]
 conns_in = 64
 streams_in = 256
