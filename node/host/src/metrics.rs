@@ -218,7 +218,7 @@ impl Metrics {
             for (scope, resource, v) in rows {
                 let label = ScopeResourceLabel {
                     scope: scope.clone(),
-                    resource: *resource,
+                    resource,
                 };
                 family
                     .get_or_create(&label)
