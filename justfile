@@ -120,3 +120,9 @@ bench-sim:
 # state (must be 0), and an allowlist check against 1000 address ranges.
 bench-rcmgr:
     cargo bench -p flotilla-core --bench rcmgr
+
+# One real node on loopback under a flood of connections and streams (node/host/tests/flood):
+# prints connection and stream counts, the honest client's ping success, API answers, peak
+# RSS and the resource manager's refusals.
+flood:
+    cargo test -p flotilla-node --test flood -- --nocapture
