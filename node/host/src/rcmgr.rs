@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use flotilla_core::rcmgr::{
     Allowlist, LimitExceeded, Limits, REFUSAL_LOG_INTERVAL, RcmgrError, RefusalLog, Resource,
-    ResourceManager, ScopeName,
+    ResourceManager, ScopeKind, ScopeName,
 };
 use flotilla_core::{Direction, Timestamp};
 
@@ -92,20 +92,7 @@ impl Machine {
 /// sub-scopes, connections, streams and spans are named by kind only, so that neither the
 /// metrics nor the log grow with the number of peers.
 pub fn scope_kind(s: &ScopeName) -> &'static str {
-    match s {
-        ScopeName::System => "system",
-        ScopeName::Transient => "transient",
-        ScopeName::AllowlistedSystem => "allowlisted_system",
-        ScopeName::AllowlistedTransient => "allowlisted_transient",
-        ScopeName::Service(_) => "service",
-        ScopeName::Protocol(_) => "protocol",
-        ScopeName::Peer(_) => "peer",
-        ScopeName::ServicePeer(..) => "service_peer",
-        ScopeName::ProtocolPeer(..) => "protocol_peer",
-        ScopeName::Connection(_) => "connection",
-        ScopeName::Stream(_) => "stream",
-        ScopeName::Span(_) => "span",
-    }
+    s.kind().map_or("span", ScopeKind::key)
 }
 
 /// The key refusals are aggregated by in the log: the scope kind, with the name of a
