@@ -607,6 +607,7 @@ impl<'w> Engine<'w> {
             messages_sent: sent,
             messages_delivered: delivered,
             trace: self.trace,
+            rcmgr: crate::account::RcmgrStats::default(),
         };
         (result, failure)
     }
