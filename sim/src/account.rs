@@ -399,9 +399,8 @@ impl Accounting {
 
     /// Node `i`'s manager, created with its profile's limits on first use.
     pub fn rm(&mut self, world: &World, i: usize) -> &mut ResourceManager {
-        self.rms[i].get_or_insert_with(|| {
-            Box::new(ResourceManager::new((*world.peer(i).limits).clone()))
-        })
+        self.rms[i]
+            .get_or_insert_with(|| Box::new(ResourceManager::new((*world.peer(i).limits).clone())))
     }
 
     /// Node `i`'s manager, if it has one.

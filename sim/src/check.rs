@@ -335,7 +335,10 @@ pub fn expectations(scenario: &Scenario, summary: &Summary) -> Vec<String> {
         ));
     }
     if let Some(min) = e.honest_ping_success_min {
-        let found = summary.rcmgr.as_ref().map_or(1.0, |r| r.honest_ping_success);
+        let found = summary
+            .rcmgr
+            .as_ref()
+            .map_or(1.0, |r| r.honest_ping_success);
         if found < min {
             failed.push(format!(
                 "honest_ping_success {found} < honest_ping_success_min {min}"

@@ -63,7 +63,8 @@ impl Fleet<'_> {
             let period = REFUSAL_LINE_PERIOD.as_micros() as u64;
             let since = self.now.saturating_since(World::epoch()).as_micros() as u64;
             let at = World::epoch().as_micros() + (since / period + 1) * period;
-            self.queue.push(Timestamp::from_micros(at), Item::RefusalLines);
+            self.queue
+                .push(Timestamp::from_micros(at), Item::RefusalLines);
         }
     }
 
@@ -113,7 +114,11 @@ impl Fleet<'_> {
                     Ok(h) => {
                         held += 1;
                         if let Held::Conn(_, Some(_)) = h {
-                            *self.held.peer_conns.entry((t as u32, a as u32)).or_insert(0) += 1;
+                            *self
+                                .held
+                                .peer_conns
+                                .entry((t as u32, a as u32))
+                                .or_insert(0) += 1;
                         }
                         let generation = self.acct.generation(t);
                         let slot = self.held.insert((t as u32, generation, h));

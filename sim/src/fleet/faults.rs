@@ -110,7 +110,14 @@ impl Faults {
                     .collect();
                 let mut rng = wroot.child(k as u64).child(STREAM_TARGETS).rng();
                 let n = w.targets_count.min(others.len());
-                targets.extend(sample(&mut rng, others.len(), n).into_iter().map(|j| others[j]));
+                targets.extend(
+                    sample(&mut rng, others.len(), n)
+                        .into_iter()
+                        .map(|j| others[j]),
+                );
+            }
+            if let Some(c) = w.targets_class {
+                targets.extend((0..world.len()).filter(|&i| world.peer(i).class == Some(c)));
             }
             targets.sort_unstable();
             targets.dedup();

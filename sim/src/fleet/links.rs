@@ -18,8 +18,8 @@ use flotilla_core::rcmgr::ConnHandle;
 use flotilla_core::{DialId, Direction, PeerId, Timestamp, Transmit};
 
 use super::Fleet;
-use crate::account;
 use super::queue::{FailReason, Item, Letter};
+use crate::account;
 use crate::world::FastMap;
 
 /// How long a dial to an address nobody listens on takes to fail.
@@ -327,7 +327,12 @@ impl Fleet<'_> {
                         }
                         self.set_end(to, from, End::Open);
                         if let Some(n) = self.node(to) {
-                            n.handle_connected(now, remote, Direction::Outbound, Some(DialId(dial)));
+                            n.handle_connected(
+                                now,
+                                remote,
+                                Direction::Outbound,
+                                Some(DialId(dial)),
+                            );
                         }
                     }
                     Err(r) => {

@@ -310,6 +310,7 @@ pub(super) struct RawWorkload {
     pub message: Option<RawFloodMessage>,
     pub targets: Option<Vec<u64>>,
     pub targets_count: Option<u64>,
+    pub targets_class: Option<String>,
     pub hold_s: Option<f64>,
     pub memory_bytes: Option<u64>,
     pub handshake: Option<bool>,

@@ -9,7 +9,8 @@
 //!   its receiver an answer of up to `exchange_peers_max` records) or a ping
 //!   (`message = "ping"`);
 //! - `connect`: each node (an attacker) opens a connection to each of its targets (the
-//!   listed `targets` or `targets_count` peers drawn from the seed among the others) and
+//!   listed `targets`, `targets_count` peers drawn from the seed among the others, or the
+//!   peers of the class `targets_class`) and
 //!   holds it for `hold_s`; with `handshake = true` the connection completes its handshake
 //!   and counts in the attacker's peer scope at the target, otherwise it stays in the
 //!   target's transient scope;
@@ -86,6 +87,8 @@ pub struct Workload {
     pub targets: Vec<usize>,
     /// Targets drawn from the seed among the peers that are not nodes of the entry.
     pub targets_count: usize,
+    /// Every peer of this class is a target (index into `[[classes]]`).
+    pub targets_class: Option<usize>,
     /// How long a connection or stream is held.
     pub hold: Duration,
     /// Bytes reserved on each held stream.
@@ -143,24 +146,35 @@ impl Checker<'_> {
         }
         let nodes = self.peer_list(&key("nodes"), w.nodes.as_deref(), peers)?;
         let count = w.count.unwrap_or(0);
-        let class = match &w.class {
-            None => None,
-            Some(name) => Some(classes.iter().position(|c| c == name).ok_or_else(|| {
-                let msg = format!(
-                    "`{}` names no class: `{name}` (known: {})",
-                    key("class"),
-                    classes.join(", ")
-                );
-                self.error(&key("class"), msg)
-            })?),
+        let class_at = |k: &str, name: &Option<String>| match name {
+            None => Ok(None),
+            Some(name) => classes
+                .iter()
+                .position(|c| c == name)
+                .map(Some)
+                .ok_or_else(|| {
+                    let msg = format!(
+                        "`{}` names no class: `{name}` (known: {})",
+                        key(k),
+                        classes.join(", ")
+                    );
+                    self.error(&key(k), msg)
+                }),
         };
-        let ways = usize::from(!nodes.is_empty()) + usize::from(count > 0) + usize::from(class.is_some());
+        let class = class_at("class", &w.class)?;
+        let targets_class = class_at("targets_class", &w.targets_class)?;
+        let ways =
+            usize::from(!nodes.is_empty()) + usize::from(count > 0) + usize::from(class.is_some());
         if ways != 1 {
             let msg = "a workload entry needs exactly one of `nodes` (a non-empty list), `count` (nodes drawn from the seed) and `class` (every peer of a class)".to_string();
             return Err(self.error(&format!("workload.{i}"), msg));
         }
         if count > peers.count as u64 {
-            let msg = format!("`{}` must be at most peers.count ({})", key("count"), peers.count);
+            let msg = format!(
+                "`{}` must be at most peers.count ({})",
+                key("count"),
+                peers.count
+            );
             return Err(self.error(&key("count"), msg));
         }
         // Keys that only some kinds take.
@@ -181,16 +195,24 @@ impl Checker<'_> {
         only("message", w.message.is_some(), &[WorkloadKind::Flood])?;
         only("targets", w.targets.is_some(), &attack)?;
         only("targets_count", w.targets_count.is_some(), &attack)?;
+        only("targets_class", w.targets_class.is_some(), &attack)?;
         only("hold_s", w.hold_s.is_some(), &attack)?;
-        only("memory_bytes", w.memory_bytes.is_some(), &[WorkloadKind::Streams])?;
+        only(
+            "memory_bytes",
+            w.memory_bytes.is_some(),
+            &[WorkloadKind::Streams],
+        )?;
         only("handshake", w.handshake.is_some(), &[WorkloadKind::Connect])?;
         let targets = self.peer_list(&key("targets"), w.targets.as_deref(), peers)?;
         let targets_count = w.targets_count.unwrap_or(0);
         let mut hold = Duration::ZERO;
         if kind != WorkloadKind::Flood {
-            if targets.is_empty() == (targets_count == 0) {
+            let ways = usize::from(!targets.is_empty())
+                + usize::from(targets_count > 0)
+                + usize::from(targets_class.is_some());
+            if ways != 1 {
                 let msg = format!(
-                    "a `{}` entry needs either `targets` (a non-empty list) or `targets_count` (targets drawn from the seed), not both",
+                    "a `{}` entry needs exactly one of `targets` (a non-empty list), `targets_count` (targets drawn from the seed) and `targets_class` (every peer of a class)",
                     kind.name()
                 );
                 return Err(self.error(&format!("workload.{i}"), msg));
@@ -232,6 +254,7 @@ impl Checker<'_> {
             },
             targets,
             targets_count: targets_count as usize,
+            targets_class,
             hold,
             memory_bytes: w.memory_bytes.unwrap_or(0),
             handshake: w.handshake.unwrap_or(false),
