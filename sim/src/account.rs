@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use flotilla_core::rcmgr::{
     ConnHandle, LimitExceeded, PRIORITY_HIGH, PRIORITY_MEDIUM, RcmgrError, Resource,
-    ResourceManager, ScopeName, StreamHandle, Usage,
+    ResourceManager, ScopeLimits, ScopeName, StreamHandle, Usage,
 };
 use flotilla_core::{Direction, Message, PeerId, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -533,23 +533,7 @@ impl Accounting {
         from: PeerId,
         bytes: u64,
     ) -> Result<StreamHandle, Refusal> {
-        let rm = self.rm(world, i);
-        let opened = rm
-            .open_stream_for(Direction::Inbound, from)
-            .map_err(|e| Refusal::of(&e))
-            .and_then(|s| {
-                let steps = rm
-                    .set_protocol(s, PROTOCOL)
-                    .and_then(|()| rm.set_service(s, SERVICE))
-                    .and_then(|()| rm.reserve_memory(s, bytes, PRIORITY_HIGH));
-                match steps {
-                    Ok(()) => Ok(s),
-                    Err(e) => {
-                        Self::expect(rm.close_stream(s));
-                        Err(Refusal::of(&e))
-                    }
-                }
-            });
+        let opened = open_message(self.rm(world, i), from, bytes);
         if opened.is_err() {
             self.stats.messages_refused += 1;
         }
@@ -652,34 +636,65 @@ impl Accounting {
     }
 }
 
-/// The scopes an operation for `peer` touched, within their limits? The usage of the
-/// system, transient, allowlisted, peer, core protocol and core service scopes against
-/// their limits; `None` if all are within.
+/// Opens the stream of a received message of `bytes` from `from` in `rm`: inbound, on the
+/// core protocol, claimed by the core service, holding the bytes at high priority. Close
+/// it when the message was handled.
+pub fn open_message(
+    rm: &mut ResourceManager,
+    from: PeerId,
+    bytes: u64,
+) -> Result<StreamHandle, Refusal> {
+    let s = rm
+        .open_stream_for(Direction::Inbound, from)
+        .map_err(|e| Refusal::of(&e))?;
+    let steps = rm
+        .set_protocol(s, PROTOCOL)
+        .and_then(|()| rm.set_service(s, SERVICE))
+        .and_then(|()| rm.reserve_memory(s, bytes, PRIORITY_HIGH));
+    match steps {
+        Ok(()) => Ok(s),
+        Err(e) => {
+            Accounting::expect(rm.close_stream(s));
+            Err(Refusal::of(&e))
+        }
+    }
+}
+
+/// What is wrong if a scope an operation about `peer` touched holds more than its limit:
+/// the system, transient, core protocol, core service and `peer` scopes are checked;
+/// `None` if all are within their limits.
 pub fn over_limit(rm: &ResourceManager, peer: Option<&PeerId>) -> Option<String> {
     let l = rm.limits();
-    let check = |name: &str, u: Usage, lim: &flotilla_core::rcmgr::ScopeLimits| {
-        let ok = u.memory <= lim.memory
+    let within = |u: &Usage, lim: &ScopeLimits| {
+        u.memory <= lim.memory
             && u.streams_in <= lim.streams_in
             && u.streams_out <= lim.streams_out
             && u.streams_in + u.streams_out <= lim.streams
             && u.conns_in <= lim.conns_in
             && u.conns_out <= lim.conns_out
             && u.conns_in + u.conns_out <= lim.conns
-            && u.fds <= lim.fds;
-        (!ok).then(|| format!("{name}: usage {u:?} exceeds limits {lim:?}"))
+            && u.fds <= lim.fds
     };
-    check("system", rm.system_usage(), &l.system)
-        .or_else(|| check("transient", rm.transient_usage(), &l.transient))
-        .or_else(|| {
-            let p = peer?;
-            check(&format!("peer {p}"), rm.peer_usage(p)?, &l.peer)
-        })
-        .or_else(|| {
-            let lim = l.protocol_limits(PROTOCOL);
-            check(PROTOCOL, rm.protocol_usage(PROTOCOL)?, &lim)
-        })
-        .or_else(|| {
-            let lim = l.service_limits(SERVICE);
-            check(SERVICE, rm.service_usage(SERVICE)?, &lim)
-        })
+    let protocol = l.protocol_limits(PROTOCOL);
+    let service = l.service_limits(SERVICE);
+    let scopes = [
+        ("system", Some(rm.system_usage()), l.system),
+        ("transient", Some(rm.transient_usage()), l.transient),
+        ("protocol", rm.protocol_usage(PROTOCOL), protocol),
+        ("service", rm.service_usage(SERVICE), service),
+    ];
+    for (name, usage, lim) in &scopes {
+        if let Some(u) = usage
+            && !within(u, lim)
+        {
+            return Some(format!("{name}: usage {u:?} exceeds limits {lim:?}"));
+        }
+    }
+    if let Some(p) = peer
+        && let Some(u) = rm.peer_usage(p)
+        && !within(&u, &l.peer)
+    {
+        return Some(format!("peer {p}: usage {u:?} exceeds limits {:?}", l.peer));
+    }
+    None
 }

@@ -74,11 +74,17 @@ fn a_tight_system_scope_refuses_connections_on_the_fleet_engine() {
 }
 
 #[test]
+fn a_tight_system_scope_refuses_connections_on_the_turmoil_engine() {
+    tight_run(EngineKind::Turmoil);
+}
+
+#[test]
 fn default_limits_refuse_nothing_and_report_nothing() {
     let text = TIGHT.replace("[bootstrap_node.limits.system]\nconns_in = 1\n", "");
     let s = Scenario::parse(&text, "loose.toml").expect("the scenario parses");
     assert!(!s.reports_rcmgr());
-    let out = runner::run_checked(&s, s.seed, EngineKind::Fleet, Trace::new).expect("the run finishes");
+    let out =
+        runner::run_checked(&s, s.seed, EngineKind::Fleet, Trace::new).expect("the run finishes");
     assert!(out.failure.is_none(), "{:?}", out.failure);
     assert!(out.summary.rcmgr.is_none());
     assert!(out.result.rcmgr.refused.is_empty());
