@@ -15,7 +15,8 @@
 //! - **messages**: each delivered message is an inbound stream of the sender on the core
 //!   protocol ([`PROTOCOL`]), claimed by the `core` service ([`SERVICE`]), holding the
 //!   frame's size ([`frame_bytes`]) at [`PRIORITY_HIGH`] while it is handled; a refused
-//!   message is dropped and counted;
+//!   message is dropped and counted (only in runs that set limits or flood with
+//!   connections or streams: see [`Accounting::new`]);
 //! - **floods** (`[[workload]]` kinds `connect` and `streams`): attackers' connections and
 //!   streams held at their targets for a while.
 //!
@@ -375,11 +376,22 @@ pub struct Accounting {
     pub stats: RcmgrStats,
     /// Refusals since the last `refused` lines.
     minute: BTreeMap<(u32, Refusal), u64>,
+    /// Whether delivered messages are accounted as streams (see [`Accounting::new`]).
+    messages: bool,
 }
 
 impl Accounting {
     /// No manager yet for the nodes of `world`; `attackers` are the nodes of the workload;
-    /// `reported` says whether the summary shows the figures.
+    /// `reported` says whether the summary shows the figures, and whether delivered
+    /// messages are accounted as streams.
+    ///
+    /// Without limits in any profile and without `connect` or `streams` floods
+    /// (`reported` false), a message's stream can never be refused: every scope's stream
+    /// and memory limits are the machine-scaled defaults (hundreds of streams and
+    /// megabytes per peer at least) and nothing but the one message being handled holds a
+    /// stream. The engines then skip the per-message streams, which would cost a few
+    /// cache-cold map lookups per message and change nothing; connections are accounted
+    /// either way.
     pub fn new(world: &World, attackers: &[usize], reported: bool) -> Accounting {
         let mut attacker = vec![false; world.len()];
         for &a in attackers {
@@ -394,7 +406,13 @@ impl Accounting {
                 ..RcmgrStats::default()
             },
             minute: BTreeMap::new(),
+            messages: reported,
         }
+    }
+
+    /// True if delivered messages are accounted as streams (see [`Accounting::new`]).
+    pub fn accounts_messages(&self) -> bool {
+        self.messages
     }
 
     /// Node `i`'s manager, created with its profile's limits on first use.

@@ -704,12 +704,16 @@ async fn host(spec: HostSpec, start: Start, ctl: Ctl) -> turmoil::Result {
         start.class.as_deref(),
     );
     let port = spec.port;
-    let limits = (*shared.lock().checks.world.peer(index).limits).clone();
+    let (limits, messages) = {
+        let shared = shared.lock();
+        let limits = (*shared.checks.world.peer(index).limits).clone();
+        (limits, shared.acct.accounts_messages())
+    };
     let report = HostReport {
         index,
         shared: shared.clone(),
     };
-    let rcmgr = Arc::new(NetRcmgr::new(limits, Box::new(report)));
+    let rcmgr = Arc::new(NetRcmgr::new(limits, Box::new(report), messages));
     let net = TurmoilNetwork::bind_with(spec.keypair.peer_id(), port, Some(rcmgr))
         .await
         .map_err(|source| HostError::Bind { port, source })?;

@@ -486,7 +486,7 @@ impl Fleet<'_> {
         match self.arrive(to, from) {
             Some((current, End::Open, _)) if current == letter.epoch => {
                 let (now, remote) = (self.clock(to), self.ids[from]);
-                let stream = if self.nodes[to].is_some() {
+                let stream = if self.acct.accounts_messages() && self.nodes[to].is_some() {
                     let bytes = account::frame_bytes(&letter.message);
                     match self.acct.message(self.world, to, remote, bytes) {
                         Ok(s) => Some(s),

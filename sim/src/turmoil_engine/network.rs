@@ -39,6 +39,9 @@ pub trait RcmgrReport: Send + Sync {
 pub struct NetRcmgr {
     rm: Mutex<ResourceManager>,
     report: Box<dyn RcmgrReport>,
+    /// Whether received frames are accounted as streams (see
+    /// [`crate::account::Accounting::new`] for when they are not).
+    messages: bool,
 }
 
 impl std::fmt::Debug for NetRcmgr {
@@ -48,11 +51,13 @@ impl std::fmt::Debug for NetRcmgr {
 }
 
 impl NetRcmgr {
-    /// A manager with `limits`, reporting to `report`.
-    pub fn new(limits: Limits, report: Box<dyn RcmgrReport>) -> NetRcmgr {
+    /// A manager with `limits`, reporting to `report`; `messages`: account received
+    /// frames as streams.
+    pub fn new(limits: Limits, report: Box<dyn RcmgrReport>, messages: bool) -> NetRcmgr {
         NetRcmgr {
             rm: Mutex::new(ResourceManager::new(limits)),
             report,
+            messages,
         }
     }
 
@@ -257,7 +262,7 @@ impl TurmoilNetwork {
             }
             Internal::Frame { conn, message } => {
                 let from = self.conns.get(&conn)?.peer;
-                if let Some(rcmgr) = self.ctx.rcmgr.clone() {
+                if let Some(rcmgr) = self.ctx.rcmgr.clone().filter(|r| r.messages) {
                     let mut rm = rcmgr.lock();
                     match account::open_message(&mut rm, from, account::frame_bytes(&message)) {
                         Ok(s) => {
