@@ -8,6 +8,7 @@
 //! | `partition-heal.toml` | fleet | `partition_heal_fleet_summary`, `partition_heal_fleet_trace` |
 //! | `crash-restart.toml` | fleet | `crash_restart_fleet_summary`, `crash_restart_fleet_trace` |
 //! | `churn-classes.toml` | fleet | `churn_classes_fleet_summary`, `churn_classes_fleet_trace_head` (with every engine line) |
+//! | `scope-exhaustion.toml` | fleet | `scope_exhaustion_fleet_summary`, `scope_exhaustion_fleet_trace_head` (with every `refused` line and every dial refused by a resource limit) |
 //!
 //! The scenarios with faults run through the simulator's checked runner (faults, invariants,
 //! liveness, `[expect]`), as `flotilla-sim run` does, and must pass.
@@ -25,11 +26,12 @@ use flotilla_sim::{EngineKind, Trace, runner};
 use flotilla_tests::{Run, head, load, run, scenarios_dir, sha256_hex};
 
 /// Scenario files snapshotted by this binary (sorted), one test each below.
-const COVERED: [&str; 5] = [
+const COVERED: [&str; 6] = [
     "churn-classes.toml",
     "crash-restart.toml",
     "partition-heal.toml",
     "quickstart.toml",
+    "scope-exhaustion.toml",
     "small.toml",
 ];
 
@@ -119,6 +121,52 @@ engine lines
         &run,
         "churn_classes_fleet_trace_head",
         "trace.txt digest, head and engine lines",
+        &value,
+    );
+}
+
+/// Three hundred peers, a tenth of them attackers flooding a class of small targets with
+/// connections and streams: the summary (with the resource managers' refusals and the
+/// honest pings' success), the head of the trace, every `refused` line and every dial
+/// a resource limit refused. The run must pass its invariants (`usage-within-limits`
+/// among them) and `honest_ping_success_min`.
+#[test]
+fn scope_exhaustion_fleet() {
+    let file = "scope-exhaustion.toml";
+    let run = run_checked_file(file);
+    let rcmgr = run
+        .summary
+        .rcmgr
+        .as_ref()
+        .expect("the summary reports the resource managers");
+    assert!(rcmgr.honest_ping_success >= 0.99, "{rcmgr:?}");
+    assert!(
+        rcmgr.flood.conns_refused > 0 && rcmgr.flood.streams_refused > 0,
+        "{rcmgr:?}"
+    );
+    let summary = run.summary.to_json();
+    snapshot(
+        file,
+        &run,
+        "scope_exhaustion_fleet_summary",
+        "summary.json",
+        &summary,
+    );
+    let text = String::from_utf8_lossy(&run.trace);
+    let refused: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" refused ") || l.contains(" limit:"))
+        .collect();
+    let value = format!(
+        "{}\nrefused lines and dials refused by a limit\n{}\n",
+        trace_head(&run, 100),
+        refused.join("\n")
+    );
+    snapshot(
+        file,
+        &run,
+        "scope_exhaustion_fleet_trace_head",
+        "trace.txt digest, head, refused lines",
         &value,
     );
 }

@@ -27,12 +27,15 @@ pub mod liveness;
 use std::fmt;
 use std::time::Duration;
 
-use flotilla_core::{Event, Node, Timestamp};
+use flotilla_core::rcmgr::ResourceManager;
+use flotilla_core::{Event, Node, PeerId, Timestamp};
 
 use crate::scenario::Scenario;
 use crate::summary::Summary;
 use crate::world::World;
-pub use invariants::{DebugFails, NoSelfConnection, PeersMax, RttFloor, Symmetry};
+pub use invariants::{
+    DebugFails, NoSelfConnection, PeersMax, RttFloor, Symmetry, UsageWithinLimits,
+};
 
 /// Exit code of a run whose simulator panicked.
 pub const EXIT_CRASH: u8 = 127;
@@ -163,6 +166,19 @@ pub trait Invariant: Send {
         Ok(())
     }
 
+    /// Called after every resource-manager operation of `node`, with the remote peer it
+    /// concerned (if any); `full` at the end of the run, when every scope is checked.
+    fn check_rcmgr(
+        &mut self,
+        _ctx: &Ctx<'_>,
+        _node: usize,
+        _rm: &ResourceManager,
+        _peer: Option<&PeerId>,
+        _full: bool,
+    ) -> Result<(), Breach> {
+        Ok(())
+    }
+
     /// Called when the run ends, with every running node (`None`: not running).
     fn check_end(
         &mut self,
@@ -206,6 +222,7 @@ impl Registry {
         r.push(Box::new(NoSelfConnection));
         r.push(Box::new(RttFloor::new(scenario).with_slack(rtt_slack)));
         r.push(Box::new(Symmetry::new(scenario)));
+        r.push(Box::new(UsageWithinLimits));
         if let Some(after) = scenario.debug.fail_invariant_after {
             r.push(Box::new(DebugFails { after }));
         }
@@ -244,6 +261,23 @@ impl Registry {
     pub fn on_node(&mut self, ctx: &Ctx<'_>, node: usize, n: &Node) -> Result<(), Violation> {
         for inv in &mut self.invariants {
             inv.check_node(ctx, node, n)
+                .map_err(|b| Self::violation(inv.name(), ctx, b))?;
+        }
+        Ok(())
+    }
+
+    /// Checks `node`'s resource manager after an operation about `peer`; `full`: every
+    /// scope.
+    pub fn on_rcmgr(
+        &mut self,
+        ctx: &Ctx<'_>,
+        node: usize,
+        rm: &ResourceManager,
+        peer: Option<&PeerId>,
+        full: bool,
+    ) -> Result<(), Violation> {
+        for inv in &mut self.invariants {
+            inv.check_rcmgr(ctx, node, rm, peer, full)
                 .map_err(|b| Self::violation(inv.name(), ctx, b))?;
         }
         Ok(())
@@ -299,6 +333,17 @@ pub fn expectations(scenario: &Scenario, summary: &Summary) -> Vec<String> {
             "rtt_neighbour_mean_ms {} > rtt_neighbour_mean_ms_max {max}",
             summary.rtt_neighbour_mean_ms
         ));
+    }
+    if let Some(min) = e.honest_ping_success_min {
+        let found = summary
+            .rcmgr
+            .as_ref()
+            .map_or(1.0, |r| r.honest_ping_success);
+        if found < min {
+            failed.push(format!(
+                "honest_ping_success {found} < honest_ping_success_min {min}"
+            ));
+        }
     }
     failed
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use flotilla_core::Node;
 use serde::{Deserialize, Serialize};
 
+use crate::account::RcmgrStats;
 use crate::scenario::Scenario;
 use crate::trace::Trace;
 use crate::world::{World, sim_addr};
@@ -86,6 +87,8 @@ pub struct RunResult {
     pub messages_delivered: u64,
     /// The trace of the run.
     pub trace: Trace,
+    /// What the nodes' resource managers refused, and the honest peers' ping success.
+    pub rcmgr: RcmgrStats,
 }
 
 /// The world of `scenario` at `seed`, with the simulators' address scheme ([`sim_addr`]).

@@ -24,6 +24,7 @@
 //!   [`Registry`]; the first violation stops the run. With a liveness bound, probes look
 //!   at the network every second after the fault phase until it has converged.
 
+mod attack;
 mod checks;
 mod faults;
 mod links;
@@ -31,9 +32,10 @@ mod queue;
 
 use std::time::Duration;
 
-use flotilla_core::{Action, DialId, Node, PeerId, Timestamp};
+use flotilla_core::{Action, DialId, Event, Node, PeerId, Timestamp};
 use rand_chacha::ChaCha8Rng;
 
+use crate::account::Accounting;
 use crate::check::{self, Ctx, Failure, Registry};
 use crate::engine::RunResult;
 use crate::trace::Trace;
@@ -93,6 +95,8 @@ struct Fleet<'w> {
     liveness: Option<(Timestamp, Duration)>,
     panic_at: Timestamp,
     failure: Option<Failure>,
+    acct: Accounting,
+    held: attack::HeldSlots,
 }
 
 /// Runs `world` for `duration` of simulated time, recording into `trace`.
@@ -119,6 +123,7 @@ impl<'w> Fleet<'w> {
     fn new(world: &'w World, trace: Trace, plan: Plan) -> Self {
         let epoch = World::epoch();
         let faults = Faults::new(world, &plan.faults, &plan.workload);
+        let acct = Accounting::new(world, &faults.flood_nodes(), plan.rcmgr_reported);
         let mut fleet = Fleet {
             world,
             ids: world.peers().iter().map(|p| p.peer_id).collect(),
@@ -143,6 +148,8 @@ impl<'w> Fleet<'w> {
             liveness: plan.liveness.map(|(from, bound)| (epoch + from, bound)),
             panic_at: plan.panic_after.map_or(Timestamp::MAX, |d| epoch + d),
             failure: None,
+            acct,
+            held: attack::HeldSlots::default(),
         };
         for (k, (at, _)) in fleet.faults.steps.iter().enumerate() {
             fleet
@@ -198,7 +205,7 @@ impl Fleet<'_> {
                 let now = self.clock(node as usize);
                 let dial = self.faults.untag_dial(node as usize, dial);
                 if let (Some(dial), Some(n)) = (dial, self.nodes[node as usize].as_mut()) {
-                    n.handle_dial_failed(now, DialId(dial), reason.text());
+                    n.handle_dial_failed(now, DialId(dial), &reason.text());
                 }
                 self.drain(node as usize, false);
             }
@@ -206,6 +213,8 @@ impl Fleet<'_> {
             Item::Deliver { slot } => self.on_deliver(slot),
             Item::Fault { step } => self.fault_step(step),
             Item::Probe => self.probe(),
+            Item::Release { slot } => self.release(slot),
+            Item::RefusalLines => self.refusal_lines(),
         }
     }
 
@@ -245,6 +254,13 @@ impl Fleet<'_> {
         };
         while let Some(e) = self.node(i).and_then(Node::poll_event) {
             self.trace.event(now, i, &e);
+            match &e {
+                Event::Rtt { peer, .. } => self.acct.ping(i, self.world.index_of(peer), true),
+                Event::PingTimeout { peer, .. } => {
+                    self.acct.ping(i, self.world.index_of(peer), false)
+                }
+                _ => {}
+            }
             if self.failure.is_none()
                 && let Err(v) = self.checks.on_event(&ctx, i, &e)
             {
@@ -319,7 +335,18 @@ impl Fleet<'_> {
             if let Err(v) = self.checks.on_end(&ctx, &self.nodes, &links) {
                 self.fail(Failure::Invariant(v));
             }
+            for i in 0..self.nodes.len() {
+                if self.failure.is_some() {
+                    break;
+                }
+                if let Some(rm) = self.acct.get(i)
+                    && let Err(v) = self.checks.on_rcmgr(&ctx, i, rm, None, true)
+                {
+                    self.fail(Failure::Invariant(v));
+                }
+            }
         }
+        self.refusal_lines();
         let end = self.now;
         let in_flight = self.mail.in_use();
         let c = self.counters;
@@ -342,6 +369,7 @@ impl Fleet<'_> {
             messages_sent: c.sent,
             messages_delivered: c.delivered,
             trace: self.trace,
+            rcmgr: self.acct.stats,
         };
         (result, self.failure)
     }

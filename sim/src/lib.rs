@@ -11,6 +11,8 @@
 //! - [`world`]: peers (keys, regions, last miles, start offsets, classes, configs), the
 //!   latency model (with loss and uplinks) and the churn schedule, drawn from a scenario
 //!   and a seed;
+//! - [`account`]: the resource manager of every simulated node, refusal counts and the
+//!   honest peers' ping success, the same in both engines;
 //! - [`engine`]: [`EngineKind`], [`RunResult`] and dispatch to an engine;
 //! - [`fleet`]: the discrete-event engine that steps the cores directly;
 //! - [`turmoil_engine`]: the engine that runs the async driver on turmoil's simulated TCP;
@@ -40,6 +42,7 @@
 //! assert!(result.trace.text().starts_with(b"    0.000000 n0 start"));
 //! ```
 
+pub mod account;
 pub mod check;
 pub mod data;
 pub mod engine;

@@ -23,6 +23,7 @@ mod draw;
 mod expect;
 mod faults;
 mod include;
+mod limits;
 mod locate;
 mod raw;
 mod workload;
@@ -45,9 +46,10 @@ pub use expect::{Debug, Expect};
 pub use faults::{Fault, FaultKind, Side, fault_phase_end, fraction_count};
 pub use include::INCLUDE_DEPTH_MAX;
 use include::Locator;
+pub use limits::{FD_LIMIT_DEFAULT, MEMORY_MB_DEFAULT, NodeLimits};
 use locate::describe;
 use raw::RawScenario;
-pub use workload::{FLOOD_RATE_MAX, FloodMessage, Workload};
+pub use workload::{FLOOD_RATE_MAX, FloodMessage, Workload, WorkloadKind};
 
 /// Peers at most in one scenario (node indices are 32-bit in the engines).
 pub const PEERS_MAX: u64 = 1_000_000;
@@ -148,6 +150,10 @@ pub struct Scenario {
     pub node: Config,
     /// The profile of the bootstrap nodes: `node` with `[bootstrap_node]` applied.
     pub bootstrap_node: Config,
+    /// The resource manager's limits of `node` (`[node.limits]`, `fd_limit`).
+    pub node_limits: NodeLimits,
+    /// The resource manager's limits of `bootstrap_node`.
+    pub bootstrap_node_limits: NodeLimits,
     /// Node classes (`[[classes]]`), in file order; empty without the key.
     pub classes: Vec<Class>,
     /// Faults injected on a schedule (`[[faults]]`), in file order; options written as
@@ -175,6 +181,17 @@ impl Scenario {
     /// True if a class churns.
     pub fn has_churn(&self) -> bool {
         self.classes.iter().any(|c| c.churn.is_some())
+    }
+
+    /// True if the summary reports the resource managers' figures: a profile sets limits,
+    /// a `[[workload]]` entry floods with connections or streams, or `[expect]` asks for
+    /// a ping success rate.
+    pub fn reports_rcmgr(&self) -> bool {
+        self.node_limits.configured
+            || self.bootstrap_node_limits.configured
+            || self.classes.iter().any(|c| c.limits.configured)
+            || self.workload.iter().any(|w| w.kind != WorkloadKind::Flood)
+            || self.expect.honest_ping_success_min.is_some()
     }
 
     /// True if a class limits its uplink.
@@ -205,7 +222,11 @@ impl Scenario {
                 }
                 FaultKind::Loss { .. } => Vec::new(),
             })
-            .chain(self.workload.iter().flat_map(|w| w.nodes.iter().copied()))
+            .chain(
+                self.workload
+                    .iter()
+                    .flat_map(|w| w.nodes.iter().chain(&w.targets).copied()),
+            )
             .max()
     }
 

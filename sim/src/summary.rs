@@ -10,6 +10,7 @@ use flotilla_core::SeedTree;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::account::RcmgrSummary;
 use crate::engine::{EngineKind, RunResult};
 use crate::world::{STREAM_NETWORK, World};
 
@@ -60,6 +61,11 @@ pub struct Summary {
     /// Per-class figures, in `[[classes]]` order; absent without classes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub classes: Vec<ClassSummary>,
+    /// The resource managers' refusals and the honest peers' ping success; present when
+    /// the scenario sets limits, floods with connections or streams, expects a ping success
+    /// rate, or something was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rcmgr: Option<RcmgrSummary>,
 }
 
 /// What the peers of one `[[classes]]` entry look like at the end of a run.
@@ -172,6 +178,8 @@ impl Summary {
                     connected_fraction: round(mean(connected as f64, peers), 6),
                 })
                 .collect(),
+            rcmgr: (result.rcmgr.reported || !result.rcmgr.refused.is_empty())
+                .then(|| result.rcmgr.summary()),
         }
     }
 

@@ -35,6 +35,8 @@
 //! | `restart` | `fresh` | the node restarts from a fresh state; its `start` line follows (engine line, fleet) |
 //! | `converged` | `after=` seconds since the fault phase ended | the liveness phase saw the network converged (engine line, fleet) |
 //! | `failed` | the failure | an invariant broke or the liveness bound passed; the run stops (engine line, fleet) |
+//! | `flood` | `#`index, `sent=` messages, or the kind, `held=`, `refused=`, `unconnected=` | one tick of a `[[workload]]` entry (engine line, fleet) |
+//! | `refused` | `<scope>.<resource>=<count>`... | what the node's resource manager refused in the minute that ends now, at most one line per node and minute (engine line) |
 //!
 //! The trace can stay in memory ([`Trace::new`]) or stream to a writer
 //! ([`Trace::with_sink`]); either way it keeps a running 64-bit FNV-1a digest of its bytes,

@@ -48,6 +48,16 @@
 //! - **clock skew**: the node's clock reads simulated time plus the offset; a sleep re-arms
 //!   when the offset changes.
 //!
+//! Resource accounting ([`crate::account`]): every host's network holds the node's
+//! resource manager ([`network::NetRcmgr`]) with its profile's limits. The listener admits
+//! an inbound connection when it accepts it, from the dialling host's simulated address
+//! ([`crate::world::sim_ip`]), and answers a refused one with the reason instead of its
+//! preamble, so the dialler's dial fails with `limit:<scope>.<resource>`; a connection
+//! moves to its peer (an outbound one opens) when its handshake is done; each received
+//! frame is a stream on the core protocol while the driver handles it. Refusals reach the
+//! engine's counts and `refused` lines, and each operation the `usage-within-limits`
+//! check. `[[workload]]` floods stay fleet-only.
+//!
 //! Checks: every driver step ends with the plan's per-node checks, every event goes through
 //! the per-event ones; the loop stops after the step of the first violation (its `failed`
 //! line in time order, the rest of that step's lines dropped). Liveness probes run at the
@@ -112,7 +122,8 @@ use crate::schedule::{self, Step};
 use crate::trace::Trace;
 use crate::world::World;
 use faults::{Checked, SkewClock};
-use recorder::{Recorder, SharedRef};
+use network::NetRcmgr;
+use recorder::{HostReport, Recorder, SharedRef};
 
 /// Simulated time per turmoil step in [`run`].
 pub const TICK: Duration = Duration::from_millis(10);
@@ -219,7 +230,12 @@ impl<'w> Engine<'w> {
             }
         }
         let liveness = plan.liveness.map(|(from, bound)| (epoch + from, bound));
-        let shared = SharedRef::new(Arc::new(world.clone()), plan.checks, liveness.is_some());
+        let shared = SharedRef::new(
+            Arc::new(world.clone()),
+            plan.checks,
+            liveness.is_some(),
+            plan.rcmgr_reported,
+        );
         let mut steps = schedule::expand(world, &plan.faults);
         steps.sort_by_key(|(at, _)| *at);
         let (halt, _) = watch::channel(false);
@@ -300,6 +316,11 @@ impl<'w> Engine<'w> {
             }
             let failed_at = {
                 let mut shared = self.shared.lock();
+                if let Some(at) = shared.refusals_due
+                    && at <= self.now()
+                {
+                    shared.refusal_lines(at);
+                }
                 shared.drain_into(&mut self.trace);
                 match &shared.checks.failure {
                     Some(Failure::Invariant(v)) => Some(self.epoch + v.at),
@@ -558,6 +579,9 @@ impl<'w> Engine<'w> {
         let n = self.world.len();
         drop(self.sim);
         let mut shared = self.shared.lock();
+        if let Some(at) = shared.refusals_due {
+            shared.refusal_lines(at.min(end));
+        }
         shared.drain_into(&mut self.trace);
         let mut handed = shared.take_nodes();
         let mut nodes: Vec<Option<Node>> = (0..n)
@@ -601,12 +625,14 @@ impl<'w> Engine<'w> {
             .map(|(i, n)| n.take().unwrap_or_else(|| world.new_node(i, end)))
             .collect();
         let failure = shared.checks.failure.take();
+        let rcmgr = std::mem::take(&mut shared.acct.stats);
         drop(shared);
         let result = RunResult {
             nodes,
             messages_sent: sent,
             messages_delivered: delivered,
             trace: self.trace,
+            rcmgr,
         };
         (result, failure)
     }
@@ -678,7 +704,17 @@ async fn host(spec: HostSpec, start: Start, ctl: Ctl) -> turmoil::Result {
         start.class.as_deref(),
     );
     let port = spec.port;
-    let net = TurmoilNetwork::bind(spec.keypair.peer_id(), port)
+    let (limits, messages) = {
+        let shared = shared.lock();
+        let limits = (*shared.checks.world.peer(index).limits).clone();
+        (limits, shared.acct.accounts_messages())
+    };
+    let report = HostReport {
+        index,
+        shared: shared.clone(),
+    };
+    let rcmgr = Arc::new(NetRcmgr::new(limits, Box::new(report), messages));
+    let net = TurmoilNetwork::bind_with(spec.keypair.peer_id(), port, Some(rcmgr))
         .await
         .map_err(|source| HostError::Bind { port, source })?;
     let left = spec.end.saturating_since(now);

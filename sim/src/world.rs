@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use flotilla_core::rcmgr::Limits;
 use flotilla_core::seed::{PURPOSE_KEY, PURPOSE_PROTOCOL};
 use flotilla_core::{
     BootstrapPeer, Config, Keypair, Node, PeerId, SeedTree, Timestamp, VerifiedAdverts,
@@ -46,6 +47,21 @@ const EPOCH_S: u64 = 1_767_225_600;
 /// The address of peer `i` in both simulation engines: `/dns4/n<i>/tcp/4001`.
 pub fn sim_addr(i: usize) -> String {
     format!("/dns4/n{i}/tcp/4001")
+}
+
+/// Peers that share one /24 subnet in [`sim_ip`].
+pub const PEERS_PER_SUBNET: usize = 8;
+
+/// The IPv4 address of peer `i` in both simulation engines, as the resource manager of the
+/// peers it connects to sees it: peers are numbered into /24 subnets of
+/// [`PEERS_PER_SUBNET`] from `10.0.0.0` up, peer `i` being host `i % 8 + 1` of subnet
+/// `i / 8` (`n0` to `n7` are `10.0.0.1` to `10.0.0.8`, `n8` is `10.0.1.1`, `n2048` is
+/// `10.1.0.1`). So the inbound gate's per-subnet caps and rates count eight peers
+/// together, and peers of neighbouring indices share them.
+pub fn sim_ip(i: usize) -> std::net::Ipv4Addr {
+    let subnet = (i / PEERS_PER_SUBNET) as u32;
+    let host = (i % PEERS_PER_SUBNET) as u32 + 1;
+    std::net::Ipv4Addr::from((10u32 << 24).wrapping_add(subnet << 8).wrapping_add(host))
 }
 
 /// A lookup-only hash map keyed by already random or small keys.
@@ -78,6 +94,8 @@ pub struct Peer {
     /// Its class (index into the scenario's `[[classes]]`), if the scenario has classes
     /// and the peer is not a bootstrap node.
     pub class: Option<usize>,
+    /// The limits of its resource manager (shared by the peers of one profile).
+    pub limits: Arc<Limits>,
 }
 
 /// Everything fixed before a run starts.
@@ -152,6 +170,12 @@ impl World {
                 Some(c) => &scenario.classes[c].node,
                 None => &scenario.node,
             };
+            let limits = match class {
+                _ if is_bootstrap => &scenario.bootstrap_node_limits,
+                Some(c) => &scenario.classes[c].limits,
+                None => &scenario.node_limits,
+            };
+            let limits = Arc::clone(&limits.limits);
             let config = Config {
                 listen_addrs: vec![addr_of(i)],
                 bootstrap: bootstrap.clone(),
@@ -169,6 +193,7 @@ impl World {
                 protocol_seed: node_seed.child(PURPOSE_PROTOCOL),
                 config,
                 class,
+                limits,
             });
         }
         let uplink_kbps = peers

@@ -6,12 +6,14 @@
 //! | `no-self` | every step | no node is connected to itself |
 //! | `rtt-floor` | every `rtt` event | a measured RTT is at least the model's base RTT of the pair minus the jitter bound (peers with a clock skew fault are exempt) |
 //! | `symmetry` | end of run | if node a holds a settled connection to b, b holds one to a |
+//! | `usage-within-limits` | every resource-manager operation | no scope of the node's resource manager holds more than its limit: after each operation the scopes it touched (system, transient, the remote peer, the core protocol and service), at the end of the run every scope, with the core's own accounting check |
 //! | `debug-fails` | every step | only with `[debug] fail_invariant_after_s`: fails after that time |
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use flotilla_core::{Event, Node};
+use flotilla_core::rcmgr::ResourceManager;
+use flotilla_core::{Event, Node, PeerId};
 
 use super::{Breach, Ctx, Invariant, LinkView};
 use crate::scenario::{FaultKind, Scenario};
@@ -217,6 +219,33 @@ impl Invariant for DebugFails {
                     self.after.as_secs_f64()
                 ),
             ));
+        }
+        Ok(())
+    }
+}
+
+/// No scope of a node's resource manager ever holds more than its limit.
+#[derive(Debug, Clone, Copy)]
+pub struct UsageWithinLimits;
+
+impl Invariant for UsageWithinLimits {
+    fn name(&self) -> &'static str {
+        "usage-within-limits"
+    }
+
+    fn check_rcmgr(
+        &mut self,
+        _ctx: &Ctx<'_>,
+        node: usize,
+        rm: &ResourceManager,
+        peer: Option<&PeerId>,
+        full: bool,
+    ) -> Result<(), Breach> {
+        if let Some(detail) = crate::account::over_limit(rm, peer) {
+            return Err(Breach::at(node, detail));
+        }
+        if full {
+            rm.check_invariants().map_err(|d| Breach::at(node, d))?;
         }
         Ok(())
     }

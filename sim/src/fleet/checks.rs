@@ -22,6 +22,8 @@ pub struct Plan {
     pub liveness: Option<(Duration, Duration)>,
     /// Panic at the first step at or after this time (`[debug] panic_after_s`).
     pub panic_after: Option<Duration>,
+    /// Whether the summary reports the resource managers' figures.
+    pub rcmgr_reported: bool,
 }
 
 impl Plan {
@@ -33,6 +35,7 @@ impl Plan {
             checks: Registry::empty(),
             liveness: None,
             panic_after: None,
+            rcmgr_reported: false,
         }
     }
 
@@ -48,6 +51,7 @@ impl Plan {
                 .liveness
                 .map(|bound| (scenario.fault_phase_end(), bound)),
             panic_after: scenario.debug.panic_after,
+            rcmgr_reported: scenario.reports_rcmgr(),
         }
     }
 }

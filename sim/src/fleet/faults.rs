@@ -35,13 +35,27 @@ use rand_chacha::ChaCha8Rng;
 use super::Fleet;
 use super::links::DIAL_UNREACHABLE;
 use super::queue::{FailReason, Item};
-use crate::scenario::{Fault, FaultKind, FloodMessage, Workload};
+use crate::scenario::{Fault, FaultKind, FloodMessage, Workload, WorkloadKind};
 pub use crate::schedule::STREAM_FAULTS;
 use crate::schedule::{self, Step};
 use crate::world::{STREAM_NETWORK, World};
 
 /// Label under the root seed for workload draws (the nodes of a flood with `count`).
 pub const STREAM_WORKLOAD: u64 = STREAM_NETWORK + 19;
+
+/// Label under a flood's workload seed for drawing its targets.
+const STREAM_TARGETS: u64 = 1 << 40;
+
+/// One `[[workload]]` entry of a run, with its nodes and targets.
+#[derive(Debug, Clone)]
+pub(super) struct Flood {
+    /// The entry.
+    pub w: Workload,
+    /// Its nodes, in index order.
+    pub nodes: Vec<usize>,
+    /// Its targets (`connect`, `streams`), in index order.
+    pub targets: Vec<usize>,
+}
 
 /// Bits of a travelling dial id below the incarnation tag (a core numbers its dials from
 /// 0 up, never near 2^48).
@@ -67,8 +81,9 @@ pub(super) struct Faults {
     loss_rng: ChaCha8Rng,
     /// The baseline loss probability and its generator.
     base_loss: (f64, ChaCha8Rng),
-    /// The floods of the workload and their nodes (listed and drawn, in index order).
-    floods: Vec<(Workload, Vec<usize>)>,
+    /// The floods of the workload and their nodes and targets (listed and drawn, in index
+    /// order).
+    pub floods: Vec<Flood>,
 }
 
 impl Faults {
@@ -83,10 +98,35 @@ impl Faults {
                 let mut rng = wroot.child(k as u64).rng();
                 nodes.extend(sample(&mut rng, world.len(), w.count.min(world.len())));
             }
+            if let Some(c) = w.class {
+                nodes.extend((0..world.len()).filter(|&i| world.peer(i).class == Some(c)));
+            }
             nodes.sort_unstable();
             nodes.dedup();
+            let mut targets = w.targets.clone();
+            if w.targets_count > 0 {
+                let others: Vec<usize> = (0..world.len())
+                    .filter(|i| nodes.binary_search(i).is_err())
+                    .collect();
+                let mut rng = wroot.child(k as u64).child(STREAM_TARGETS).rng();
+                let n = w.targets_count.min(others.len());
+                targets.extend(
+                    sample(&mut rng, others.len(), n)
+                        .into_iter()
+                        .map(|j| others[j]),
+                );
+            }
+            if let Some(c) = w.targets_class {
+                targets.extend((0..world.len()).filter(|&i| world.peer(i).class == Some(c)));
+            }
+            targets.sort_unstable();
+            targets.dedup();
             steps.push((w.at, Step::Flood { flood: k as u32 }));
-            floods.push((w.clone(), nodes));
+            floods.push(Flood {
+                w: w.clone(),
+                nodes,
+                targets,
+            });
         }
         Faults {
             faults: faults.to_vec(),
@@ -100,6 +140,18 @@ impl Faults {
             base_loss: (world.loss(), world.loss_rng()),
             floods,
         }
+    }
+
+    /// The nodes of every `[[workload]]` entry, in index order.
+    pub(super) fn flood_nodes(&self) -> Vec<usize> {
+        let mut out: Vec<usize> = self
+            .floods
+            .iter()
+            .flat_map(|f| f.nodes.iter().copied())
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// True if an item sent from `from` to `to` now is lost.
@@ -195,9 +247,14 @@ impl Fleet<'_> {
     /// One tick of flood `k`: each of its running nodes sends the flood's message to each
     /// of its connected peers; the next tick is one period later, until the end.
     fn flood(&mut self, k: u32) {
-        let Some((w, nodes)) = self.faults.floods.get(k as usize).cloned() else {
+        let Some(Flood { w, nodes, targets }) = self.faults.floods.get(k as usize).cloned() else {
             return;
         };
+        let end = World::epoch() + w.until.unwrap_or(self.world.duration());
+        if w.kind != WorkloadKind::Flood {
+            self.attack(k, &w, &nodes, &targets);
+            return self.next_flood_tick(k, &w, end);
+        }
         let mut sent = 0u64;
         for i in nodes {
             let Some(node) = self.nodes[i].as_ref() else {
@@ -231,8 +288,13 @@ impl Fleet<'_> {
         }
         self.trace
             .note(self.now, None, "flood", format_args!("#{k} sent={sent}"));
+        self.next_flood_tick(k, &w, end);
+    }
+
+    /// Schedules the next tick of flood `k`, one period later, if it is before `end`.
+    fn next_flood_tick(&mut self, k: u32, w: &Workload, end: Timestamp) {
         let next = self.now + Duration::from_secs_f64(1.0 / w.rate_per_s);
-        if next < World::epoch() + self.world.duration() {
+        if next < end {
             let step = self.faults.steps.len() as u32;
             let at = next.saturating_since(World::epoch());
             self.faults.steps.push((at, Step::Flood { flood: k }));
@@ -291,6 +353,7 @@ impl Fleet<'_> {
         self.faults.down[i] = true;
         self.faults.incarnation[i] = self.faults.incarnation[i].wrapping_add(1);
         let was_running = self.nodes[i].take().is_some();
+        self.acct.drop_node(i);
         self.trace.note(
             self.now,
             Some(i),

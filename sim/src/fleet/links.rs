@@ -14,10 +14,12 @@
 //!   new incarnation. Items of an old incarnation are stale: messages are dropped, dial
 //!   answers fail the dial. A link with no open end and nothing in flight is forgotten.
 
+use flotilla_core::rcmgr::ConnHandle;
 use flotilla_core::{DialId, Direction, PeerId, Timestamp, Transmit};
 
 use super::Fleet;
 use super::queue::{FailReason, Item, Letter};
+use crate::account;
 use crate::world::FastMap;
 
 /// How long a dial to an address nobody listens on takes to fail.
@@ -43,6 +45,8 @@ struct Link {
     uplink_free_us: [u64; 2],
     /// SYNs, SYN-ACKs, FINs and messages on their way.
     in_flight: u32,
+    /// The connection in each end's resource manager while that end is open.
+    conns: [Option<ConnHandle>; 2],
 }
 
 impl Link {
@@ -94,6 +98,12 @@ impl Links {
         peers
     }
 
+    /// True if `a`'s end of its link to `b` is open.
+    pub(super) fn is_open(&self, a: usize, b: usize) -> bool {
+        let (k, side) = key(a, b);
+        self.map.get(&k).is_some_and(|l| l.ends[side] == End::Open)
+    }
+
     /// True if nothing is in flight between `a` and `b`.
     pub(super) fn quiet(&self, a: usize, b: usize) -> bool {
         self.map.get(&key(a, b).0).is_none_or(|l| l.in_flight == 0)
@@ -129,6 +139,7 @@ impl Fleet<'_> {
             arrival_last_us: [0; 2],
             uplink_free_us: [0; 2],
             in_flight: 0,
+            conns: [None; 2],
         });
         let at_us = if tx_us > 0 {
             let now_us = self.now.as_micros();
@@ -157,6 +168,21 @@ impl Fleet<'_> {
         if let Some(link) = self.links.get(a, b) {
             link.ends[side] = end;
         }
+    }
+
+    /// Stores the connection of `a`'s end of the link to `b`.
+    fn set_conn(&mut self, a: usize, b: usize, c: Option<ConnHandle>) {
+        let (_, side) = key(a, b);
+        if let Some(link) = self.links.get(a, b) {
+            debug_assert!(link.conns[side].is_none(), "an end holds one connection");
+            link.conns[side] = c;
+        }
+    }
+
+    /// Takes the connection of `a`'s end of the link to `b`.
+    fn take_conn(&mut self, a: usize, b: usize) -> Option<ConnHandle> {
+        let (_, side) = key(a, b);
+        self.links.get(a, b).and_then(|l| l.conns[side].take())
     }
 
     pub(super) fn fail_dial_after(
@@ -234,6 +260,20 @@ impl Fleet<'_> {
             self.fail_dial_after(from, dial, FailReason::Closed, after_us);
             return self.links.forget_if_done(from, to);
         }
+        if mine == End::Idle {
+            let (now, remote) = (self.clock(to), self.ids[from]);
+            match self.acct.open_inbound(self.world, to, from, remote, now) {
+                Ok(c) => {
+                    self.set_conn(to, from, Some(c));
+                    self.rcmgr_check(to, Some(remote));
+                }
+                Err(r) => {
+                    self.refuse(to, r);
+                    self.fail_dial_after(from, dial, FailReason::Limit(r), after_us);
+                    return self.links.forget_if_done(from, to);
+                }
+            }
+        }
         let answer = Item::SynAck {
             from: to as u32,
             to: from as u32,
@@ -274,14 +314,46 @@ impl Fleet<'_> {
         };
         match state {
             Some((current, mine, _)) if current == epoch && mine != End::Closed => {
-                self.set_end(to, from, End::Open);
-                if let Some(n) = self.node(to) {
-                    n.handle_connected(now, remote, Direction::Outbound, Some(DialId(dial)));
+                let opened = if mine == End::Idle && self.nodes[to].is_some() {
+                    self.acct.open_outbound(self.world, to, remote).map(Some)
+                } else {
+                    Ok(None)
+                };
+                match opened {
+                    Ok(c) => {
+                        if c.is_some() {
+                            self.set_conn(to, from, c);
+                            self.rcmgr_check(to, Some(remote));
+                        }
+                        self.set_end(to, from, End::Open);
+                        if let Some(n) = self.node(to) {
+                            n.handle_connected(
+                                now,
+                                remote,
+                                Direction::Outbound,
+                                Some(DialId(dial)),
+                            );
+                        }
+                    }
+                    Err(r) => {
+                        // The dialler's own limits refuse the connection: it resets it.
+                        self.refuse(to, r);
+                        self.set_end(to, from, End::Closed);
+                        let reset = Item::Fin {
+                            from: to as u32,
+                            to: from as u32,
+                            epoch,
+                        };
+                        self.send_on_link(to, from, reset);
+                        if let Some(n) = self.node(to) {
+                            n.handle_dial_failed(now, DialId(dial), &r.reason());
+                        }
+                    }
                 }
             }
             _ => {
                 if let Some(n) = self.node(to) {
-                    n.handle_dial_failed(now, DialId(dial), FailReason::Closed.text());
+                    n.handle_dial_failed(now, DialId(dial), &FailReason::Closed.text());
                 }
             }
         }
@@ -310,6 +382,9 @@ impl Fleet<'_> {
             return;
         }
         link.ends[side] = End::Closed;
+        if let Some(c) = link.conns[side].take() {
+            self.acct.close(from, c);
+        }
         if mine == End::Open
             && let Some(n) = self.node(from)
         {
@@ -335,6 +410,8 @@ impl Fleet<'_> {
         };
         let (epoch, mine) = (link.epoch, link.ends[side]);
         link.ends[side] = End::Closed;
+        // The crashed node's resource manager is gone with everything it held.
+        link.conns[side] = None;
         if mine == End::Open {
             let fin = Item::Fin {
                 from: a as u32,
@@ -353,6 +430,9 @@ impl Fleet<'_> {
             && mine != End::Closed
         {
             self.set_end(to, from, End::Closed);
+            if let Some(c) = self.take_conn(to, from) {
+                self.acct.close(to, c);
+            }
             if mine == End::Open {
                 let (now, remote) = (self.clock(to), self.ids[from]);
                 if let Some(n) = self.node(to) {
@@ -405,11 +485,30 @@ impl Fleet<'_> {
         let (from, to) = (letter.from as usize, letter.to as usize);
         match self.arrive(to, from) {
             Some((current, End::Open, _)) if current == letter.epoch => {
+                let (now, remote) = (self.clock(to), self.ids[from]);
+                let stream = if self.acct.accounts_messages() && self.nodes[to].is_some() {
+                    let bytes = account::frame_bytes(&letter.message);
+                    match self.acct.message(self.world, to, remote, bytes) {
+                        Ok(s) => Some(s),
+                        Err(r) => {
+                            self.counters.dropped += 1;
+                            self.refuse(to, r);
+                            return self.links.forget_if_done(from, to);
+                        }
+                    }
+                } else {
+                    None
+                };
+                if stream.is_some() {
+                    self.rcmgr_check(to, Some(remote));
+                }
                 self.counters.delivered += 1;
                 self.trace.timeline_mut().delivered(self.now);
-                let (now, remote) = (self.clock(to), self.ids[from]);
                 if let Some(n) = self.node(to) {
                     n.handle_message(now, remote, letter.message);
+                }
+                if let Some(s) = stream {
+                    self.acct.message_done(to, s);
                 }
                 self.drain(to, false);
             }

@@ -4,10 +4,13 @@
 //! breaks ties in insertion order, so equal times never depend on the queue's internals. Items are small and `Copy`; message bodies wait in a [`Mailbag`] whose slots
 //! are reused, so the queue itself never allocates per event once warmed up.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use flotilla_core::{Message, Timestamp};
+
+use crate::account::Refusal;
 
 /// Why the network failed a dial.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,18 +25,21 @@ pub(super) enum FailReason {
     WrongPeer,
     /// The node dialled its own address.
     SelfDial,
+    /// A resource manager refused the connection (the dialled end's or the dialler's).
+    Limit(Refusal),
 }
 
 impl FailReason {
     /// The reason handed to the node (and shown in the trace).
-    pub(super) fn text(self) -> &'static str {
-        match self {
+    pub(super) fn text(self) -> Cow<'static, str> {
+        Cow::Borrowed(match self {
             FailReason::Unreachable => "unreachable",
             FailReason::Refused => "refused",
             FailReason::Closed => "closed",
             FailReason::WrongPeer => "wrong-peer",
             FailReason::SelfDial => "self",
-        }
+            FailReason::Limit(r) => return Cow::Owned(r.reason()),
+        })
     }
 }
 
@@ -65,6 +71,10 @@ pub(super) enum Item {
     Deliver { slot: u32 },
     /// Step `step` of the fault schedule.
     Fault { step: u32 },
+    /// What a flood holds in slot `slot` is released.
+    Release { slot: u32 },
+    /// The `refused` lines of the minute that ends now.
+    RefusalLines,
     /// The liveness phase looks at the network.
     Probe,
 }

@@ -11,6 +11,7 @@ use flotilla_core::{Config, ConfigError, Resources};
 use toml::Spanned;
 
 use super::include::Locator;
+use super::limits::NodeLimits;
 use super::raw::{RawLatency, RawNode, RawPeers, RawScenario};
 use super::{
     DELAY_MS_MAX, DURATION_S_MAX, Latency, PEERS_MAX, Peers, RegionWeight, Scenario, ScenarioError,
@@ -126,8 +127,16 @@ impl Checker<'_> {
         let node = self.node(raw.node.as_ref(), Config::default(), "node")?;
         let bootstrap_node =
             self.node(raw.bootstrap_node.as_ref(), node.clone(), "bootstrap_node")?;
+        let node_limits =
+            self.node_limits(raw.node.as_ref(), &NodeLimits::default(), &node, "node")?;
+        let bootstrap_node_limits = self.node_limits(
+            raw.bootstrap_node.as_ref(),
+            &node_limits,
+            &bootstrap_node,
+            "bootstrap_node",
+        )?;
         let peers = self.peers(&raw.peers, raw.duration_s)?;
-        let classes = self.classes(raw.classes.as_deref(), &node, &data)?;
+        let classes = self.classes(raw.classes.as_deref(), &node, &node_limits, &data)?;
         let checked = self.faults(
             raw.faults.as_deref().unwrap_or(&[]),
             &peers,
@@ -135,7 +144,8 @@ impl Checker<'_> {
             &data,
         )?;
         let expect = self.expect(raw.expect.as_ref(), &checked.latest, &peers, duration)?;
-        let workload = self.workload(raw.workload.as_deref(), &peers, duration)?;
+        let class_names: Vec<String> = classes.iter().map(|c| c.name.clone()).collect();
+        let workload = self.workload(raw.workload.as_deref(), &peers, duration, &class_names)?;
         let debug = self.debug(raw.debug.as_ref())?;
         Ok(Scenario {
             path: self.path.to_string(),
@@ -148,6 +158,8 @@ impl Checker<'_> {
             latency: self.latency(raw.latency.as_ref())?,
             node,
             bootstrap_node,
+            node_limits,
+            bootstrap_node_limits,
             classes,
             faults: checked.faults,
             fault_draws: checked.draws,

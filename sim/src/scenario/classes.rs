@@ -14,6 +14,7 @@ use flotilla_core::Config;
 use toml::Spanned;
 
 use super::check::Checker;
+use super::limits::NodeLimits;
 use super::raw::{RawClass, RawDist, RawDistKind, RawDistTable};
 use super::{DURATION_S_MAX, RegionWeight, ScenarioError};
 use crate::data::RegionData;
@@ -95,6 +96,9 @@ pub struct Class {
     pub regions: Option<Vec<RegionWeight>>,
     /// The profile of its peers: `[node]` with `[classes.node]` applied.
     pub node: Config,
+    /// The resource manager's limits of its peers: `[node.limits]` with
+    /// `[classes.node.limits]` applied.
+    pub limits: NodeLimits,
     /// Its sessions and down times; `None`: its peers stay up.
     pub churn: Option<Churn>,
     /// Uplink of its peers, kbit/s; `None`: unlimited.
@@ -107,6 +111,7 @@ impl Checker<'_> {
         &self,
         raw: Option<&[RawClass]>,
         node: &Config,
+        node_limits: &NodeLimits,
         data: &RegionData,
     ) -> Result<Vec<Class>, ScenarioError> {
         let Some(raw) = raw else {
@@ -149,6 +154,8 @@ impl Checker<'_> {
                 .map(|r| self.class_regions(&key("regions"), r, data))
                 .transpose()?;
             let class_node = self.node(c.node.as_ref(), node.clone(), &key("node"))?;
+            let limits =
+                self.node_limits(c.node.as_ref(), node_limits, &class_node, &key("node"))?;
             let churn = match (&c.uptime_s, &c.downtime_s) {
                 (None, None) => None,
                 (Some(up), Some(down)) => Some(Churn {
@@ -186,6 +193,7 @@ impl Checker<'_> {
                 weight,
                 regions,
                 node: class_node,
+                limits,
                 churn,
                 bandwidth_kbps,
             });

@@ -19,6 +19,9 @@ pub struct Expect {
     pub degree_min_min: Option<usize>,
     /// Largest acceptable `rtt_neighbour_mean_ms` at the end.
     pub rtt_neighbour_mean_ms_max: Option<f64>,
+    /// Smallest acceptable share of honest pings answered in time (pongs over pongs and
+    /// timeouts of pings between nodes of no `[[workload]]` entry).
+    pub honest_ping_success_min: Option<f64>,
     /// After the fault phase, the network must converge (every running peer connected, one
     /// component) within this long.
     pub liveness: Option<Duration>,
@@ -56,6 +59,10 @@ impl Checker<'_> {
             .rtt_neighbour_mean_ms_max
             .map(|v| self.range("expect.rtt_neighbour_mean_ms_max", v, 0.0, 1e9, "ms"))
             .transpose()?;
+        let honest = raw
+            .honest_ping_success_min
+            .map(|v| self.range("expect.honest_ping_success_min", v, 0.0, 1.0, ""))
+            .transpose()?;
         let liveness = match raw.liveness_s {
             None => None,
             Some(s) => {
@@ -77,6 +84,7 @@ impl Checker<'_> {
             degree_mean_min: degree,
             degree_min_min: raw.degree_min_min.map(|v| v as usize),
             rtt_neighbour_mean_ms_max: rtt,
+            honest_ping_success_min: honest,
             liveness,
         })
     }

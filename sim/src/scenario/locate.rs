@@ -146,7 +146,10 @@ fn expected_in_words(expected: &str) -> String {
         | "struct RawDebug"
         | "struct RawClass"
         | "struct RawDistTable"
-        | "struct RawWorkload" => "a table".into(),
+        | "struct RawWorkload"
+        | "struct LimitsConfig"
+        | "struct ScopeOverride"
+        | "struct GateLimits" => "a table".into(),
         "bool" | "a boolean" => "true or false".into(),
         other => other.to_string(),
     }

@@ -74,6 +74,8 @@ pub(super) struct RawNode {
     pub dial_backoff_max_s: Option<f64>,
     pub dial_failures_max: Option<u32>,
     pub resources: Option<RawResources>,
+    pub fd_limit: Option<u64>,
+    pub limits: Option<flotilla_core::rcmgr::LimitsConfig>,
 }
 
 /// `[node.resources]`.
@@ -125,6 +127,7 @@ pub(super) struct RawExpect {
     pub degree_mean_min: Option<f64>,
     pub degree_min_min: Option<u64>,
     pub rtt_neighbour_mean_ms_max: Option<f64>,
+    pub honest_ping_success_min: Option<f64>,
     pub liveness_s: Option<f64>,
 }
 
@@ -281,6 +284,8 @@ impl<'de> Deserialize<'de> for RawDist {
 #[serde(rename_all = "snake_case")]
 pub(super) enum RawWorkloadKind {
     Flood,
+    Connect,
+    Streams,
 }
 
 /// What a flood sends.
@@ -297,8 +302,16 @@ pub(super) enum RawFloodMessage {
 pub(super) struct RawWorkload {
     pub kind: RawWorkloadKind,
     pub at_s: f64,
+    pub until_s: Option<f64>,
     pub rate_per_s: f64,
     pub nodes: Option<Vec<u64>>,
     pub count: Option<u64>,
+    pub class: Option<String>,
     pub message: Option<RawFloodMessage>,
+    pub targets: Option<Vec<u64>>,
+    pub targets_count: Option<u64>,
+    pub targets_class: Option<String>,
+    pub hold_s: Option<f64>,
+    pub memory_bytes: Option<u64>,
+    pub handshake: Option<bool>,
 }

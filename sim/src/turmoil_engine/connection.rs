@@ -10,12 +10,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use flotilla_core::{DialId, Direction, Message, PeerId};
+use std::net::IpAddr;
+
+use flotilla_core::rcmgr::ConnHandle;
+use flotilla_core::{DialId, Direction, Message, PeerId, Timestamp};
 use flotilla_node::framing::{FrameError, read_message, write_message};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use turmoil::net::{TcpListener, TcpStream};
+
+use super::host::sim_now;
+use super::network::NetRcmgr;
+use crate::account::Refusal;
+use crate::world::sim_ip;
 
 /// Messages queued to one connection's writer at most; more are dropped.
 pub const WRITE_QUEUE_MAX: usize = 64;
@@ -25,6 +33,11 @@ pub const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes of the preamble body: the sender's raw ed25519 public key.
 pub const PREAMBLE_BODY_BYTES: usize = 32;
+/// Set in the preamble's length when the listener's resource manager refused the
+/// connection: the reason follows instead of a key.
+pub const REFUSED_FLAG: u32 = 1 << 31;
+/// The longest refusal reason read.
+pub const REFUSAL_BYTES_MAX: usize = 256;
 
 /// Identifies one TCP connection inside a [`TurmoilNetwork`](super::TurmoilNetwork).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -41,6 +54,8 @@ pub(super) enum Internal {
         dial: Option<DialId>,
         writer: mpsc::Sender<Message>,
         close: oneshot::Sender<()>,
+        /// An inbound connection's handle in the resource manager, admitted when accepted.
+        rc: Option<ConnHandle>,
     },
     /// A frame arrived on `conn`.
     Frame { conn: ConnId, message: Message },
@@ -65,6 +80,10 @@ pub enum ConnError {
     /// Reading or writing the preamble failed.
     #[error("handshake i/o error: {0}")]
     Io(#[from] std::io::Error),
+    /// The dialled host's resource manager refused the connection; the text is the reason
+    /// it sent (`limit:<scope>.<resource>`).
+    #[error("{0}")]
+    Refused(String),
     /// The dialled host answered with another peer id.
     #[error("peer id mismatch: expected {expected}, got {got}")]
     PeerMismatch {
@@ -81,6 +100,8 @@ pub(super) struct Ctx {
     pub(super) local: PeerId,
     pub(super) events: mpsc::Sender<Internal>,
     pub(super) ids: Arc<AtomicU64>,
+    /// The host's resource accounting, if the run keeps one.
+    pub(super) rcmgr: Option<Arc<NetRcmgr>>,
 }
 
 impl Ctx {
@@ -97,20 +118,80 @@ pub(super) async fn listen(listener: TcpListener, ctx: Ctx) {
         let accepted = listener.accept().await;
         while tasks.try_join_next().is_some() {}
         match accepted {
-            Ok((stream, _)) => {
-                tasks.spawn(inbound(stream, ctx.clone()));
+            Ok((stream, from)) => {
+                tasks.spawn(inbound(stream, from.ip(), ctx.clone()));
             }
             Err(e) => tracing::warn!(error = %e, "accept failed"),
         }
     }
 }
 
-async fn inbound(mut stream: TcpStream, ctx: Ctx) {
+/// Admits (with resource accounting) and serves an inbound connection from `from`. A
+/// refused one gets the refusal's reason instead of the preamble, then closes.
+async fn inbound(mut stream: TcpStream, from: IpAddr, ctx: Ctx) {
+    let rc = match admit(&ctx, from) {
+        Ok(rc) => rc,
+        Err(reason) => {
+            let _ = refuse(&mut stream, &reason).await;
+            return;
+        }
+    };
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream, ctx.local)).await {
-        Ok(Ok(peer)) => serve(stream, peer, Direction::Inbound, None, ctx).await,
-        Ok(Err(e)) => tracing::debug!(error = %e, "inbound handshake failed"),
-        Err(_) => tracing::debug!("inbound handshake timed out"),
+        Ok(Ok(peer)) => serve(stream, peer, Direction::Inbound, None, rc, ctx).await,
+        Ok(Err(e)) => {
+            release(&ctx, rc);
+            tracing::debug!(error = %e, "inbound handshake failed");
+        }
+        Err(_) => {
+            release(&ctx, rc);
+            tracing::debug!("inbound handshake timed out");
+        }
     }
+}
+
+/// Opens an inbound connection from turmoil address `from` in the host's resource
+/// manager, from the simulated address of the host behind it ([`sim_ip`] of `n<i>`).
+fn admit(ctx: &Ctx, from: IpAddr) -> Result<Option<ConnHandle>, String> {
+    let Some(rcmgr) = &ctx.rcmgr else {
+        return Ok(None);
+    };
+    let ip = turmoil::reverse_lookup(from)
+        .and_then(|name| name.strip_prefix('n').and_then(|i| i.parse::<usize>().ok()))
+        .map_or(from, |i| IpAddr::V4(sim_ip(i)));
+    let now = sim_now().unwrap_or(Timestamp::ZERO);
+    let mut rm = rcmgr.lock();
+    match rm.open_connection_from(Direction::Inbound, true, ip, now) {
+        Ok(c) => {
+            rcmgr.checked(&rm, None);
+            Ok(Some(c))
+        }
+        Err(e) => {
+            drop(rm);
+            let r = Refusal::of(&e);
+            rcmgr.refused(r);
+            Err(r.reason())
+        }
+    }
+}
+
+/// Closes an admitted inbound connection whose handshake failed.
+fn release(ctx: &Ctx, rc: Option<ConnHandle>) {
+    if let (Some(c), Some(rcmgr)) = (rc, &ctx.rcmgr)
+        && let Err(e) = rcmgr.lock().close_connection(c)
+    {
+        panic!("the turmoil network misused the resource manager: {e}");
+    }
+}
+
+/// Sends the refusal in place of the preamble: a 4-byte big-endian length with
+/// [`REFUSED_FLAG`] set, then the reason.
+async fn refuse(stream: &mut TcpStream, reason: &str) -> std::io::Result<()> {
+    let len = u32::try_from(reason.len()).unwrap_or(0) & !REFUSED_FLAG;
+    let mut frame = Vec::with_capacity(4 + reason.len());
+    frame.extend_from_slice(&(len | REFUSED_FLAG).to_be_bytes());
+    frame.extend_from_slice(reason.as_bytes());
+    stream.write_all(&frame).await?;
+    stream.flush().await
 }
 
 /// Dials `host:port`, expecting `expected` if given, then serves the connection.
@@ -122,7 +203,7 @@ pub(super) async fn dial(
     expected: Option<PeerId>,
 ) {
     match connect(&host, port, ctx.local, expected).await {
-        Ok((stream, peer)) => serve(stream, peer, Direction::Outbound, Some(dial), ctx).await,
+        Ok((stream, peer)) => serve(stream, peer, Direction::Outbound, Some(dial), None, ctx).await,
         Err(e) => {
             let _ = ctx
                 .events
@@ -168,7 +249,19 @@ async fn handshake(stream: &mut TcpStream, local: PeerId) -> Result<PeerId, Conn
     stream.flush().await?;
     let mut prefix = [0u8; 4];
     stream.read_exact(&mut prefix).await?;
-    let got = usize::try_from(u32::from_be_bytes(prefix)).unwrap_or(usize::MAX);
+    let prefix = u32::from_be_bytes(prefix);
+    if prefix & REFUSED_FLAG != 0 {
+        let len = usize::try_from(prefix & !REFUSED_FLAG).unwrap_or(0);
+        if len > REFUSAL_BYTES_MAX {
+            return Err(ConnError::Preamble(len));
+        }
+        let mut reason = vec![0u8; len];
+        stream.read_exact(&mut reason).await?;
+        return Err(ConnError::Refused(
+            String::from_utf8_lossy(&reason).into_owned(),
+        ));
+    }
+    let got = usize::try_from(prefix).unwrap_or(usize::MAX);
     if got != PREAMBLE_BODY_BYTES {
         return Err(ConnError::Preamble(got));
     }
@@ -185,6 +278,7 @@ async fn serve(
     peer: PeerId,
     direction: Direction,
     dial: Option<DialId>,
+    rc: Option<ConnHandle>,
     ctx: Ctx,
 ) {
     let conn = ctx.next_id();
@@ -198,6 +292,7 @@ async fn serve(
         dial,
         writer,
         close,
+        rc,
     };
     if ctx.events.send(opened).await.is_err() {
         return;

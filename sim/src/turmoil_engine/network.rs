@@ -8,9 +8,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use flotilla_core::rcmgr::{ConnHandle, Limits, ResourceManager, StreamHandle};
 use flotilla_core::{DialId, Direction, Message, PeerId};
 use flotilla_node::network::{NetEvent, Network};
 use tokio::sync::mpsc::error::TrySendError;
@@ -19,6 +20,71 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::connection::{self, ConnId, Ctx, Internal};
+use crate::account::{self, Refusal};
+
+/// Where a host's resource accounting reports: each refusal, and each operation for the
+/// invariant checks.
+pub trait RcmgrReport: Send + Sync {
+    /// The manager refused something.
+    fn refused(&self, r: Refusal);
+    /// The manager changed on behalf of `peer` (if any): check it.
+    fn checked(&self, rm: &ResourceManager, peer: Option<&PeerId>);
+}
+
+/// The resource manager of one host, shared by its network and connection tasks: inbound
+/// connections are admitted when accepted (from the dialler's simulated address), moved to
+/// their peer when the handshake is done, outbound ones opened when their handshake is
+/// done, and every received frame is a stream on the core protocol while the driver
+/// handles it (see [`crate::account`]).
+pub struct NetRcmgr {
+    rm: Mutex<ResourceManager>,
+    report: Box<dyn RcmgrReport>,
+    /// Whether received frames are accounted as streams (see
+    /// [`crate::account::Accounting::new`] for when they are not).
+    messages: bool,
+}
+
+impl std::fmt::Debug for NetRcmgr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetRcmgr").finish_non_exhaustive()
+    }
+}
+
+impl NetRcmgr {
+    /// A manager with `limits`, reporting to `report`; `messages`: account received
+    /// frames as streams.
+    pub fn new(limits: Limits, report: Box<dyn RcmgrReport>, messages: bool) -> NetRcmgr {
+        NetRcmgr {
+            rm: Mutex::new(ResourceManager::new(limits)),
+            report,
+            messages,
+        }
+    }
+
+    /// The manager (one thread runs the simulation, so this never waits).
+    pub(super) fn lock(&self) -> MutexGuard<'_, ResourceManager> {
+        match self.rm.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Reports a refusal.
+    pub(super) fn refused(&self, r: Refusal) {
+        self.report.refused(r);
+    }
+
+    /// Reports an operation for the checks.
+    pub(super) fn checked(&self, rm: &ResourceManager, peer: Option<&PeerId>) {
+        self.report.checked(rm, peer);
+    }
+}
+
+fn expect_ok(r: Result<(), flotilla_core::rcmgr::RcmgrError>) {
+    if let Err(e) = r {
+        panic!("the turmoil network misused the resource manager: {e}");
+    }
+}
 
 /// Task reports queued to the network at most; tasks wait when it is full.
 pub const EVENT_QUEUE_MAX: usize = 256;
@@ -70,6 +136,8 @@ struct Conn {
     peer: PeerId,
     writer: mpsc::Sender<Message>,
     _close: oneshot::Sender<()>,
+    /// Its connection in the host's resource manager.
+    rc: Option<ConnHandle>,
 }
 
 /// A [`Network`] on turmoil TCP. Must be created and used inside a turmoil host.
@@ -84,17 +152,30 @@ pub struct TurmoilNetwork {
     stop_at: Option<Instant>,
     stopped: bool,
     dropped: Arc<AtomicU64>,
+    /// The stream of the message the driver is handling, closed when it asks for the next
+    /// event.
+    handling: Option<StreamHandle>,
 }
 
 impl TurmoilNetwork {
     /// Listens on `port` of the current turmoil host as peer `local`.
     pub async fn bind(local: PeerId, port: u16) -> std::io::Result<Self> {
+        Self::bind_with(local, port, None).await
+    }
+
+    /// [`TurmoilNetwork::bind`] with resource accounting in `rcmgr`, if given.
+    pub async fn bind_with(
+        local: PeerId,
+        port: u16,
+        rcmgr: Option<Arc<NetRcmgr>>,
+    ) -> std::io::Result<Self> {
         let listener = turmoil::net::TcpListener::bind(("0.0.0.0", port)).await?;
         let (tx, events) = mpsc::channel(EVENT_QUEUE_MAX);
         let ctx = Ctx {
             local,
             events: tx,
             ids: Arc::new(AtomicU64::new(0)),
+            rcmgr,
         };
         let mut tasks = JoinSet::new();
         tasks.spawn(connection::listen(listener, ctx.clone()));
@@ -108,6 +189,7 @@ impl TurmoilNetwork {
             stop_at: None,
             stopped: false,
             dropped: Arc::new(AtomicU64::new(0)),
+            handling: None,
         })
     }
 
@@ -150,7 +232,16 @@ impl TurmoilNetwork {
                 dial,
                 writer,
                 close,
+                rc,
             } => {
+                let rc = match self.admit(peer, direction, rc) {
+                    Ok(rc) => rc,
+                    Err(r) => {
+                        // Dropping `writer` and `close` closes the connection.
+                        let reason = r.reason();
+                        return dial.map(|dial| NetEvent::DialFailed { dial, reason });
+                    }
+                };
                 let conns = self.peers.entry(peer).or_default();
                 let first = conns.is_empty();
                 conns.insert(conn);
@@ -160,6 +251,7 @@ impl TurmoilNetwork {
                         peer,
                         writer,
                         _close: close,
+                        rc,
                     },
                 );
                 (first || dial.is_some()).then_some(NetEvent::Connected {
@@ -170,10 +262,27 @@ impl TurmoilNetwork {
             }
             Internal::Frame { conn, message } => {
                 let from = self.conns.get(&conn)?.peer;
+                if let Some(rcmgr) = self.ctx.rcmgr.clone().filter(|r| r.messages) {
+                    let mut rm = rcmgr.lock();
+                    match account::open_message(&mut rm, from, account::frame_bytes(&message)) {
+                        Ok(s) => {
+                            rcmgr.checked(&rm, Some(&from));
+                            self.handling = Some(s);
+                        }
+                        Err(r) => {
+                            drop(rm);
+                            rcmgr.refused(r);
+                            self.dropped.fetch_add(1, Ordering::Relaxed);
+                            return None;
+                        }
+                    }
+                }
                 Some(NetEvent::Message { from, message })
             }
             Internal::Closed { conn, reason } => {
-                let peer = self.conns.remove(&conn)?.peer;
+                let closed = self.conns.remove(&conn)?;
+                self.release(closed.rc);
+                let peer = closed.peer;
                 tracing::debug!(peer = %peer.short(), %reason, "connection closed");
                 let conns = self.peers.get_mut(&peer)?;
                 conns.remove(&conn);
@@ -187,7 +296,58 @@ impl TurmoilNetwork {
         }
     }
 
+    /// Accounts a connection past its handshake: an inbound one (admitted when accepted,
+    /// `rc`) moves to `peer`, an outbound one opens and moves to it.
+    fn admit(
+        &mut self,
+        peer: PeerId,
+        direction: Direction,
+        rc: Option<ConnHandle>,
+    ) -> Result<Option<ConnHandle>, Refusal> {
+        let Some(rcmgr) = self.ctx.rcmgr.clone() else {
+            return Ok(None);
+        };
+        let mut rm = rcmgr.lock();
+        let opened = match (direction, rc) {
+            (Direction::Inbound, Some(c)) => Ok(c),
+            (Direction::Inbound, None) => return Ok(None),
+            (Direction::Outbound, _) => rm
+                .open_connection(Direction::Outbound, true)
+                .map_err(|e| Refusal::of(&e)),
+        };
+        let moved = opened.and_then(|c| match rm.set_connection_peer(c, peer) {
+            Ok(()) => Ok(c),
+            Err(e) => {
+                expect_ok(rm.close_connection(c));
+                Err(Refusal::of(&e))
+            }
+        });
+        match moved {
+            Ok(c) => {
+                rcmgr.checked(&rm, Some(&peer));
+                Ok(Some(c))
+            }
+            Err(r) => {
+                drop(rm);
+                rcmgr.refused(r);
+                Err(r)
+            }
+        }
+    }
+
+    /// Closes connection `rc` in the resource manager.
+    fn release(&mut self, rc: Option<ConnHandle>) {
+        if let (Some(c), Some(rcmgr)) = (rc, self.ctx.rcmgr.as_ref()) {
+            let mut rm = rcmgr.lock();
+            expect_ok(rm.close_connection(c));
+            rm.collect_garbage();
+        }
+    }
+
     async fn next(&mut self) -> Option<NetEvent> {
+        if let (Some(s), Some(rcmgr)) = (self.handling.take(), self.ctx.rcmgr.as_ref()) {
+            expect_ok(rcmgr.lock().close_stream(s));
+        }
         loop {
             if self.stopped {
                 return None;
@@ -261,7 +421,9 @@ impl Network for TurmoilNetwork {
             return;
         };
         for conn in conns {
-            self.conns.remove(&conn);
+            if let Some(c) = self.conns.remove(&conn) {
+                self.release(c.rc);
+            }
         }
         self.pending.push_back(NetEvent::Disconnected { peer });
     }

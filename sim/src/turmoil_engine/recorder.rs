@@ -13,12 +13,15 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use flotilla_core::rcmgr::ResourceManager;
 use flotilla_core::{Event, Message, Node, PeerId, Timestamp, Transmit};
 use flotilla_node::driver::Observer;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::host::sim_now;
+use super::network::RcmgrReport;
+use crate::account::{Accounting, REFUSAL_LINE_PERIOD, Refusal};
 use crate::check::liveness::Links;
 use crate::check::{self, Ctx, Failure, Registry, Violation};
 use crate::trace::Trace;
@@ -42,6 +45,8 @@ enum Record {
     Delivered,
     /// An invariant broke here; the run stops.
     Failed,
+    /// The node's resource manager refused these in the minute that ends here.
+    Refused(String),
 }
 
 /// A copy of one running node's connections, for the liveness probe.
@@ -116,6 +121,10 @@ pub(super) struct Shared {
     pub(super) running: Vec<bool>,
     pub(super) checks: Checks,
     pub(super) loss: Loss,
+    /// Refusal counts and the honest pings (the managers live in the hosts' networks).
+    pub(super) acct: Accounting,
+    /// When the next `refused` lines are due, if a refusal is waiting for them.
+    pub(super) refusals_due: Option<Timestamp>,
 }
 
 /// A handle to the [`Shared`] state of a run.
@@ -123,8 +132,14 @@ pub(super) struct Shared {
 pub(super) struct SharedRef(Arc<Mutex<Shared>>);
 
 impl SharedRef {
-    pub(super) fn new(world: Arc<World>, registry: Registry, liveness: bool) -> SharedRef {
+    pub(super) fn new(
+        world: Arc<World>,
+        registry: Registry,
+        liveness: bool,
+        rcmgr_reported: bool,
+    ) -> SharedRef {
         let n = world.len();
+        let acct = Accounting::new(&world, &[], rcmgr_reported);
         let loss = Loss {
             bursts: Vec::new(),
             rng: crate::schedule::loss_rng(&world),
@@ -144,6 +159,8 @@ impl SharedRef {
             running: vec![false; n],
             checks,
             loss,
+            acct,
+            refusals_due: None,
         })))
     }
 
@@ -212,6 +229,9 @@ impl Shared {
                 Record::Event(event) => trace.event(now, node, &event),
                 Record::Sent => trace.timeline_mut().sent(now),
                 Record::Delivered => trace.timeline_mut().delivered(now),
+                Record::Refused(text) => {
+                    trace.note(now, Some(node), "refused", format_args!("{text}"));
+                }
                 Record::Failed => {
                     if let Some(f) = &self.checks.failure {
                         trace.note(now, None, "failed", format_args!("{f}"));
@@ -258,6 +278,51 @@ impl Shared {
 
     fn violated(&mut self, now: Timestamp, node: usize, v: Violation) {
         self.fail(now, node, Failure::Invariant(v));
+    }
+
+    /// Node `node`'s resource manager refused `r` at `now`; the first refusal since the
+    /// last `refused` lines schedules them at the end of the current minute of the run.
+    pub(super) fn refused(&mut self, now: Timestamp, node: usize, r: Refusal) {
+        if self.acct.refused(node, r) {
+            let period = REFUSAL_LINE_PERIOD.as_micros() as u64;
+            let since = now.saturating_since(World::epoch()).as_micros() as u64;
+            let at = World::epoch().as_micros() + (since / period + 1) * period;
+            self.refusals_due = Some(Timestamp::from_micros(at));
+        }
+    }
+
+    /// Queues the `refused` lines at `at` (the minute's end, or the end of the run).
+    pub(super) fn refusal_lines(&mut self, at: Timestamp) {
+        self.refusals_due = None;
+        for (node, counts) in self.acct.take_minute() {
+            let text: Vec<String> = counts.iter().map(|(r, n)| format!("{r}={n}")).collect();
+            self.records
+                .push((at, node as usize, Record::Refused(text.join(" "))));
+        }
+    }
+
+    /// The checks of node `index`'s resource manager after an operation about `peer`.
+    pub(super) fn rcmgr_checked(
+        &mut self,
+        now: Timestamp,
+        index: usize,
+        rm: &ResourceManager,
+        peer: Option<&PeerId>,
+        full: bool,
+    ) {
+        if self.checks.failure.is_some() {
+            return;
+        }
+        let Checks {
+            world, registry, ..
+        } = &mut self.checks;
+        let ctx = Ctx {
+            world,
+            elapsed: check::elapsed(now),
+        };
+        if let Err(v) = registry.on_rcmgr(&ctx, index, rm, peer, full) {
+            self.violated(now, index, v);
+        }
     }
 
     /// Draws whether a message sent now is lost to a loss burst.
@@ -321,6 +386,17 @@ impl Observer for Recorder {
             elapsed: check::elapsed(at),
         };
         let checked = checks.registry.on_event(&ctx, self.index, event);
+        match event {
+            Event::Rtt { peer, .. } => {
+                let p = checks.world.index_of(peer);
+                shared.acct.ping(self.index, p, true);
+            }
+            Event::PingTimeout { peer, .. } => {
+                let p = checks.world.index_of(peer);
+                shared.acct.ping(self.index, p, false);
+            }
+            _ => {}
+        }
         shared
             .records
             .push((at, self.index, Record::Event(event.clone())));
@@ -341,5 +417,26 @@ impl Observer for Recorder {
         shared.delivered += 1;
         let at = sim_now().unwrap_or(now);
         shared.records.push((at, self.index, Record::Delivered));
+    }
+}
+
+/// Where the resource manager of host `index` reports: refusals and checks, at the
+/// simulation's time.
+pub(super) struct HostReport {
+    pub(super) index: usize,
+    pub(super) shared: SharedRef,
+}
+
+impl RcmgrReport for HostReport {
+    fn refused(&self, r: Refusal) {
+        let now = sim_now().unwrap_or(Timestamp::ZERO);
+        self.shared.lock().refused(now, self.index, r);
+    }
+
+    fn checked(&self, rm: &ResourceManager, peer: Option<&PeerId>) {
+        let now = sim_now().unwrap_or(Timestamp::ZERO);
+        self.shared
+            .lock()
+            .rcmgr_checked(now, self.index, rm, peer, false);
     }
 }

@@ -459,7 +459,7 @@ fn workload_keys_report_their_line_and_key() {
         (
             format!("{flood}rate_per_s = 1\n"),
             9,
-            "a flood needs either `nodes`",
+            "a workload entry needs exactly one of `nodes`",
         ),
         (
             format!("{flood}rate_per_s = 1\ncount = 300\n"),
