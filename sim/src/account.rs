@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use flotilla_core::rcmgr::{
     ConnHandle, LimitExceeded, PRIORITY_HIGH, PRIORITY_MEDIUM, RcmgrError, Resource,
-    ResourceManager, ScopeLimits, ScopeName, StreamHandle, Usage,
+    ResourceManager, ScopeKind, ScopeLimits, ScopeName, StreamHandle, Usage,
 };
 use flotilla_core::{Direction, Message, PeerId, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -57,75 +57,33 @@ pub fn frame_bytes(m: &Message) -> u64 {
         Message::Ping { .. } | Message::Pong { .. } => 16,
         Message::PeersRequest { .. } => 8,
         Message::PeersResponse { records } => 8 + records.len() as u64 * (ADVERT_BYTES + 8),
+        Message::Refused { reason } => 4 + reason.len() as u64,
     }
 }
 
-/// The kind of scope that refused, as the `[limits]` table names it (`gate` for the
-/// inbound gate).
+/// What refused: a kind of scope, as the `[limits]` table names it, a span, or the
+/// inbound gate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ScopeKind {
-    /// `system`.
-    System,
-    /// `transient`.
-    Transient,
-    /// `allowlisted_system`.
-    AllowlistedSystem,
-    /// `allowlisted_transient`.
-    AllowlistedTransient,
-    /// `service`.
-    Service,
-    /// `service_peer`.
-    ServicePeer,
-    /// `protocol`.
-    Protocol,
-    /// `protocol_peer`.
-    ProtocolPeer,
-    /// `peer`.
-    Peer,
-    /// `connection`.
-    Connection,
-    /// `stream`.
-    Stream,
-    /// `span`.
+pub enum RefusedBy {
+    /// A scope of this kind.
+    Scope(ScopeKind),
+    /// A span.
     Span,
     /// The inbound gate (`[limits.inbound]`).
     Gate,
 }
 
-impl ScopeKind {
-    fn of(name: &ScopeName) -> ScopeKind {
-        match name {
-            ScopeName::System => ScopeKind::System,
-            ScopeName::Transient => ScopeKind::Transient,
-            ScopeName::AllowlistedSystem => ScopeKind::AllowlistedSystem,
-            ScopeName::AllowlistedTransient => ScopeKind::AllowlistedTransient,
-            ScopeName::Service(_) => ScopeKind::Service,
-            ScopeName::Protocol(_) => ScopeKind::Protocol,
-            ScopeName::Peer(_) => ScopeKind::Peer,
-            ScopeName::ServicePeer(..) => ScopeKind::ServicePeer,
-            ScopeName::ProtocolPeer(..) => ScopeKind::ProtocolPeer,
-            ScopeName::Connection(_) => ScopeKind::Connection,
-            ScopeName::Stream(_) => ScopeKind::Stream,
-            ScopeName::Span(_) => ScopeKind::Span,
-        }
+impl RefusedBy {
+    fn of(name: &ScopeName) -> RefusedBy {
+        name.kind().map_or(RefusedBy::Span, RefusedBy::Scope)
     }
 
-    /// Its name in the `[limits]` table.
+    /// Its name in the `[limits]` table (`span`, `gate`).
     pub fn name(self) -> &'static str {
         match self {
-            ScopeKind::System => "system",
-            ScopeKind::Transient => "transient",
-            ScopeKind::AllowlistedSystem => "allowlisted_system",
-            ScopeKind::AllowlistedTransient => "allowlisted_transient",
-            ScopeKind::Service => "service",
-            ScopeKind::ServicePeer => "service_peer",
-            ScopeKind::Protocol => "protocol",
-            ScopeKind::ProtocolPeer => "protocol_peer",
-            ScopeKind::Peer => "peer",
-            ScopeKind::Connection => "connection",
-            ScopeKind::Stream => "stream",
-            ScopeKind::Span => "span",
-            ScopeKind::Gate => "gate",
+            RefusedBy::Scope(k) => k.key(),
+            RefusedBy::Span => "span",
+            RefusedBy::Gate => "gate",
         }
     }
 }
@@ -190,7 +148,7 @@ impl ResourceKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Refusal {
     /// The kind of scope that refused.
-    pub scope: ScopeKind,
+    pub scope: RefusedBy,
     /// The resource.
     pub resource: ResourceKind,
 }
@@ -204,11 +162,11 @@ impl Refusal {
     pub fn of(e: &RcmgrError) -> Refusal {
         match e {
             RcmgrError::Limit(l) => Refusal {
-                scope: ScopeKind::of(l.scope()),
+                scope: RefusedBy::of(l.scope()),
                 resource: ResourceKind::of(l),
             },
             RcmgrError::Gate(g) => Refusal {
-                scope: ScopeKind::Gate,
+                scope: RefusedBy::Gate,
                 resource: match g {
                     flotilla_core::rcmgr::GateRefusal::SubnetCap { .. } => {
                         ResourceKind::ConnsPerSubnet
