@@ -47,7 +47,7 @@ const MAX_EDGES: usize = 6;
 const MAX_CHAIN: usize = 1 + MAX_SPAN_DEPTH + 1 + MAX_EDGES;
 
 /// What a scope holds: memory, streams, connections and file descriptors.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Usage {
     /// Bytes of memory.
     pub memory: u64,
@@ -69,7 +69,22 @@ impl Usage {
         *self == Usage::default()
     }
 
-    fn add(&mut self, d: &Usage) {
+    /// The usage with resource names matching [`ScopeLimits::fields`], totals included.
+    pub fn fields(&self) -> [(&'static str, u64); 8] {
+        [
+            ("memory", self.memory),
+            ("streams_in", self.streams_in),
+            ("streams_out", self.streams_out),
+            ("streams", self.streams_in + self.streams_out),
+            ("conns_in", self.conns_in),
+            ("conns_out", self.conns_out),
+            ("conns", self.conns_in + self.conns_out),
+            ("fds", self.fds),
+        ]
+    }
+
+    /// Adds `d` (for sums over scopes, e.g. over all peers).
+    pub fn add(&mut self, d: &Usage) {
         self.memory += d.memory;
         self.streams_in += d.streams_in;
         self.streams_out += d.streams_out;

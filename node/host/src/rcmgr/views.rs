@@ -70,55 +70,8 @@ impl LimitsRow {
     }
 }
 
-/// What a scope holds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UsageView {
-    /// Bytes of memory.
-    pub memory: u64,
-    /// Inbound streams.
-    pub streams_in: u64,
-    /// Outbound streams.
-    pub streams_out: u64,
-    /// Inbound connections.
-    pub conns_in: u64,
-    /// Outbound connections.
-    pub conns_out: u64,
-    /// File descriptors.
-    pub fds: u64,
-}
-
-impl UsageView {
-    fn add(&mut self, u: &Usage) {
-        self.memory += u.memory;
-        self.streams_in += u.streams_in;
-        self.streams_out += u.streams_out;
-        self.conns_in += u.conns_in;
-        self.conns_out += u.conns_out;
-        self.fds += u.fds;
-    }
-
-    /// The usage with resource names matching [`LimitsRow::fields`], totals included.
-    pub fn fields(&self) -> [(&'static str, u64); 8] {
-        [
-            ("memory", self.memory),
-            ("streams_in", self.streams_in),
-            ("streams_out", self.streams_out),
-            ("streams", self.streams_in + self.streams_out),
-            ("conns_in", self.conns_in),
-            ("conns_out", self.conns_out),
-            ("conns", self.conns_in + self.conns_out),
-            ("fds", self.fds),
-        ]
-    }
-}
-
-impl From<Usage> for UsageView {
-    fn from(u: Usage) -> Self {
-        let mut v = UsageView::default();
-        v.add(&u);
-        v
-    }
-}
+/// What a scope holds: the core's [`Usage`], serialised as it is.
+pub type UsageView = Usage;
 
 /// Answer of `GET /rcmgr/limits`: the limits in force.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -246,7 +199,7 @@ impl ScopesView {
                     peers_usage.add(&usage);
                     peers.push(PeerRow {
                         peer: p.to_string(),
-                        usage: usage.into(),
+                        usage,
                     });
                     continue;
                 }
@@ -259,7 +212,7 @@ impl ScopesView {
                 _ => continue,
             };
             scopes.push(UsageRow {
-                usage: usage.into(),
+                usage,
                 limits: LimitsRow::new(label, &limits),
             });
         }
