@@ -18,7 +18,7 @@
 //!
 //! let s = Scenario::parse("name = \"c\"\nduration_s = 5\n[peers]\ncount = 3\n", "c.toml").unwrap();
 //! let names = Registry::standard(&s).names();
-//! assert!(names.contains(&"peers-max"));
+//! assert!(names.contains(&"high-watermark"));
 //! ```
 
 mod invariants;
@@ -153,7 +153,7 @@ pub trait LinkView {
 
 /// A property every step of a run must keep.
 pub trait Invariant: Send {
-    /// A short name, shown in violations: `peers-max`.
+    /// A short name, shown in violations: `high-watermark`.
     fn name(&self) -> &'static str;
 
     /// Called for each event `node` reported in a step.

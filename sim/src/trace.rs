@@ -206,11 +206,33 @@ impl Trace {
                 received,
                 new,
                 rejected,
+                filtered: 0,
             } => self.line(
                 now,
                 Some(node),
                 kind,
                 format_args!("{} recv={received} new={new} rej={rejected}", name(from)),
+            ),
+            Event::PeersLearned {
+                from,
+                received,
+                new,
+                rejected,
+                filtered,
+            } => self.line(
+                now,
+                Some(node),
+                kind,
+                format_args!(
+                    "{} recv={received} new={new} rej={rejected} filtered={filtered}",
+                    name(from)
+                ),
+            ),
+            Event::Trimmed { cause, victims } => self.line(
+                now,
+                Some(node),
+                kind,
+                format_args!("{cause:?} victims={victims}"),
             ),
             Event::AdvertRejected { from, reason } => self.line(
                 now,

@@ -203,10 +203,10 @@ fn impossible_value_names_file_line_and_bounds() {
         "[peers]",
         "count = 5",
         "[node]",
-        "peers_target = 40",
-        "peers_max = 10",
+        "low_watermark = 40",
+        "high_watermark = 10",
     ];
-    let problem = "`node.peers_target` must not be larger than `node.peers_max`";
+    let problem = "`node.low_watermark` must not be larger than `node.high_watermark`";
     assert_scenario_error(&lines, 6, problem);
 }
 

@@ -23,6 +23,10 @@ pub const ADVERT_ADDRS_MAX: usize = 16;
 pub const ADVERT_ADDR_BYTES_MAX: usize = 256;
 /// At most this many bytes in the region hint.
 pub const ADVERT_REGION_BYTES_MAX: usize = 32;
+/// At most this many executors in one advert.
+pub const ADVERT_EXECUTORS_MAX: usize = 8;
+/// At most this many bytes per executor name.
+pub const ADVERT_EXECUTOR_BYTES_MAX: usize = 32;
 /// How far in the future an advert's timestamp may lie (clock skew tolerated).
 pub const ADVERT_FUTURE_MAX: Duration = Duration::from_secs(120);
 
@@ -56,6 +60,8 @@ pub struct Advert {
     pub started_at: Timestamp,
     /// When this advert was signed.
     pub timestamp: Timestamp,
+    /// Executors the node runs jobs with (e.g. `docker`); empty for a node offering none.
+    pub executors: Vec<String>,
 }
 
 /// Why an advert was rejected.
@@ -150,6 +156,15 @@ impl SignedAdvert {
             .is_some_and(|r| r.len() > ADVERT_REGION_BYTES_MAX)
         {
             return Err(AdvertError::Oversized("region too long"));
+        }
+        if a.executors.len() > ADVERT_EXECUTORS_MAX {
+            return Err(AdvertError::Oversized("too many executors"));
+        }
+        if a.executors
+            .iter()
+            .any(|e| e.len() > ADVERT_EXECUTOR_BYTES_MAX)
+        {
+            return Err(AdvertError::Oversized("executor name too long"));
         }
         self.check_fresh(now, ttl)
     }
@@ -249,6 +264,7 @@ mod tests {
             region: Some("eu-west".into()),
             started_at: at,
             timestamp: at,
+            executors: Vec::new(),
         }
     }
 
@@ -283,6 +299,21 @@ mod tests {
             Err(AdvertError::Oversized(_))
         ));
 
+        let mut many = advert(&kp, now);
+        many.executors = vec!["docker".into(); ADVERT_EXECUTORS_MAX + 1];
+        let many = SignedAdvert::sign(&kp, many);
+        assert_eq!(
+            many.verify(now, ttl),
+            Err(AdvertError::Oversized("too many executors"))
+        );
+        let mut long = advert(&kp, now);
+        long.executors = vec!["x".repeat(ADVERT_EXECUTOR_BYTES_MAX + 1)];
+        let long = SignedAdvert::sign(&kp, long);
+        assert_eq!(
+            long.verify(now, ttl),
+            Err(AdvertError::Oversized("executor name too long"))
+        );
+
         let old = SignedAdvert::sign(&kp, advert(&kp, Timestamp::from_secs(900)));
         assert_eq!(old.verify(now, ttl), Err(AdvertError::Expired));
 
@@ -316,6 +347,7 @@ mod cache_tests {
                 region: None,
                 started_at: now,
                 timestamp: now,
+                executors: Vec::new(),
             },
         ));
         let cache = VerifiedAdverts::new(1);

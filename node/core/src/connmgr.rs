@@ -1,8 +1,8 @@
 //! The connection manager: keeps a node's connections between a low and a high watermark.
 //!
-//! Peers connect and disconnect freely until the node holds more than its high watermark;
-//! then, unless it trimmed within the quiet period, it closes connections down to the low
-//! watermark in one batch. Victims are the peers of lowest score (filter fit, RTT, uptime as
+//! Peers connect and disconnect freely until the node reaches its high watermark (it never
+//! holds more: the node refuses inbound connections beyond it); then, unless it trimmed
+//! within the quiet period, it closes connections down to the low watermark in one batch. Victims are the peers of lowest score (filter fit, RTT, uptime as
 //! the node rates them, plus the peer's tags); peers still in their grace period and
 //! protected peers are never trimmed. The manager also trims early when the resource
 //! manager's system scope is close to its connection limit, so that trimming, not refusal,
@@ -171,7 +171,7 @@ pub struct ConnManager {
 /// Why a trim happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TrimCause {
-    /// More connections than the high watermark.
+    /// The high watermark is reached.
     HighWatermark,
     /// The system scope is close to its connection limit.
     Pressure,
@@ -286,7 +286,8 @@ impl ConnManager {
         p.tags.values().map(|t| u64::from(t.value_at(now))).sum()
     }
 
-    /// Whether a trim is due at `now`: above the high watermark, or `system_conns` of
+    /// Whether a trim is due at `now`: at or above the high watermark (a node refuses
+    /// inbound connections beyond it, so reaching it means the node is full), or `system_conns` of
     /// `system_limit` past the pressure threshold; never within the quiet period.
     pub fn trim_due(
         &self,
@@ -299,7 +300,7 @@ impl ConnManager {
         {
             return None;
         }
-        if self.peers.len() > self.config.high_watermark {
+        if self.peers.len() >= self.config.high_watermark {
             return Some(TrimCause::HighWatermark);
         }
         let threshold = u128::from(system_limit) * u128::from(self.config.pressure_per_mille);

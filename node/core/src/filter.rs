@@ -148,13 +148,16 @@ pub enum FilterSpec {
     UptimeMinS(u64),
     /// Region hint among these.
     Regions(Vec<String>),
+    /// Offers every one of these executors (e.g. `docker`).
+    Executors(Vec<String>),
     /// Region hint equal to the node's own.
     SameRegion,
     /// Advertises at least one address.
     HasAddress,
     /// Not the node itself.
     NotSelf,
-    /// Advertises at least one address outside private, loopback and link-local ranges.
+    /// Advertises at least one address outside private, loopback and link-local ranges (a
+    /// DNS name other than `localhost` counts as outside).
     DenyPrivate,
     /// Only these peers, or peers with an address in these ranges.
     Allow(ListSpec),
@@ -193,6 +196,8 @@ pub enum Filter {
     UptimeMin(Duration),
     /// Region hint among these.
     Regions(Vec<String>),
+    /// Offers every one of these executors.
+    Executors(Vec<String>),
     /// Region hint equal to the node's own.
     SameRegion,
     /// Advertises at least one address.
@@ -213,6 +218,42 @@ pub enum Filter {
     Not(Box<Filter>),
     /// A filter supplied by the host.
     Custom(Arc<dyn PeerFilter>),
+}
+
+impl PartialEq for Filter {
+    /// Structural equality; custom filters are equal only to themselves.
+    fn eq(&self, other: &Self) -> bool {
+        use Filter as F;
+        match (self, other) {
+            (F::RttMax(a), F::RttMax(b)) | (F::UptimeMin(a), F::UptimeMin(b)) => a == b,
+            (F::Fastest(a), F::Fastest(b)) => a == b,
+            (F::ResourcesMin(a), F::ResourcesMin(b)) => a == b,
+            (F::ResourcesSimilar(a), F::ResourcesSimilar(b)) => a == b,
+            (F::Regions(a), F::Regions(b)) | (F::Executors(a), F::Executors(b)) => a == b,
+            (F::SameRegion, F::SameRegion)
+            | (F::HasAddress, F::HasAddress)
+            | (F::NotSelf, F::NotSelf)
+            | (F::DenyPrivate, F::DenyPrivate) => true,
+            (F::Allow(a), F::Allow(b)) | (F::Deny(a), F::Deny(b)) => a == b,
+            (F::All(a), F::All(b)) | (F::Any(a), F::Any(b)) => a == b,
+            (F::Not(a), F::Not(b)) => a == b,
+            (F::Custom(a), F::Custom(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Filter {
+    /// True if the filter's verdict can depend on RTT ranks (`fastest`), which the node then
+    /// computes before judging.
+    pub fn uses_rank(&self) -> bool {
+        match self {
+            Filter::Fastest(_) | Filter::Custom(_) => true,
+            Filter::All(v) | Filter::Any(v) => v.iter().any(Filter::uses_rank),
+            Filter::Not(f) => f.uses_rank(),
+            _ => false,
+        }
+    }
 }
 
 impl Default for Filter {
@@ -271,6 +312,13 @@ impl FilterSpec {
                 ));
             }
             FilterSpec::Regions(r) => Filter::Regions(r.clone()),
+            FilterSpec::Executors(e) if e.is_empty() => {
+                return Err(err(
+                    format!("{key}.executors"),
+                    "is empty; name the executors required (e.g. [\"docker\"])".into(),
+                ));
+            }
+            FilterSpec::Executors(e) => Filter::Executors(e.clone()),
             FilterSpec::SameRegion => Filter::SameRegion,
             FilterSpec::HasAddress => Filter::HasAddress,
             FilterSpec::NotSelf => Filter::NotSelf,
@@ -346,6 +394,12 @@ impl PeerFilter for Filter {
                     .is_some_and(|r| regions.iter().any(|x| x == r));
                 Verdict::of(ok, || format!("region {:?} not listed", a.region))
             }),
+            Filter::Executors(wanted) => with_advert(c, |a| {
+                match wanted.iter().find(|w| !a.executors.contains(w)) {
+                    None => Verdict::Pass,
+                    Some(w) => Verdict::fail(format!("no executor {w:?}")),
+                }
+            }),
             Filter::SameRegion => with_advert(c, |a| {
                 let ok = me.region.is_some() && a.region.as_deref() == me.region;
                 Verdict::of(ok, || {
@@ -357,10 +411,7 @@ impl PeerFilter for Filter {
             }),
             Filter::NotSelf => Verdict::of(c.peer != me.peer, || "itself".into()),
             Filter::DenyPrivate => with_advert(c, |a| {
-                let public = a
-                    .listen_addrs
-                    .iter()
-                    .any(|addr| addr_ip(addr).is_some_and(|ip| !is_private(ip)));
+                let public = a.listen_addrs.iter().any(|addr| is_public_addr(addr));
                 Verdict::of(public, || "no public address".into())
             }),
             Filter::Allow(list) => {
@@ -461,6 +512,23 @@ fn resources_similar(mine: &Resources, theirs: &Resources, factor: f64) -> Verdi
         }
     }
     Verdict::Pass
+}
+
+/// True for a multiaddr text that is not known to lead to a private address: an IP address
+/// outside the private ranges of [`is_private`], or a DNS name other than `localhost`
+/// (names are resolved when dialled).
+pub fn is_public_addr(addr: &str) -> bool {
+    match addr_ip(addr) {
+        Some(ip) => !is_private(ip),
+        None => {
+            let mut parts = addr.split('/').skip(1);
+            matches!(
+                (parts.next(), parts.next()),
+                (Some("dns" | "dns4" | "dns6"), Some(host))
+                    if !host.is_empty() && !host.eq_ignore_ascii_case("localhost")
+            )
+        }
+    }
 }
 
 /// The IP address of a multiaddr text starting with `/ip4/` or `/ip6/`.

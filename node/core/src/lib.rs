@@ -44,7 +44,7 @@ pub use advert::{Advert, AdvertError, Resources, SignedAdvert, VerifiedAdverts};
 pub use identity::{IdentityError, Keypair, PeerId, Signature};
 pub use node::{
     Action, BootstrapPeer, Config, ConfigError, ConnectionInfo, DialId, Direction, Event, Node,
-    NodeError, Status, Transmit,
+    NodeError, Profile, Status, Transmit,
 };
 pub use peer_table::{PeerEntry, PeerTable, RttStats, Source};
 pub use seed::SeedTree;

@@ -15,6 +15,7 @@
 mod config;
 mod event;
 mod exchange;
+mod company;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -23,10 +24,11 @@ use std::time::Duration;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-pub use config::{BootstrapPeer, Config, ConfigError};
+pub use config::{BootstrapPeer, Config, ConfigError, Profile};
 pub use event::{Action, DialId, Direction, Event, Transmit};
 
 use crate::advert::{Advert, AdvertError, SignedAdvert, VerifiedAdverts};
+use crate::connmgr::{ConnManager, ConnManagerConfig};
 use crate::identity::{Keypair, PeerId};
 use crate::peer_table::{PeerTable, Source};
 use crate::seed::SeedTree;
@@ -60,6 +62,9 @@ struct Connection {
     /// Set on a refused inbound connection: it closes at this time and does not count as
     /// a peer. Until then the newcomer may ask for peers, so a full node still helps it on.
     closing_at: Option<Timestamp>,
+    /// Opened by an exploration dial: when its first RTT is measured, the node lets its
+    /// lowest-scored connection go (which may be this one).
+    explored: bool,
 }
 
 /// A connected peer, as reported by [`Node::connections`].
@@ -117,6 +122,12 @@ pub struct Node {
     verified: Arc<VerifiedAdverts>,
     table: PeerTable,
     connections: BTreeMap<PeerId, Connection>,
+    /// Watermarks, grace, protections and tags of the connected peers (not counting
+    /// refused connections about to close).
+    connmgr: ConnManager,
+    /// The resource manager's system scope: connections held and their limit, as last
+    /// reported by the shell.
+    system_conns: (u64, u64),
     /// Connections in `connections` that were refused and are about to close.
     refused: usize,
     /// The earliest deadline of any connection (next ping, ping timeout, close of a refused
@@ -156,6 +167,13 @@ impl Node {
                 e.add_addr(b.addr.clone(), usize::MAX);
             }
         }
+        let connmgr = ConnManager::new(ConnManagerConfig {
+            low_watermark: config.low_watermark,
+            high_watermark: config.high_watermark,
+            grace: config.conn_grace,
+            quiet: config.trim_quiet,
+            pressure_per_mille: config.pressure_per_mille,
+        });
         let exchange_phase = jitter(&mut rng, config.exchange_interval);
         let explore_phase = jitter(&mut rng, config.explore_interval);
         Ok(Node {
@@ -173,6 +191,8 @@ impl Node {
             )),
             table,
             connections: BTreeMap::new(),
+            connmgr,
+            system_conns: (0, u64::MAX),
             refused: 0,
             conn_due: Timestamp::MAX,
             conn_due_stale: false,
@@ -375,10 +395,16 @@ impl Node {
             self.drop_peer(peer, "self");
             return;
         }
+        // Before the hello: a peer the filter rejects by its id alone (a deny list), or by
+        // an advert or RTT the table already holds, is not kept.
+        if self.judge(&peer, now, None).fails() && self.peers_count() > 0 {
+            self.drop_peer(peer, "filter");
+            return;
+        }
         let mut closing_at = None;
-        if direction == Direction::Inbound && self.peers_count() >= self.config.peers_max {
+        if direction == Direction::Inbound && self.peers_count() >= self.config.high_watermark {
             if self.refused >= self.config.peers_refused_max {
-                self.drop_peer(peer, "peers_max");
+                self.drop_peer(peer, "full");
                 return;
             }
             closing_at = Some(now + self.config.refuse_grace);
@@ -407,6 +433,9 @@ impl Node {
             now + first_ping
         };
         self.refused += usize::from(closing_at.is_some());
+        if closing_at.is_none() {
+            self.connmgr.connected(peer, now);
+        }
         self.conn_due_stale = true;
         self.connections.insert(
             peer,
@@ -418,6 +447,7 @@ impl Node {
                 ping: None,
                 ping_failures: 0,
                 closing_at,
+                explored,
             },
         );
         self.events.push_back(Event::Connected { peer, direction });
@@ -425,26 +455,7 @@ impl Node {
         if direction == Direction::Outbound {
             self.send(peer, self.peers_request());
         }
-        if explored && self.peers_count() > self.config.peers_target {
-            self.let_one_go(peer);
-        }
-    }
-
-    /// Lets one connection other than `keep` go, drawn at random: the other half of an
-    /// exploration dial, so the node stays at its target.
-    fn let_one_go(&mut self, keep: PeerId) {
-        let others: Vec<PeerId> = self
-            .connections
-            .iter()
-            .filter(|(p, c)| **p != keep && c.closing_at.is_none())
-            .map(|(p, _)| *p)
-            .collect();
-        if others.is_empty() {
-            return;
-        }
-        let victim = others[self.rng.random_range(0..others.len())];
-        self.remove_connection(&victim);
-        self.drop_peer(victim, "rotate");
+        self.trim_if_due(now);
     }
 
     /// The last connection to `peer` is down.
@@ -572,6 +583,7 @@ impl Node {
     /// Removes the connection to `peer`, keeping the count of refused ones.
     fn remove_connection(&mut self, peer: &PeerId) -> Option<Connection> {
         let c = self.connections.remove(peer)?;
+        self.connmgr.disconnected(peer);
         self.conn_due_stale = true;
         self.refused -= usize::from(c.closing_at.is_some());
         Some(c)
@@ -589,7 +601,7 @@ impl Node {
             .collect();
         for peer in due {
             self.remove_connection(&peer);
-            self.drop_peer(peer, "peers_max");
+            self.drop_peer(peer, "refused");
         }
     }
 
@@ -644,6 +656,7 @@ impl Node {
                     c.hello = true;
                 }
                 self.events.push_back(Event::Hello { peer: from });
+                self.enforce_filter(now, from);
             }
             Err(_) => self.drop_peer(from, "bad-hello"),
         }
@@ -659,6 +672,7 @@ impl Node {
         self.conn_due_stale = true;
         c.ping = None;
         c.ping_failures = 0;
+        let explored = std::mem::take(&mut c.explored);
         let rtt = now.saturating_since(p.sent_at);
         self.table.record_rtt(&from, rtt, now);
         self.events.push_back(Event::Rtt {
@@ -666,10 +680,13 @@ impl Node {
             nonce,
             rtt,
         });
+        if !self.enforce_filter(now, from) && explored {
+            self.rotate(now, from);
+        }
     }
 
-    /// Verifies and stores an advert heard from `from`, `hops` away. Returns whether the
-    /// peer was new to the table. Rejections are reported as events.
+    /// Verifies and stores an advert heard from `from`, `hops` away. Rejections are
+    /// reported as events.
     fn learn_advert(
         &mut self,
         now: Timestamp,
@@ -677,10 +694,10 @@ impl Node {
         signed: &Arc<SignedAdvert>,
         hops: u8,
         source: Source,
-    ) -> Result<bool, AdvertError> {
+    ) -> Result<Learned, AdvertError> {
         let peer = signed.advert.peer_id;
         if peer == self.peer_id() {
-            return Ok(false);
+            return Ok(Learned::Known);
         }
         let spot = self.table.spot(&peer);
         let held = self.table.held(spot);
@@ -699,6 +716,11 @@ impl Node {
             });
             return Err(reason);
         }
+        // A new peer heard of from others that the filter rejects by its advert is not
+        // stored (a connected peer's own hello is: its connection is judged separately).
+        if is_new && hops > 0 && self.judge_advert(signed, now).fails() {
+            return Ok(Learned::Filtered);
+        }
         let connected = &self.connections;
         // The table has not changed since `spot` was found.
         match self.table.entry_at(spot, peer, now, source, hops, |p| {
@@ -706,11 +728,22 @@ impl Node {
         }) {
             Some(e) => {
                 e.apply_advert(signed, hops, now);
-                Ok(is_new)
+                Ok(if is_new { Learned::New } else { Learned::Known })
             }
-            None => Ok(false),
+            None => Ok(Learned::Known),
         }
     }
+}
+
+/// What became of a verified advert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Learned {
+    /// Its peer is new to the table.
+    New,
+    /// Its peer was known (or the table had no room).
+    Known,
+    /// Its peer is new and the filter rejects it: not stored.
+    Filtered,
 }
 
 /// A uniformly drawn duration in `[0, max)`.
@@ -738,6 +771,7 @@ fn sign_advert(
             region: config.region.clone(),
             started_at,
             timestamp: now,
+            executors: config.executors.clone(),
         },
     )
 }

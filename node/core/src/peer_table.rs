@@ -737,6 +737,7 @@ mod tests {
                     region: Some("eu-west".into()),
                     started_at: Timestamp::from_secs(1),
                     timestamp: Timestamp::from_secs(at),
+                    executors: Vec::new(),
                 },
             ))
         };

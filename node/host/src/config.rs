@@ -14,9 +14,22 @@
 //! cores = 8
 //! memory_mb = 16384
 //!
+//! executors = ["docker"]
+//!
+//! # Peers: watermarks and filters. A profile (small, standard, data-centre) sets
+//! # watermarks, dial concurrency and a filter; the keys below override it.
 //! [peers]
-//! peers_target = 8
+//! profile = "standard"
+//! low_watermark = 8        # dial known peers up to this many connections
+//! high_watermark = 32      # never more; reaching it trims back to low_watermark
+//! conn_grace_s = 30        # new connections are not trimmed for this long
+//! trim_quiet_s = 10        # shortest time between two trims
+//! pressure_per_mille = 900 # trim early at 90% of limits.system.conns
 //! ping_interval_s = 15
+//!
+//! # Which peers to keep company with (see flotilla_core::filter for every filter).
+//! [peers.filter]
+//! all = [{ rtt_max_ms = 80 }, { resources_min = { cores = 4 } }, "has_address"]
 //!
 //! # Resource limits: partial overrides of the machine-scaled defaults, per scope kind
 //! # (system, transient, allowlisted_system, allowlisted_transient, service,
@@ -46,6 +59,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use flotilla_core::Resources;
+use flotilla_core::connmgr::{ConnManagerConfig, ConnManagerError};
+use flotilla_core::filter::FilterSpec;
 use flotilla_core::rcmgr::{Allowlist, Cidr, Limits, LimitsConfig, LimitsError};
 use libp2p::Multiaddr;
 use serde::{Deserialize, Deserializer};
@@ -106,6 +121,16 @@ pub enum ConfigError {
         key: String,
         /// What is wrong and what to write instead.
         problem: LimitsError,
+    },
+    /// A setting outside `[limits]` is unusable, or settings contradict each other.
+    #[error("{origin}: invalid setting `{key}`: {problem}")]
+    Setting {
+        /// The file with the line of the setting when found, or `command line`.
+        origin: String,
+        /// The setting, e.g. `peers.filter.all[1].deny.cidrs[0]`.
+        key: String,
+        /// What is wrong and what to change.
+        problem: String,
     },
     /// No data directory was given and none could be derived from the environment.
     #[error(
@@ -220,14 +245,17 @@ struct ResourcesSection {
     memory_mb: Option<u64>,
     disk_gb: Option<u64>,
     gpus: Option<u32>,
+    executors: Option<Vec<String>>,
 }
 
 /// `[peers]`: the core's connection and protocol settings.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PeersSection {
-    peers_target: Option<usize>,
-    peers_max: Option<usize>,
+    #[serde(alias = "peers_target")]
+    low_watermark: Option<usize>,
+    #[serde(alias = "peers_max")]
+    high_watermark: Option<usize>,
     dials_concurrent_max: Option<usize>,
     peers_known_max: Option<usize>,
     maintain_interval_s: Option<u64>,
@@ -242,6 +270,11 @@ struct PeersSection {
     dial_backoff_base_s: Option<u64>,
     dial_backoff_max_s: Option<u64>,
     dial_failures_max: Option<u32>,
+    profile: Option<flotilla_core::Profile>,
+    conn_grace_s: Option<u64>,
+    trim_quiet_s: Option<u64>,
+    pressure_per_mille: Option<u16>,
+    filter: Option<FilterSpec>,
 }
 
 /// A multiaddr read from text, with an error message that shows the expected form.
@@ -391,12 +424,41 @@ impl NodeConfig {
             resources: resources(&file.resources),
             ..flotilla_core::Config::default()
         };
+        core.executors = file.resources.executors.clone().unwrap_or_default();
         apply_peers(&mut core, &file.peers);
+        if let Some(spec) = &file.peers.filter {
+            core.filter = spec.compile("peers.filter").map_err(|e| ConfigError::Setting {
+                origin: origin_of(source, "peers.filter"),
+                key: e.key,
+                problem: e.reason,
+            })?;
+        }
         core.validate().map_err(|e| invalid(e, source))?;
         let limits = machine
             .default_limits()
             .with_overrides(&file.limits)
             .map_err(|e| invalid_limits(e, source))?;
+        ConnManagerConfig {
+            low_watermark: core.low_watermark,
+            high_watermark: core.high_watermark,
+            grace: core.conn_grace,
+            quiet: core.trim_quiet,
+            pressure_per_mille: core.pressure_per_mille,
+        }
+        .validate(&limits)
+        .map_err(|e| {
+            let key = match &e {
+                ConnManagerError::AboveLimit { .. } | ConnManagerError::Watermarks { .. } => {
+                    "peers.high_watermark"
+                }
+                ConnManagerError::Pressure(_) => "peers.pressure_per_mille",
+            };
+            ConfigError::Setting {
+                origin: origin_of(source, key),
+                key: key.to_string(),
+                problem: e.to_string(),
+            }
+        })?;
         let allowlist = Allowlist::new(
             file.allowlist.cidrs.iter().map(|c| c.0),
             file.allowlist.peers.iter().map(|p| p.0),
@@ -435,8 +497,11 @@ fn apply_peers(c: &mut flotilla_core::Config, p: &PeersSection) {
             *target = Duration::from_secs(s);
         }
     }
-    set(&mut c.peers_target, p.peers_target);
-    set(&mut c.peers_max, p.peers_max);
+    if let Some(profile) = p.profile {
+        profile.apply(c);
+    }
+    set(&mut c.low_watermark, p.low_watermark);
+    set(&mut c.high_watermark, p.high_watermark);
     set(&mut c.dials_concurrent_max, p.dials_concurrent_max);
     set(&mut c.peers_known_max, p.peers_known_max);
     set_s(&mut c.maintain_interval, p.maintain_interval_s);
@@ -451,6 +516,9 @@ fn apply_peers(c: &mut flotilla_core::Config, p: &PeersSection) {
     set_s(&mut c.dial_backoff_base, p.dial_backoff_base_s);
     set_s(&mut c.dial_backoff_max, p.dial_backoff_max_s);
     set(&mut c.dial_failures_max, p.dial_failures_max);
+    set_s(&mut c.conn_grace, p.conn_grace_s);
+    set_s(&mut c.trim_quiet, p.trim_quiet_s);
+    set(&mut c.pressure_per_mille, p.pressure_per_mille);
 }
 
 /// Core settings that are durations, written `NAME_s` in the file.
@@ -469,7 +537,7 @@ const DURATION_KEYS: [&str; 8] = [
 fn invalid(error: flotilla_core::ConfigError, source: Option<(&Path, &str)>) -> ConfigError {
     use flotilla_core::ConfigError as E;
     let name = match &error {
-        E::Zero(name) | E::Order(name, _) | E::ZeroDuration(name) => *name,
+        E::Zero(name) | E::Order(name, _) | E::ZeroDuration(name) | E::Share(name) => *name,
     };
     // Durations carry their unit in the file.
     let key = if DURATION_KEYS.contains(&name) {
@@ -488,6 +556,22 @@ fn invalid(error: flotilla_core::ConfigError, source: Option<(&Path, &str)>) -> 
         origin,
         key,
         problem: error,
+    }
+}
+
+/// The file and line that set the dotted `key` (or its table), `command line` without a file.
+fn origin_of(source: Option<(&Path, &str)>, key: &str) -> String {
+    match source {
+        None => "command line".to_string(),
+        Some((path, text)) => match table_key_line(text, key).or_else(|| {
+            // A table of its own: `[peers.filter]`.
+            text.lines()
+                .position(|l| l.trim() == format!("[{key}]"))
+                .map(|i| i + 1)
+        }) {
+            Some(line) => format!("{}:{line}", path.display()),
+            None => path.display().to_string(),
+        },
     }
 }
 

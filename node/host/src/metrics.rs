@@ -289,8 +289,12 @@ fn log_event(event: &Event) {
             received,
             new,
             rejected,
+            filtered,
         } => {
-            tracing::debug!(%from, received, new, rejected, "peers learned")
+            tracing::debug!(%from, received, new, rejected, filtered, "peers learned")
+        }
+        Event::Trimmed { cause, victims } => {
+            tracing::info!(?cause, victims, "connections trimmed")
         }
         Event::AdvertRejected { from, reason } => {
             tracing::info!(%from, %reason, "advert rejected")

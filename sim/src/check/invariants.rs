@@ -2,7 +2,7 @@
 //!
 //! | name | when | what |
 //! |---|---|---|
-//! | `peers-max` | every step | a node holds at most `peers_max` connections that are not closing |
+//! | `high-watermark` | every step | a node holds at most `high_watermark` connections that are not closing |
 //! | `no-self` | every step | no node is connected to itself |
 //! | `rtt-floor` | every `rtt` event | a measured RTT is at least the model's base RTT of the pair minus the jitter bound (peers with a clock skew fault are exempt) |
 //! | `symmetry` | end of run | if node a holds a settled connection to b, b holds one to a |
@@ -18,21 +18,21 @@ use flotilla_core::{Event, Node, PeerId};
 use super::{Breach, Ctx, Invariant, LinkView};
 use crate::scenario::{FaultKind, Scenario};
 
-/// A node holds at most `peers_max` connections that are not closing.
+/// A node holds at most `high_watermark` connections that are not closing.
 #[derive(Debug, Clone, Copy)]
 pub struct PeersMax;
 
 impl Invariant for PeersMax {
     fn name(&self) -> &'static str {
-        "peers-max"
+        "high-watermark"
     }
 
     fn check_node(&mut self, _ctx: &Ctx<'_>, node: usize, n: &Node) -> Result<(), Breach> {
-        let (count, max) = (n.peers_count(), n.config().peers_max);
+        let (count, max) = (n.peers_count(), n.config().high_watermark);
         if count > max {
             return Err(Breach::at(
                 node,
-                format!("{count} open connections, peers_max is {max}"),
+                format!("{count} open connections, high_watermark is {max}"),
             ));
         }
         Ok(())

@@ -30,8 +30,8 @@ ea-jp = 1
 jitter_ms = 2
 last_mile_ms = [5, 20]
 [node]
-peers_target = 5
-peers_max = 64
+low_watermark = 5
+high_watermark = 64
 ping_interval_s = 10
 ping_timeout_s = 5
 exchange_interval_s = 20
@@ -217,11 +217,11 @@ fn dialling_a_node_that_has_not_started_is_refused() {
 
 #[test]
 fn refused_connections_drop_their_messages_and_count_them() {
-    let crowded = MESH.replace("peers_max = 64", "peers_max = 6");
+    let crowded = MESH.replace("high_watermark = 64", "high_watermark = 6");
     let r = run_world(&world(&crowded, 5));
     let t = text(&r);
     assert!(
-        t.contains("drop") && t.contains("peers_max"),
+        t.contains("drop") && t.contains("high_watermark"),
         "nodes refuse inbound when full"
     );
     assert!(dropped(&r) > 0);

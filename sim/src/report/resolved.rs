@@ -227,8 +227,8 @@ struct Latency {
 /// `[node]` and `[bootstrap_node]`, every key written.
 #[derive(Debug, Serialize)]
 struct Node {
-    peers_target: u64,
-    peers_max: u64,
+    low_watermark: u64,
+    high_watermark: u64,
     peers_refused_max: u64,
     refuse_grace_s: f64,
     dials_concurrent_max: u64,
@@ -271,8 +271,8 @@ fn millis(d: Duration) -> f64 {
 impl Node {
     fn of(c: &Config) -> Node {
         Node {
-            peers_target: c.peers_target as u64,
-            peers_max: c.peers_max as u64,
+            low_watermark: c.low_watermark as u64,
+            high_watermark: c.high_watermark as u64,
             peers_refused_max: c.peers_refused_max as u64,
             refuse_grace_s: seconds(c.refuse_grace),
             dials_concurrent_max: c.dials_concurrent_max as u64,

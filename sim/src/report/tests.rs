@@ -26,7 +26,7 @@ jitter_ms = 0.75
 last_mile_ms = [1.125, 33.3]
 
 [node]
-peers_target = 6
+low_watermark = 6
 ping_interval_s = 7.3
 ping_timeout_s = 2.9
 exchange_hops_max = 3
@@ -36,7 +36,7 @@ cores = 16
 gpus = 2
 
 [bootstrap_node]
-peers_max = 200
+high_watermark = 200
 refuse_grace_s = 0.001
 
 [[faults]]
@@ -162,7 +162,7 @@ fn the_resolved_scenario_writes_every_default() {
         "jitter_ms = 2.0\n",
         "last_mile_ms = [5.0, 30.0]\n",
         "ping_timeout_s = 10.0\n",
-        "peers_max = 64\n",
+        "high_watermark = 64\n",
         "[node.resources]\n",
         "[regions]\n",
         "eu-west = ",
@@ -351,7 +351,7 @@ name = "dc"
 weight = 1
 regions = { eu-west = 1, na-east = 2 }
 [classes.node]
-peers_max = 20
+high_watermark = 20
 [classes.node.resources]
 gpus = 2
 

@@ -23,8 +23,10 @@ use crate::engine::EngineKind;
 pub(super) const LOSS_MAX: f64 = 0.5;
 
 /// The `Config` fields that are durations.
-const DURATION_FIELDS: [&str; 10] = [
+const DURATION_FIELDS: [&str; 12] = [
     "refuse_grace",
+    "conn_grace",
+    "trim_quiet",
     "maintain_interval",
     "ping_interval",
     "ping_timeout",
@@ -294,9 +296,12 @@ impl Checker<'_> {
     ) -> Result<Config, ScenarioError> {
         let Some(raw) = raw else { return Ok(base) };
         let mut c = base;
+        if let Some(profile) = raw.profile {
+            profile.apply(&mut c);
+        }
         let count = |v: Option<u32>, d: usize| v.map_or(d, |v| v as usize);
-        c.peers_target = count(raw.peers_target, c.peers_target);
-        c.peers_max = count(raw.peers_max, c.peers_max);
+        c.low_watermark = count(raw.low_watermark, c.low_watermark);
+        c.high_watermark = count(raw.high_watermark, c.high_watermark);
         c.peers_refused_max = count(raw.peers_refused_max, c.peers_refused_max);
         c.dials_concurrent_max = count(raw.dials_concurrent_max, c.dials_concurrent_max);
         c.peers_known_max = count(raw.peers_known_max, c.peers_known_max);
@@ -304,8 +309,17 @@ impl Checker<'_> {
         c.exchange_peers_max = raw.exchange_peers_max.unwrap_or(c.exchange_peers_max);
         c.exchange_hops_max = raw.exchange_hops_max.unwrap_or(c.exchange_hops_max);
         c.dial_failures_max = raw.dial_failures_max.unwrap_or(c.dial_failures_max);
+        c.pressure_per_mille = raw.pressure_per_mille.unwrap_or(c.pressure_per_mille);
+        if let Some(spec) = &raw.filter {
+            let root = format!("{table}.filter");
+            c.filter = spec
+                .compile(&root)
+                .map_err(|e| self.error(&root, format!("`{}`: {}", e.key, e.reason)))?;
+        }
         for (key, value, field) in [
             ("refuse_grace_s", raw.refuse_grace_s, &mut c.refuse_grace),
+            ("conn_grace_s", raw.conn_grace_s, &mut c.conn_grace),
+            ("trim_quiet_s", raw.trim_quiet_s, &mut c.trim_quiet),
             (
                 "maintain_interval_s",
                 raw.maintain_interval_s,
@@ -352,6 +366,9 @@ impl Checker<'_> {
                 disk_gb: r.disk_gb.unwrap_or(d.disk_gb),
                 gpus: r.gpus.unwrap_or(d.gpus),
             };
+            if let Some(e) = &r.executors {
+                c.executors = e.clone();
+            }
         }
         c.validate().map_err(|e| self.config_error(&e, table))?;
         if c.ping_timeout >= c.ping_interval {
@@ -388,6 +405,10 @@ impl Checker<'_> {
             ConfigError::ZeroDuration(name) => {
                 let k = key(name);
                 self.error(&k, format!("`{k}` must be longer than 0 s"))
+            }
+            ConfigError::Share(name) => {
+                let k = key(name);
+                self.error(&k, format!("`{k}` must be between 1 and 1000 (per mille)"))
             }
             ConfigError::Order(a, b) => {
                 let (ka, kb) = (key(a), key(b));

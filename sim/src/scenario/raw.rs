@@ -54,8 +54,10 @@ pub(super) struct RawLatency {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawNode {
-    pub peers_target: Option<u32>,
-    pub peers_max: Option<u32>,
+    #[serde(alias = "peers_target")]
+    pub low_watermark: Option<u32>,
+    #[serde(alias = "peers_max")]
+    pub high_watermark: Option<u32>,
     pub peers_refused_max: Option<u32>,
     pub refuse_grace_s: Option<f64>,
     pub dials_concurrent_max: Option<u32>,
@@ -74,6 +76,11 @@ pub(super) struct RawNode {
     pub dial_backoff_max_s: Option<f64>,
     pub dial_failures_max: Option<u32>,
     pub resources: Option<RawResources>,
+    pub profile: Option<flotilla_core::Profile>,
+    pub conn_grace_s: Option<f64>,
+    pub trim_quiet_s: Option<f64>,
+    pub pressure_per_mille: Option<u16>,
+    pub filter: Option<flotilla_core::filter::FilterSpec>,
     pub fd_limit: Option<u64>,
     pub limits: Option<flotilla_core::rcmgr::LimitsConfig>,
 }
@@ -86,6 +93,7 @@ pub(super) struct RawResources {
     pub memory_mb: Option<u64>,
     pub disk_gb: Option<u64>,
     pub gpus: Option<u32>,
+    pub executors: Option<Vec<String>>,
 }
 
 /// The kinds of `[[faults]]`.

@@ -22,7 +22,7 @@ jitter_ms = 1.5
 last_mile_ms = [4, 20]
 
 [node]
-peers_target = 4
+low_watermark = 4
 ping_interval_s = 10
 ping_timeout_s = 5
 exchange_hops_max = 3
@@ -33,7 +33,7 @@ refuse_grace_s = 1.5
 cores = 8
 
 [bootstrap_node]
-peers_max = 100
+high_watermark = 100
 "#;
 
 fn err(text: &str) -> (usize, String) {
@@ -72,7 +72,7 @@ fn a_full_file_parses_with_its_values() {
     assert!((s.regions[1].weight - 2.0 / 3.0).abs() < 1e-12);
     assert_eq!(s.latency.jitter, Duration::from_micros(1500));
     assert_eq!(s.latency.last_mile_max, Duration::from_millis(20));
-    assert_eq!(s.node.peers_target, 4);
+    assert_eq!(s.node.low_watermark, 4);
     assert_eq!(s.node.ping_interval, Duration::from_secs(10));
     assert_eq!(s.node.exchange_hops_max, 3);
     assert_eq!(
@@ -81,13 +81,13 @@ fn a_full_file_parses_with_its_values() {
     );
     assert_eq!(s.node.resources.cores, 8);
     assert_eq!(
-        s.node.peers_max,
-        Config::default().peers_max,
+        s.node.high_watermark,
+        Config::default().high_watermark,
         "untouched keys keep defaults"
     );
-    assert_eq!(s.bootstrap_node.peers_max, 100);
+    assert_eq!(s.bootstrap_node.high_watermark, 100);
     assert_eq!(
-        s.bootstrap_node.peers_target, 4,
+        s.bootstrap_node.low_watermark, 4,
         "bootstrap nodes start from [node]"
     );
     assert_eq!(s.bootstrap_node.resources.cores, 8);
@@ -267,7 +267,7 @@ fn node_profile_conflicts_point_at_the_key() {
     let (line, msg) = err(&minimal("[node]\npeers_max = 4\npeers_target = 6\n"));
     assert_eq!(line, 7, "{msg}");
     assert!(
-        msg.contains("`node.peers_target` must not be larger than `node.peers_max`"),
+        msg.contains("`node.low_watermark` must not be larger than `node.high_watermark`"),
         "{msg}"
     );
     let (line, msg) = err(&minimal("[node]\nping_interval_s = 0\n"));
@@ -281,7 +281,7 @@ fn node_profile_conflicts_point_at_the_key() {
     );
     let (line, msg) = err(&minimal("[node]\npeers_max = 0\npeers_target = 0\n"));
     assert_eq!(
-        (line, msg.contains("`node.peers_max` must be at least 1")),
+        (line, msg.contains("`node.high_watermark` must be at least 1")),
         (6, true),
         "{msg}"
     );
@@ -311,7 +311,7 @@ fn node_profile_conflicts_point_at_the_key() {
     assert_eq!(line, 8, "{msg}");
     assert!(
         msg.contains(
-            "`bootstrap_node.peers_target` must not be larger than `bootstrap_node.peers_max`"
+            "`bootstrap_node.low_watermark` must not be larger than `bootstrap_node.high_watermark`"
         ),
         "{msg}"
     );

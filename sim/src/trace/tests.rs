@@ -59,7 +59,7 @@ fn write_all_kinds(t: &mut Trace, w: &World) {
         17,
         &Event::Dropping {
             peer: p(42),
-            reason: "peers_max",
+            reason: "high_watermark",
         },
     );
     t.event(at(7), 17, &Event::Hello { peer: p(42) });
@@ -89,6 +89,7 @@ fn write_all_kinds(t: &mut Trace, w: &World) {
             received: 32,
             new: 12,
             rejected: 0,
+            filtered: 0,
         },
     );
     t.event(
@@ -115,7 +116,7 @@ fn every_kind_has_its_documented_layout() {
     0.000003 n17 dial-failed n42 refused
     0.000004 n17 conn+ n42 out
     0.000005 n17 conn- n42
-    0.000006 n17 drop n42 peers_max
+    0.000006 n17 drop n42 high_watermark
     0.000007 n17 hello n42
    12.345678 n17 rtt n42 83.512ms
     0.000009 n17 ping-timeout n42 failures=2

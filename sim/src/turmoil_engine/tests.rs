@@ -32,7 +32,7 @@ impl Observer for Log {
 fn config(i: usize, host0: &Keypair) -> Config {
     let mut config = Config {
         listen_addrs: vec![addr_of(&format!("n{i}"), PORT)],
-        peers_target: 3,
+        low_watermark: 3,
         maintain_interval: Duration::from_secs(2),
         ping_interval: Duration::from_secs(5),
         exchange_interval: Duration::from_secs(10),

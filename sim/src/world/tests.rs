@@ -63,13 +63,13 @@ fn peers_get_addresses_bootstrap_lists_and_start_offsets() {
     }
     assert!(w.peers()[..3].iter().all(|p| p.start_offset.is_zero()));
     assert!(
-        w.peers()[..3].iter().all(|p| p.config.peers_max == 200),
+        w.peers()[..3].iter().all(|p| p.config.high_watermark == 200),
         "bootstrap profile"
     );
     assert!(
         w.peers()[3..]
             .iter()
-            .all(|p| p.config.peers_max == Config::default().peers_max)
+            .all(|p| p.config.high_watermark == Config::default().high_watermark)
     );
     assert!(w.peers()[3..].iter().any(|p| !p.start_offset.is_zero()));
     assert_eq!(w.index_of_addr("/dns4/n99/tcp/4001"), None);

@@ -39,6 +39,20 @@ fn trims_to_the_low_watermark_in_one_batch_lowest_score_first() {
 }
 
 #[test]
+fn a_trim_is_due_at_the_high_watermark_not_below() {
+    let mut m = manager(2, 4);
+    for n in 1..=3 {
+        m.connected(peer(n), secs(0));
+    }
+    assert_eq!(m.trim_due(secs(100), 3, 1000), None);
+    m.connected(peer(4), secs(0));
+    assert_eq!(
+        m.trim_due(secs(100), 4, 1000),
+        Some(TrimCause::HighWatermark)
+    );
+}
+
+#[test]
 fn grace_protection_and_tags_keep_peers() {
     let mut m = manager(3, 4);
     for n in 1..=4 {

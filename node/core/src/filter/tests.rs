@@ -18,6 +18,7 @@ fn advert(n: u8, cores: u32, memory_mb: u64, addrs: &[&str], region: Option<&str
         region: region.map(str::to_string),
         started_at: Timestamp::from_secs(1000),
         timestamp: Timestamp::from_secs(1000),
+        executors: Vec::new(),
     }
 }
 
@@ -95,6 +96,15 @@ fn resources_uptime_region_and_addresses() {
     assert!(min.check(&me(), &cand(Some(&big), None, None)).passes());
     assert_eq!(min.check(&me(), &cand(None, None, None)), Verdict::Unknown);
 
+    let mut docker = small.clone();
+    docker.executors = vec!["docker".into(), "wasm".into()];
+    let wants = spec("[filter]\nexecutors = [\"docker\"]\n").unwrap();
+    assert!(wants.check(&me(), &cand(Some(&docker), None, None)).passes());
+    assert_eq!(
+        wants.check(&me(), &cand(Some(&small), None, None)),
+        Verdict::Fail("no executor \"docker\"".into())
+    );
+
     let similar = Filter::ResourcesSimilar(2.0);
     assert!(similar.check(&me(), &cand(Some(&big), None, None)).passes());
     assert!(
@@ -136,6 +146,16 @@ fn resources_uptime_region_and_addresses() {
             .check(&me(), &cand(Some(&big), None, None))
             .passes()
     );
+    for (addr, public) in [
+        ("/dns4/n7/tcp/4001", true),
+        ("/dns/localhost/tcp/1", false),
+        ("/ip6/::1/tcp/1", false),
+        ("/ip4/100.64.0.1/tcp/1", false),
+        ("/ip4/1.1.1.1/udp/1/quic-v1", true),
+        ("/unix/tmp/x", false),
+    ] {
+        assert_eq!(is_public_addr(addr), public, "{addr}");
+    }
     let none = advert(3, 8, 16384, &[], None);
     assert!(
         Filter::HasAddress
@@ -229,6 +249,8 @@ fn bad_specs_name_the_key() {
     assert!(e.contains("resources_similar: 0.5 is not a factor"), "{e}");
     let e = spec("[filter]\nregions = []\n").unwrap_err();
     assert!(e.contains("regions: is empty"), "{e}");
+    let e = spec("[filter]\nexecutors = []\n").unwrap_err();
+    assert!(e.contains("executors: is empty"), "{e}");
     let e = spec("[filter.allow]\npeers = [\"nope\"]\n").unwrap_err();
     assert!(
         e.starts_with("peers.filter.allow.peers[0]: \"nope\" is not a peer id"),

@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::advert::Resources;
+use crate::filter::Filter;
 use crate::identity::PeerId;
 
 /// A peer to start from.
@@ -17,7 +18,7 @@ pub struct BootstrapPeer {
 }
 
 /// Settings of a [`Node`](crate::Node). Every field has a default that suits a small node.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     /// Addresses this node can be reached on, as put in its advert.
     pub listen_addrs: Vec<String>,
@@ -27,11 +28,24 @@ pub struct Config {
     pub resources: Resources,
     /// Region hint for the advert.
     pub region: Option<String>,
-    /// Connections the node keeps open by dialling known peers.
-    pub peers_target: usize,
-    /// Connections above which inbound connections are refused.
-    pub peers_max: usize,
-    /// Inbound connections over `peers_max` kept briefly to hand the newcomer some peers.
+    /// Executors offered to jobs (e.g. `docker`), as put in the advert.
+    pub executors: Vec<String>,
+    /// Connections the node keeps open by dialling known peers; trims bring it back here.
+    pub low_watermark: usize,
+    /// Connections the node never exceeds: reaching it triggers a trim to the low
+    /// watermark, and inbound connections beyond it are refused.
+    pub high_watermark: usize,
+    /// New connections are not trimmed for this long.
+    pub conn_grace: Duration,
+    /// Shortest time between two trims.
+    pub trim_quiet: Duration,
+    /// Trim early once the resource manager's system scope holds this share (per mille) of
+    /// its connection limit (reported with [`Node::report_system_conns`](crate::Node)).
+    pub pressure_per_mille: u16,
+    /// Which peers the node keeps company with: applied to peers learned (a failing new
+    /// peer is not stored), before dialling, at the hello, and again as RTTs are measured.
+    pub filter: Filter,
+    /// Inbound connections over `high_watermark` kept briefly to hand the newcomer some peers.
     pub peers_refused_max: usize,
     /// How long a refused inbound connection stays open before it is closed.
     pub refuse_grace: Duration,
@@ -76,8 +90,13 @@ impl Default for Config {
             bootstrap: Vec::new(),
             resources: Resources::default(),
             region: None,
-            peers_target: 8,
-            peers_max: 32,
+            executors: Vec::new(),
+            low_watermark: 8,
+            high_watermark: 32,
+            conn_grace: Duration::from_secs(30),
+            trim_quiet: Duration::from_secs(10),
+            pressure_per_mille: 900,
+            filter: Filter::default(),
             peers_refused_max: 8,
             refuse_grace: Duration::from_secs(5),
             dials_concurrent_max: 4,
@@ -111,13 +130,73 @@ pub enum ConfigError {
     /// A period that must be positive is zero.
     #[error("`{0}` must be longer than zero")]
     ZeroDuration(&'static str),
+    /// A share in per mille is outside 1..=1000.
+    #[error("`{0}` must be between 1 and 1000 (per mille)")]
+    Share(&'static str),
+}
+
+/// Presets of watermarks and filters for the roles a node plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Profile {
+    /// A phone or other small device: a handful of peers.
+    Small,
+    /// A desktop or ordinary server: the defaults.
+    Standard,
+    /// A data-centre node or load balancer: hundreds of peers, never dials private
+    /// addresses (and the host leaves mDNS off).
+    DataCentre,
+}
+
+impl Profile {
+    /// Every profile, for error messages.
+    pub const ALL: [Profile; 3] = [Profile::Small, Profile::Standard, Profile::DataCentre];
+
+    /// The profile's name as written in configurations.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Small => "small",
+            Profile::Standard => "standard",
+            Profile::DataCentre => "data-centre",
+        }
+    }
+
+    /// Sets the profile's watermarks, dial concurrency and filter on `config`.
+    pub fn apply(self, config: &mut Config) {
+        let (low, high, dials) = match self {
+            Profile::Small => (3, 8, 2),
+            Profile::Standard => (8, 32, 4),
+            Profile::DataCentre => (64, 256, 16),
+        };
+        config.low_watermark = low;
+        config.high_watermark = high;
+        config.dials_concurrent_max = dials;
+        config.filter = match self {
+            Profile::DataCentre => Filter::All(vec![Filter::NotSelf, Filter::DenyPrivate]),
+            Profile::Small | Profile::Standard => Filter::default(),
+        };
+    }
+}
+
+impl std::str::FromStr for Profile {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Profile::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Profile::ALL.iter().map(|p| p.name()).collect();
+                format!("unknown profile {s:?}; use one of {}", names.join(", "))
+            })
+    }
 }
 
 impl Config {
     /// Checks the settings fit together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         for (v, name) in [
-            (self.peers_max, "peers_max"),
+            (self.high_watermark, "high_watermark"),
             (self.dials_concurrent_max, "dials_concurrent_max"),
             (self.peers_known_max, "peers_known_max"),
         ] {
@@ -125,8 +204,11 @@ impl Config {
                 return Err(ConfigError::Zero(name));
             }
         }
-        if self.peers_target > self.peers_max {
-            return Err(ConfigError::Order("peers_target", "peers_max"));
+        if self.low_watermark > self.high_watermark {
+            return Err(ConfigError::Order("low_watermark", "high_watermark"));
+        }
+        if self.pressure_per_mille == 0 || self.pressure_per_mille > 1000 {
+            return Err(ConfigError::Share("pressure_per_mille"));
         }
         for (d, name) in [
             (self.maintain_interval, "maintain_interval"),

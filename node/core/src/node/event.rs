@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::advert::AdvertError;
+use crate::connmgr::TrimCause;
 use crate::identity::PeerId;
 use crate::wire::Message;
 
@@ -130,6 +131,15 @@ pub enum Event {
         new: usize,
         /// Records rejected (forged, expired, too many hops).
         rejected: usize,
+        /// Records about new peers the filter rejected, not stored.
+        filtered: usize,
+    },
+    /// The connection manager trimmed connections.
+    Trimmed {
+        /// Why.
+        cause: TrimCause,
+        /// Connections let go (each also reported by a [`Event::Dropping`]).
+        victims: usize,
     },
     /// An advert was rejected and not stored.
     AdvertRejected {
@@ -154,6 +164,7 @@ impl Event {
             Event::PingTimeout { .. } => "ping-timeout",
             Event::PeersLearned { .. } => "peers",
             Event::AdvertRejected { .. } => "advert-rejected",
+            Event::Trimmed { .. } => "trim",
         }
     }
 }

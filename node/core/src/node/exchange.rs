@@ -7,8 +7,9 @@ use std::time::Duration;
 use rand::Rng;
 use rand::seq::index;
 
-use super::{Action, Connection, Dial, DialId, Event, Node};
+use super::{Action, Connection, Dial, DialId, Event, Learned, Node};
 use crate::identity::PeerId;
+use crate::filter::Verdict;
 use crate::peer_table::{PeerEntry, PeerTable, Source};
 use crate::time::Timestamp;
 use crate::wire::{Message, PeerRecord};
@@ -18,10 +19,13 @@ use crate::wire::{Message, PeerRecord};
 const REFUSED_LINGER: Duration = Duration::from_millis(500);
 
 impl Node {
-    /// Dials known peers while the node has fewer connections than its target.
+    /// Judges the connected peers again, trims if due, and dials the best known peers
+    /// while the node has fewer connections than its low watermark.
     pub(super) fn maintain(&mut self, now: Timestamp) {
+        self.recheck_filter(now);
+        self.trim_if_due(now);
         let open = self.peers_count() + self.dials.len();
-        let deficit = self.config.peers_target.saturating_sub(open).min(
+        let deficit = self.config.low_watermark.saturating_sub(open).min(
             self.config
                 .dials_concurrent_max
                 .saturating_sub(self.dials.len()),
@@ -29,19 +33,10 @@ impl Node {
         if deficit == 0 {
             return;
         }
-        let candidates = dial_candidates(&self.table, &self.connections, &self.dials, now);
-        let picks = index::sample(
-            &mut self.rng,
-            candidates.len(),
-            deficit.min(candidates.len()),
-        );
-        // Only the picks' addresses are copied, not every candidate's.
-        let picks: Vec<(PeerId, String)> = picks
-            .into_iter()
-            .filter_map(|i| Some((candidates[i].peer_id, candidates[i].addr_first()?.clone())))
-            .collect();
+        let candidates = self.ranked_candidates(now);
         let no_candidates = candidates.is_empty();
         let too_few = candidates.len() < deficit;
+        let picks: Vec<(PeerId, String)> = candidates.into_iter().take(deficit).collect();
         for (peer, addr) in picks {
             self.dial(addr, Some(peer), false);
         }
@@ -73,21 +68,39 @@ impl Node {
     /// At its target of peers, dials one random candidate; when it connects, one other
     /// connection is let go (see `handle_connected`). One exploration at a time.
     pub(super) fn explore(&mut self, now: Timestamp) {
-        if self.peers_count() < self.config.peers_target
-            || self.peers_count() >= self.config.peers_max
+        if self.peers_count() < self.config.low_watermark
+            || self.peers_count() >= self.config.high_watermark
             || self.dials.values().any(|d| d.explore)
         {
             return;
         }
-        let candidates = dial_candidates(&self.table, &self.connections, &self.dials, now);
-        if candidates.is_empty() {
-            return;
-        }
-        let pick = candidates[self.rng.random_range(0..candidates.len())];
-        if let Some(addr) = pick.addr_first().cloned() {
-            let peer = pick.peer_id;
+        if let Some((peer, addr)) = self.ranked_candidates(now).into_iter().next() {
             self.dial(addr, Some(peer), true);
         }
+    }
+
+    /// The peers worth dialling now, best first, with the address to dial: candidates the
+    /// filter rejects are left out; those it passes come first, then those it cannot judge
+    /// yet (no RTT measured) in the node's own region, then the others; in random order
+    /// within each tier.
+    fn ranked_candidates(&mut self, now: Timestamp) -> Vec<(PeerId, String)> {
+        let ranks = self.rtt_ranks();
+        let me = self.config.region.as_deref();
+        let mut tiered: Vec<(u8, u32, &PeerEntry)> = Vec::new();
+        for e in dial_candidates(&self.table, &self.connections, &self.dials, now) {
+            let tier = match self.judge(&e.peer_id, now, ranks.as_deref()) {
+                Verdict::Pass => 0,
+                Verdict::Unknown if me.is_some() && e.region() == me => 1,
+                Verdict::Unknown => 2,
+                Verdict::Fail(_) => continue,
+            };
+            tiered.push((tier, self.rng.random::<u32>(), e));
+        }
+        tiered.sort_unstable_by_key(|(tier, draw, e)| (*tier, *draw, e.peer_id));
+        tiered
+            .into_iter()
+            .filter_map(|(_, _, e)| Some((e.peer_id, e.addr_first()?.clone())))
+            .collect()
     }
 
     fn dial(&mut self, addr: String, peer: Option<PeerId>, explore: bool) {
@@ -171,13 +184,14 @@ impl Node {
         records: Vec<PeerRecord>,
     ) {
         let received = records.len();
-        let (mut new, mut rejected) = (0, 0);
+        let (mut new, mut rejected, mut filtered) = (0, 0, 0);
         if received > usize::from(self.config.exchange_peers_max) {
             self.events.push_back(Event::PeersLearned {
                 from,
                 received,
                 new,
                 rejected: received,
+                filtered,
             });
             return;
         }
@@ -188,8 +202,9 @@ impl Node {
                 continue;
             }
             match self.learn_advert(now, from, &r.advert, hops, Source::Exchange { via: from }) {
-                Ok(true) => new += 1,
-                Ok(false) => {}
+                Ok(Learned::New) => new += 1,
+                Ok(Learned::Known) => {}
+                Ok(Learned::Filtered) => filtered += 1,
                 Err(_) => rejected += 1,
             }
         }
@@ -198,6 +213,7 @@ impl Node {
             received,
             new,
             rejected,
+            filtered,
         });
     }
 }

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::*;
+use crate::connmgr::TrimCause;
+use crate::filter::Filter;
 
 const ONE_WAY: Duration = Duration::from_millis(20);
 
@@ -15,6 +17,8 @@ struct Net {
     in_flight: BTreeMap<(Timestamp, u64), (usize, PeerId, Message)>,
     seq: u64,
     events: Vec<(usize, Event)>,
+    /// One-way delay between two nodes.
+    one_way: fn(usize, usize) -> Duration,
 }
 
 impl Net {
@@ -33,6 +37,7 @@ impl Net {
             in_flight: BTreeMap::new(),
             seq: 0,
             events: Vec::new(),
+            one_way: |_, _| ONE_WAY,
         }
     }
 
@@ -63,8 +68,9 @@ impl Net {
             let to = self.index_of(t.to).unwrap();
             self.seq += 1;
             let from = self.nodes[i].peer_id();
+            let delay = (self.one_way)(i, to);
             self.in_flight
-                .insert((self.now + ONE_WAY, self.seq), (to, from, t.message));
+                .insert((self.now + delay, self.seq), (to, from, t.message));
         }
         while let Some(e) = self.nodes[i].poll_event() {
             self.events.push((i, e));
@@ -115,7 +121,7 @@ fn star_config(i: usize, hub: PeerId) -> Config {
                 peer_id: Some(hub),
             }]
         },
-        peers_target: 3,
+        low_watermark: 3,
         ..Config::default()
     }
 }
@@ -236,8 +242,8 @@ fn inbound_over_peers_max_is_refused() {
     let mut net = Net::new(4, |i| {
         let mut c = star_config(i, hub);
         if i == 0 {
-            c.peers_max = 2;
-            c.peers_target = 0;
+            c.high_watermark = 2;
+            c.low_watermark = 0;
         }
         c
     });
@@ -248,7 +254,7 @@ fn inbound_over_peers_max_is_refused() {
         && matches!(
             e,
             Event::Dropping {
-                reason: "peers_max",
+                reason: "full" | "refused",
                 ..
             }
         )));
@@ -291,8 +297,8 @@ fn a_full_node_still_hands_newcomers_some_peers() {
     let mut net = Net::new(5, |i| {
         let mut c = star_config(i, hub);
         if i == 0 {
-            c.peers_max = 1;
-            c.peers_target = 0;
+            c.high_watermark = 1;
+            c.low_watermark = 0;
         }
         c
     });
@@ -351,7 +357,7 @@ fn a_node_at_its_target_explores_and_stays_at_target() {
     let hub = hub_id();
     let mut net = Net::new(8, |i| {
         let mut c = star_config(i, hub);
-        c.peers_target = 2;
+        c.low_watermark = 2;
         c.explore_interval = Duration::from_secs(30);
         c
     });
@@ -399,4 +405,189 @@ fn a_refusal_from_a_peer_is_ignored() {
     assert!(node.is_connected(&b));
     assert_eq!(node.peer_table().len(), table);
     assert_eq!(node.poll_timeout(), timeout);
+}
+
+/// Nodes 0..4 are one cluster and 4..8 another, 5 ms apart inside a cluster and 100 ms
+/// between them (one way).
+fn two_clusters(a: usize, b: usize) -> Duration {
+    if (a < 4) == (b < 4) {
+        Duration::from_millis(5)
+    } else {
+        Duration::from_millis(100)
+    }
+}
+
+fn count_drops(net: &Net, node: usize, reason: &str) -> usize {
+    net.events
+        .iter()
+        .filter(|(i, e)| *i == node && matches!(e, Event::Dropping { reason: r, .. } if *r == reason))
+        .count()
+}
+
+#[test]
+fn a_latency_filter_keeps_the_near_cluster_and_never_the_last_link_alone() {
+    let hub = hub_id();
+    let mut net = Net::new(8, |i| {
+        let mut c = star_config(i, hub);
+        c.low_watermark = 3;
+        c.filter = Filter::All(vec![Filter::NotSelf, Filter::RttMax(Duration::from_millis(50))]);
+        c
+    });
+    net.one_way = two_clusters;
+    let start = net.now;
+    net.run_until(start + Duration::from_secs(600));
+    for (i, n) in net.nodes.iter().enumerate() {
+        let peers: Vec<usize> = n
+            .connections()
+            .filter(|c| !c.closing)
+            .map(|c| net.index_of(c.peer).unwrap())
+            .collect();
+        assert!(!peers.is_empty(), "node {i} was cut off");
+        // Every peer is in the node's own cluster: the far ones failed the filter.
+        assert!(
+            peers.iter().all(|p| (*p < 4) == (i < 4)),
+            "node {i} keeps {peers:?}"
+        );
+        for p in &peers {
+            assert!(n.verdict(&net.nodes[*p].peer_id(), net.now).passes());
+        }
+    }
+    // The far cluster reached the hub first and dropped it once measured.
+    assert!((4..8).any(|i| count_drops(&net, i, "filter") > 0));
+}
+
+#[test]
+fn a_node_alone_with_failing_peers_keeps_its_last_connection() {
+    let hub = hub_id();
+    let mut net = Net::new(2, |i| {
+        let mut c = star_config(i, hub);
+        c.filter = Filter::RttMax(Duration::from_millis(10));
+        c
+    });
+    let start = net.now;
+    net.run_until(start + Duration::from_secs(120));
+    // RTT 40 ms fails the filter on both sides, but neither has anyone else.
+    assert!(net.nodes[0].verdict(&net.nodes[1].peer_id(), net.now).fails());
+    assert_eq!(net.nodes[0].peers_count(), 1);
+    assert_eq!(net.nodes[1].peers_count(), 1);
+}
+
+fn small_node(i: usize) -> bool {
+    i % 3 == 2
+}
+
+#[test]
+fn peers_rejected_by_a_resource_filter_are_not_stored_nor_dialled() {
+    let hub = hub_id();
+    let mut net = Net::new(9, |i| {
+        let mut c = star_config(i, hub);
+        c.resources.cores = if small_node(i) { 1 } else { 8 };
+        if i != 0 {
+            c.filter = Filter::ResourcesMin(crate::filter::ResourcesMin {
+                cores: Some(4),
+                ..Default::default()
+            });
+        }
+        c
+    });
+    let start = net.now;
+    net.run_until(start + Duration::from_secs(300));
+    let filtered: usize = net
+        .events
+        .iter()
+        .map(|(_, e)| match e {
+            Event::PeersLearned { filtered, .. } => *filtered,
+            _ => 0,
+        })
+        .sum();
+    assert!(filtered > 0, "no record was filtered at discovery");
+    for (i, n) in net.nodes.iter().enumerate().skip(1) {
+        for j in 1..9 {
+            let peer = net.nodes[j].peer_id();
+            if small_node(j) && i != j {
+                assert!(
+                    !n.is_connected(&peer) || small_node(i) && n.peers_count() == 1,
+                    "node {i} holds small node {j}"
+                );
+                let dialled = net.events.iter().any(|(k, e)| {
+                    *k == i && matches!(e, Event::Dialing { peer: Some(p), .. } if *p == peer)
+                });
+                assert!(!dialled, "node {i} dialled small node {j}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_full_node_trims_to_its_low_watermark_and_spares_protected_peers() {
+    let hub = hub_id();
+    let mut net = Net::new(9, |i| {
+        let mut c = star_config(i, hub);
+        if i == 0 {
+            c.low_watermark = 2;
+            c.high_watermark = 4;
+            c.conn_grace = Duration::from_secs(1);
+        } else {
+            c.low_watermark = 1;
+            c.explore_interval = Duration::from_secs(3600);
+        }
+        c
+    });
+    let start = net.now;
+    // Protect the first spoke connected at the start.
+    net.run_until(start + Duration::from_millis(1));
+    let first: Vec<PeerId> = net.nodes[0]
+        .connections()
+        .filter(|c| !c.closing)
+        .map(|c| c.peer)
+        .take(1)
+        .collect();
+    for p in &first {
+        assert!(net.nodes[0].protect(p));
+    }
+    let mut most = 0;
+    let end = start + Duration::from_secs(300);
+    while net.now < end {
+        let t = net.now + Duration::from_millis(100);
+        net.run_until(t);
+        most = most.max(net.nodes[0].peers_count());
+    }
+    assert!(most <= 4, "the hub held {most} peers, high watermark 4");
+    assert!(net.nodes[0].trims() >= 1);
+    let trimmed = count_drops(&net, 0, "trim");
+    assert!(trimmed >= 2, "{trimmed} peers trimmed");
+    for p in &first {
+        assert!(net.nodes[0].is_connected(p), "a protected peer was trimmed");
+    }
+    assert!(net.events.iter().any(|(i, e)| *i == 0
+        && matches!(e, Event::Trimmed { cause: TrimCause::HighWatermark, .. })));
+}
+
+#[test]
+fn pressure_from_the_resource_manager_trims_before_the_limit() {
+    let hub = hub_id();
+    let mut net = Net::new(7, |i| {
+        let mut c = star_config(i, hub);
+        c.conn_grace = Duration::from_secs(1);
+        if i == 0 {
+            c.low_watermark = 2;
+        }
+        c
+    });
+    let start = net.now;
+    net.run_until(start + Duration::from_secs(60));
+    let before = net.nodes[0].peers_count();
+    assert!(before > 2, "the hub has {before} peers");
+    let now = net.now;
+    // 95 of 100 system connections held: past the 90% threshold.
+    net.nodes[0].report_system_conns(now, 95, 100);
+    net.drain(0);
+    assert_eq!(net.nodes[0].peers_count(), 2);
+    assert!(net.events.iter().any(|(i, e)| *i == 0
+        && matches!(e, Event::Trimmed { cause: TrimCause::Pressure, .. })));
+    assert!(count_drops(&net, 0, "trim-pressure") >= 1);
+    // Well under the threshold nothing more happens.
+    let trims = net.nodes[0].trims();
+    net.nodes[0].report_system_conns(now + Duration::from_secs(60), 10, 100);
+    assert_eq!(net.nodes[0].trims(), trims);
 }

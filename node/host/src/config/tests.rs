@@ -19,8 +19,8 @@ fn no_file_gives_defaults() {
     assert_eq!(c.api, DEFAULT_API);
     assert!(c.core.resources.cores >= 1);
     assert_eq!(
-        c.core.peers_target,
-        flotilla_core::Config::default().peers_target
+        c.core.low_watermark,
+        flotilla_core::Config::default().low_watermark
     );
 }
 
@@ -34,7 +34,7 @@ fn file_values_apply_and_flags_override_them() {
         [resources]
         memory_mb = 2048
         [peers]
-        peers_target = 3
+        low_watermark = 3
         ping_interval_s = 2
     "#;
     let c = parse(text).unwrap();
@@ -46,7 +46,7 @@ fn file_values_apply_and_flags_override_them() {
     assert_eq!(c.api.port(), 9000);
     assert_eq!(c.core.region.as_deref(), Some("eu-west"));
     assert_eq!(c.core.resources.memory_mb, 2048);
-    assert_eq!(c.core.peers_target, 3);
+    assert_eq!(c.core.low_watermark, 3);
     assert_eq!(c.core.ping_interval, Duration::from_secs(2));
 
     let o = Overrides {
@@ -81,7 +81,7 @@ fn errors_name_file_line_and_fix() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.starts_with("node.toml:2: invalid setting `[peers] peers_target`"),
+        err.starts_with("node.toml:2: invalid setting `[peers] low_watermark`"),
         "{err}"
     );
 

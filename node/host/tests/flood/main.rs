@@ -52,7 +52,7 @@ region = "flood"
 
 [peers]
 ping_interval_s = 2
-peers_max = 48
+high_watermark = 48
 
 [limits.system]
 conns_in = 64
@@ -317,7 +317,7 @@ fn print_rcmgr(text: &str, probe: &ProbeReport) -> f64 {
     println!("rcmgr one peer's usage max/limit: {}", line.join(", "));
     println!(
         "rcmgr: {} peers with a scope at most; /rcmgr/scopes sampled {} times",
-        probe.peers_max, probe.scopes_samples
+        probe.high_watermark, probe.scopes_samples
     );
     println!("rcmgr refusals total: {total}");
     total

@@ -218,7 +218,7 @@ pub struct ProbeReport {
     /// The most any one peer held, per resource, with the peer limit.
     pub peer_max: BTreeMap<&'static str, (u64, Option<u64>)>,
     /// Peers seen with a scope at once, at most.
-    pub peers_max: usize,
+    pub high_watermark: usize,
 }
 
 /// Asks the API for `/status`, `/metrics` and `/rcmgr/scopes` over and over until stopped.
@@ -302,7 +302,7 @@ pub fn check_scopes(view: &ScopesView, report: &mut ProbeReport) {
             max.0 = max.0.max(used);
         }
     }
-    report.peers_max = report.peers_max.max(view.peers);
+    report.high_watermark = report.high_watermark.max(view.peers);
 }
 
 /// One sample of a metric family: its labels and value.

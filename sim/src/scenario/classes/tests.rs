@@ -14,7 +14,7 @@ name = "dc"
 weight = 1
 regions = { eu-west = 1 }
 [classes.node]
-peers_max = 40
+high_watermark = 40
 [classes.node.resources]
 cores = 64
 
@@ -25,8 +25,8 @@ uptime_s = [10, 20]
 downtime_s = { kind = "exponential", mean = 30 }
 bandwidth_kbps = 100
 [classes.node]
-peers_target = 2
-peers_max = 4
+low_watermark = 2
+high_watermark = 4
 "#;
 
 fn parse(extra: &str) -> Scenario {
@@ -47,10 +47,10 @@ fn classes_parse_with_their_profiles_and_normalised_weights() {
     let (dc, phone) = (&s.classes[0], &s.classes[1]);
     assert_eq!((dc.name.as_str(), dc.weight), ("dc", 0.25));
     assert_eq!(phone.weight, 0.75);
-    assert_eq!((dc.node.peers_max, dc.node.resources.cores), (40, 64));
+    assert_eq!((dc.node.high_watermark, dc.node.resources.cores), (40, 64));
     // `[classes.node]` applies on top of `[node]`.
-    assert_eq!((phone.node.peers_max, phone.node.peers_target), (4, 2));
-    assert_eq!(s.node.peers_max, 20);
+    assert_eq!((phone.node.high_watermark, phone.node.low_watermark), (4, 2));
+    assert_eq!(s.node.high_watermark, 20);
     assert!(dc.churn.is_none() && dc.bandwidth_kbps.is_none());
     let churn = phone.churn.unwrap();
     assert_eq!(churn.uptime, Dist::Uniform(10.0, 20.0));
@@ -148,7 +148,7 @@ fn every_new_key_reports_its_line_and_key() {
         (
             format!("{class}[classes.node]\npeers_max = 0\n"),
             13,
-            "`classes.0.node.peers_max` must be at least 1",
+            "`classes.0.node.high_watermark` must be at least 1",
         ),
         (
             format!("{class}[classes.node]\npears = 1\n"),
@@ -228,7 +228,7 @@ fn classes_go_to_non_bootstrap_peers_by_weight_with_their_profiles() {
         let c = p.class.expect("every other peer has a class");
         counts[c] += 1;
         assert_eq!(w.class_name(p.index), Some(s.classes[c].name.as_str()));
-        assert_eq!(p.config.peers_max, s.classes[c].node.peers_max);
+        assert_eq!(p.config.high_watermark, s.classes[c].node.high_watermark);
         if c == 0 {
             assert_eq!(p.region, eu_west, "dc peers live in their class's regions");
             assert_eq!(w.uplink_kbps(p.index), 0.0);

@@ -100,7 +100,7 @@ fn includes_merge_and_name_the_file_of_an_error() {
     .unwrap();
     let s = Scenario::load(&top).unwrap();
     assert_eq!((s.name.as_str(), s.peers.bootstrap), ("top", 2));
-    assert_eq!((s.node.peers_target, s.node.peers_max), (3, 7));
+    assert_eq!((s.node.low_watermark, s.node.high_watermark), (3, 7));
 
     std::fs::write(
         &top,
