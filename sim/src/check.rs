@@ -34,7 +34,7 @@ use crate::scenario::Scenario;
 use crate::summary::Summary;
 use crate::world::World;
 pub use invariants::{
-    DebugFails, NoSelfConnection, PeersMax, RttFloor, Symmetry, UsageWithinLimits,
+    DebugFails, NoSelfConnection, PeersMax, RttFloor, Symmetry, TrimStorm, UsageWithinLimits,
 };
 
 /// Exit code of a run whose simulator panicked.
@@ -223,6 +223,7 @@ impl Registry {
         r.push(Box::new(RttFloor::new(scenario).with_slack(rtt_slack)));
         r.push(Box::new(Symmetry::new(scenario)));
         r.push(Box::new(UsageWithinLimits));
+        r.push(Box::new(TrimStorm::new(scenario)));
         if let Some(after) = scenario.debug.fail_invariant_after {
             r.push(Box::new(DebugFails { after }));
         }
@@ -333,6 +334,43 @@ pub fn expectations(scenario: &Scenario, summary: &Summary) -> Vec<String> {
             "rtt_neighbour_mean_ms {} > rtt_neighbour_mean_ms_max {max}",
             summary.rtt_neighbour_mean_ms
         ));
+    }
+    let c = &summary.company;
+    if let Some(min) = e.filter_pass_min
+        && c.filter_pass_min < min
+    {
+        failed.push(format!(
+            "filter_pass_min {} < expected filter_pass_min {min}",
+            c.filter_pass_min
+        ));
+    }
+    if let Some(min) = e.low_watermark_reached_min
+        && c.low_watermark_reached < min
+    {
+        failed.push(format!(
+            "low_watermark_reached {} < low_watermark_reached_min {min}",
+            c.low_watermark_reached
+        ));
+    }
+    if let Some(max) = e.components_max
+        && c.components as u64 > max
+    {
+        failed.push(format!("components {} > components_max {max}", c.components));
+    }
+    if let Some(bound) = e.converged_within {
+        let last_start = c.last_start_s;
+        match c.converged_at_s {
+            Some(at) if at - last_start <= bound.as_secs_f64() => {}
+            Some(at) => failed.push(format!(
+                "converged {:.0} s after the last start at {last_start:.0} s, later than converged_within_s {}",
+                at - last_start,
+                bound.as_secs_f64()
+            )),
+            None => failed.push(format!(
+                "never converged (converged_within_s {})",
+                bound.as_secs_f64()
+            )),
+        }
     }
     if let Some(min) = e.honest_ping_success_min {
         let found = summary

@@ -10,6 +10,7 @@ use std::time::Duration;
 use flotilla_core::Node;
 use serde::{Deserialize, Serialize};
 
+use crate::company::CompanyStats;
 use crate::account::RcmgrStats;
 use crate::scenario::Scenario;
 use crate::trace::Trace;
@@ -89,6 +90,8 @@ pub struct RunResult {
     pub trace: Trace,
     /// What the nodes' resource managers refused, and the honest peers' ping success.
     pub rcmgr: RcmgrStats,
+    /// Trims and convergence of watermarks and filters.
+    pub company: CompanyStats,
 }
 
 /// The world of `scenario` at `seed`, with the simulators' address scheme ([`sim_addr`]).

@@ -37,6 +37,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::account::Accounting;
 use crate::check::{self, Ctx, Failure, Registry};
+use crate::company::CompanyStats;
 use crate::engine::RunResult;
 use crate::trace::Trace;
 use crate::world::World;
@@ -97,6 +98,8 @@ struct Fleet<'w> {
     failure: Option<Failure>,
     acct: Accounting,
     held: attack::HeldSlots,
+    company: CompanyStats,
+    filter_pass_min: f64,
 }
 
 /// Runs `world` for `duration` of simulated time, recording into `trace`.
@@ -150,6 +153,8 @@ impl<'w> Fleet<'w> {
             failure: None,
             acct,
             held: attack::HeldSlots::default(),
+            company: CompanyStats::default(),
+            filter_pass_min: plan.filter_pass_min,
         };
         for (k, (at, _)) in fleet.faults.steps.iter().enumerate() {
             fleet
@@ -159,6 +164,10 @@ impl<'w> Fleet<'w> {
         if let Some((from, _)) = fleet.liveness {
             fleet.queue.push(from, Item::Probe);
         }
+        let last_start = world.peers().iter().map(|p| p.start_offset).max();
+        fleet
+            .queue
+            .push(epoch + last_start.unwrap_or_default(), Item::CompanyProbe);
         for p in world.peers() {
             fleet.queue.push(
                 epoch + p.start_offset,
@@ -213,6 +222,7 @@ impl Fleet<'_> {
             Item::Deliver { slot } => self.on_deliver(slot),
             Item::Fault { step } => self.fault_step(step),
             Item::Probe => self.probe(),
+            Item::CompanyProbe => self.company_probe(),
             Item::Release { slot } => self.release(slot),
             Item::RefusalLines => self.refusal_lines(),
         }
@@ -259,6 +269,9 @@ impl Fleet<'_> {
                 Event::PingTimeout { peer, .. } => {
                     self.acct.ping(i, self.world.index_of(peer), false)
                 }
+                Event::Trimmed { .. } => {
+                    self.company.trimmed(i, ctx.elapsed);
+                }
                 _ => {}
             }
             if self.failure.is_none()
@@ -266,6 +279,9 @@ impl Fleet<'_> {
             {
                 self.fail(Failure::Invariant(v));
             }
+        }
+        if let Some(n) = self.nodes[i].as_ref() {
+            self.company.observe(i, n, now);
         }
         if self.failure.is_none()
             && let Some(n) = self.nodes[i].as_ref()
@@ -318,7 +334,11 @@ impl Fleet<'_> {
             return;
         }
         let now = self.clock(i);
-        if let Some(n) = self.node(i) {
+        let system = self.acct.get(i).map(|rm| rm.system_conns());
+        if let Some(n) = self.nodes[i].as_mut() {
+            if let Some((held, limit)) = system {
+                n.report_system_conns(now, held, limit);
+            }
             n.handle_timeout(now);
         }
         self.drain(i, true);
@@ -370,6 +390,7 @@ impl Fleet<'_> {
             messages_delivered: c.delivered,
             trace: self.trace,
             rcmgr: self.acct.stats,
+            company: self.company,
         };
         (result, self.failure)
     }

@@ -44,6 +44,7 @@
 
 pub mod account;
 pub mod check;
+pub mod company;
 pub mod data;
 pub mod engine;
 pub mod fleet;

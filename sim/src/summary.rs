@@ -11,6 +11,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::account::RcmgrSummary;
+use crate::company::CompanySummary;
 use crate::engine::{EngineKind, RunResult};
 use crate::world::{STREAM_NETWORK, World};
 
@@ -66,6 +67,9 @@ pub struct Summary {
     /// rate, or something was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rcmgr: Option<RcmgrSummary>,
+    /// Watermarks and filters: how many peers pass their filters by the latency model,
+    /// trims, components and convergence.
+    pub company: CompanySummary,
 }
 
 /// What the peers of one `[[classes]]` entry look like at the end of a run.
@@ -180,6 +184,12 @@ impl Summary {
                 .collect(),
             rcmgr: (result.rcmgr.reported || !result.rcmgr.refused.is_empty())
                 .then(|| result.rcmgr.summary()),
+            company: CompanySummary::new(
+                world,
+                &result.nodes,
+                World::epoch() + world.duration(),
+                &result.company,
+            ),
         }
     }
 
@@ -258,13 +268,28 @@ impl fmt::Display for Summary {
                 c.connected_fraction * 100.0
             )?;
         }
-        write!(
+        writeln!(
             f,
             "rtt        neighbours {:.3} ms measured, {:.3} ms in the model ({} samples); random pairs {:.3} ms",
             self.rtt_neighbour_mean_ms,
             self.rtt_neighbour_model_mean_ms,
             self.rtt_samples,
             self.rtt_random_mean_ms
+        )?;
+        let c = &self.company;
+        let converged = c
+            .converged_at_s
+            .map_or("not converged".to_string(), |s| format!("converged at {s:.0} s"));
+        write!(
+            f,
+            "company    filter passed by {:.1}% of links (min per node {:.1}%), {:.1}% of nodes at their low watermark ({} short of candidates), {} components; {} trims (max {} per node-minute); {converged}",
+            c.filter_pass * 100.0,
+            c.filter_pass_min * 100.0,
+            c.low_watermark_reached * 100.0,
+            c.nodes_short_of_candidates,
+            c.components,
+            c.trims,
+            c.trims_per_node_minute_max
         )
     }
 }

@@ -626,6 +626,7 @@ impl<'w> Engine<'w> {
             .collect();
         let failure = shared.checks.failure.take();
         let rcmgr = std::mem::take(&mut shared.acct.stats);
+        let company = std::mem::take(&mut shared.company);
         drop(shared);
         let result = RunResult {
             nodes,
@@ -633,6 +634,7 @@ impl<'w> Engine<'w> {
             messages_delivered: delivered,
             trace: self.trace,
             rcmgr,
+            company,
         };
         (result, failure)
     }

@@ -203,7 +203,7 @@ impl ConnManager {
         self.peers.is_empty()
     }
 
-    /// Trims so far.
+    /// Trims so far that closed at least one connection.
     pub fn trims(&self) -> u64 {
         self.trims
     }
@@ -317,7 +317,6 @@ impl ConnManager {
     /// [`ConnManager::disconnected`]).
     pub fn trim(&mut self, now: Timestamp, mut score: impl FnMut(&PeerId) -> i64) -> Vec<PeerId> {
         self.last_trim = Some(now);
-        self.trims += 1;
         let excess = self.peers.len().saturating_sub(self.config.low_watermark);
         if excess == 0 {
             return Vec::new();
@@ -337,7 +336,9 @@ impl ConnManager {
             })
             .collect();
         rated.sort_unstable();
-        rated.into_iter().take(excess).map(|(_, id)| id).collect()
+        let victims: Vec<PeerId> = rated.into_iter().take(excess).map(|(_, id)| id).collect();
+        self.trims += u64::from(!victims.is_empty());
+        victims
     }
 }
 

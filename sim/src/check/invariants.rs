@@ -7,6 +7,7 @@
 //! | `rtt-floor` | every `rtt` event | a measured RTT is at least the model's base RTT of the pair minus the jitter bound (peers with a clock skew fault are exempt) |
 //! | `symmetry` | end of run | if node a holds a settled connection to b, b holds one to a |
 //! | `usage-within-limits` | every resource-manager operation | no scope of the node's resource manager holds more than its limit: after each operation the scopes it touched (system, transient, the remote peer, the core protocol and service), at the end of the run every scope, with the core's own accounting check |
+//! | `trim-storm` | every `trim` event | a node trims at most `expect.trims_per_node_minute_max` times in a simulated minute (unset: as often as its quiet period allows, 60 s / `trim_quiet_s` + 1) |
 //! | `debug-fails` | every step | only with `[debug] fail_invariant_after_s`: fails after that time |
 
 use std::collections::BTreeSet;
@@ -16,6 +17,7 @@ use flotilla_core::rcmgr::ResourceManager;
 use flotilla_core::{Event, Node, PeerId};
 
 use super::{Breach, Ctx, Invariant, LinkView};
+use crate::company::CompanyStats;
 use crate::scenario::{FaultKind, Scenario};
 
 /// A node holds at most `high_watermark` connections that are not closing.
@@ -218,6 +220,49 @@ impl Invariant for DebugFails {
                     "deliberate violation requested by debug.fail_invariant_after_s = {}",
                     self.after.as_secs_f64()
                 ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// No node trims more often than `expect.trims_per_node_minute_max` in a simulated minute,
+/// or, without it, than its quiet period allows.
+#[derive(Debug, Clone)]
+pub struct TrimStorm {
+    max: Option<u32>,
+    counts: CompanyStats,
+}
+
+impl TrimStorm {
+    /// The check for `scenario`.
+    pub fn new(scenario: &Scenario) -> Self {
+        TrimStorm {
+            max: scenario.expect.trims_per_node_minute_max,
+            counts: CompanyStats::default(),
+        }
+    }
+}
+
+impl Invariant for TrimStorm {
+    fn name(&self) -> &'static str {
+        "trim-storm"
+    }
+
+    fn check_event(&mut self, ctx: &Ctx<'_>, node: usize, event: &Event) -> Result<(), Breach> {
+        if !matches!(event, Event::Trimmed { .. }) {
+            return Ok(());
+        }
+        let count = self.counts.trimmed(node, ctx.elapsed);
+        let max = self.max.unwrap_or_else(|| {
+            let quiet = ctx.world.peer(node).config.trim_quiet.as_secs_f64();
+            // Trims at least `quiet` apart: at most 60 / quiet + 1 fit in a minute.
+            (60.0 / quiet.max(1e-3)).floor() as u32 + 1
+        });
+        if count > max {
+            return Err(Breach::at(
+                node,
+                format!("{count} trims within one minute, at most {max} allowed"),
             ));
         }
         Ok(())

@@ -2,11 +2,14 @@
 
 use std::time::Duration;
 
+use flotilla_core::Node;
+
 use super::Fleet;
 use super::links::Links;
 use super::queue::Item;
 use crate::check::liveness::{self, PROBE_INTERVAL, Timeout};
 use crate::check::{self, Failure, LinkView, Registry};
+use crate::company;
 use crate::scenario::{Fault, Scenario, Workload};
 
 /// What a run injects and checks besides stepping the nodes.
@@ -24,6 +27,8 @@ pub struct Plan {
     pub panic_after: Option<Duration>,
     /// Whether the summary reports the resource managers' figures.
     pub rcmgr_reported: bool,
+    /// The share of each node's peers that must pass its filter for convergence.
+    pub filter_pass_min: f64,
 }
 
 impl Plan {
@@ -36,6 +41,7 @@ impl Plan {
             liveness: None,
             panic_after: None,
             rcmgr_reported: false,
+            filter_pass_min: company::FILTER_PASS_DEFAULT,
         }
     }
 
@@ -52,6 +58,10 @@ impl Plan {
                 .map(|bound| (scenario.fault_phase_end(), bound)),
             panic_after: scenario.debug.panic_after,
             rcmgr_reported: scenario.reports_rcmgr(),
+            filter_pass_min: scenario
+                .expect
+                .filter_pass_min
+                .unwrap_or(company::FILTER_PASS_DEFAULT),
         }
     }
 }
@@ -92,6 +102,36 @@ impl Fleet<'_> {
             Err(_) => {
                 let next = (self.now + PROBE_INTERVAL).min(from + bound);
                 self.queue.push(next, Item::Probe);
+            }
+        }
+    }
+}
+
+impl Fleet<'_> {
+    /// A convergence probe (see [`company`]): from the last node's start, every
+    /// [`CONVERGENCE_PROBE`](company::CONVERGENCE_PROBE) until the network first converges.
+    pub(super) fn company_probe(&mut self) {
+        let view: Vec<Option<&Node>> = self.nodes.iter().map(Option::as_ref).collect();
+        match company::converged(
+            self.world,
+            &view,
+            self.now,
+            self.filter_pass_min,
+            &self.company,
+        ) {
+            Ok(()) => {
+                let at = check::elapsed(self.now);
+                self.company.converged_at = Some(at);
+                self.trace.note(
+                    self.now,
+                    None,
+                    "company-converged",
+                    format_args!("at={:.6}s", at.as_secs_f64()),
+                );
+            }
+            Err(_) => {
+                let next = self.now + company::CONVERGENCE_PROBE;
+                self.queue.push(next, Item::CompanyProbe);
             }
         }
     }

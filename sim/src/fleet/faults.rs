@@ -353,6 +353,7 @@ impl Fleet<'_> {
         self.faults.down[i] = true;
         self.faults.incarnation[i] = self.faults.incarnation[i].wrapping_add(1);
         let was_running = self.nodes[i].take().is_some();
+        self.company.stopped(i);
         self.acct.drop_node(i);
         self.trace.note(
             self.now,

@@ -77,6 +77,8 @@ pub(super) enum Item {
     RefusalLines,
     /// The liveness phase looks at the network.
     Probe,
+    /// The simulator looks for convergence of watermarks and filters.
+    CompanyProbe,
 }
 
 #[derive(Debug)]

@@ -25,6 +25,22 @@ pub struct Expect {
     /// After the fault phase, the network must converge (every running peer connected, one
     /// component) within this long.
     pub liveness: Option<Duration>,
+    /// Smallest acceptable share, at the end, of each node's peers that pass its filter as
+    /// the latency model judges them (nodes without peers are left out); also the share
+    /// convergence asks for (0.9 when unset).
+    pub filter_pass_min: Option<f64>,
+    /// Smallest acceptable share of nodes with enough candidates (peers passing their
+    /// filter) that hold at least their low watermark at the end.
+    pub low_watermark_reached_min: Option<f64>,
+    /// The network must converge (every node at its low watermark unless short of
+    /// candidates, every node's peers passing its filter) within this long of the last
+    /// node's start.
+    pub converged_within: Option<Duration>,
+    /// Most trims of one node in any simulated minute (checked at every trim; unset: as
+    /// many as the node's quiet period allows).
+    pub trims_per_node_minute_max: Option<u32>,
+    /// Most connected components of the overlay at the end.
+    pub components_max: Option<u64>,
 }
 
 /// `[debug]`: deliberate failures.
@@ -63,6 +79,33 @@ impl Checker<'_> {
             .honest_ping_success_min
             .map(|v| self.range("expect.honest_ping_success_min", v, 0.0, 1.0, ""))
             .transpose()?;
+        let filter_pass = raw
+            .filter_pass_min
+            .map(|v| self.range("expect.filter_pass_min", v, 0.0, 1.0, ""))
+            .transpose()?;
+        let low_reached = raw
+            .low_watermark_reached_min
+            .map(|v| self.range("expect.low_watermark_reached_min", v, 0.0, 1.0, ""))
+            .transpose()?;
+        let converged_within = raw
+            .converged_within_s
+            .map(|v| {
+                self.range(
+                    "expect.converged_within_s",
+                    v,
+                    0.0,
+                    duration.as_secs_f64(),
+                    "s",
+                )
+                .map(Duration::from_secs_f64)
+            })
+            .transpose()?;
+        if raw.components_max == Some(0) {
+            return Err(self.error(
+                "expect.components_max",
+                "`expect.components_max` must be at least 1".into(),
+            ));
+        }
         let liveness = match raw.liveness_s {
             None => None,
             Some(s) => {
@@ -86,6 +129,11 @@ impl Checker<'_> {
             rtt_neighbour_mean_ms_max: rtt,
             honest_ping_success_min: honest,
             liveness,
+            filter_pass_min: filter_pass,
+            low_watermark_reached_min: low_reached,
+            converged_within,
+            trims_per_node_minute_max: raw.trims_per_node_minute_max,
+            components_max: raw.components_max,
         })
     }
 

@@ -137,6 +137,11 @@ pub(super) struct RawExpect {
     pub rtt_neighbour_mean_ms_max: Option<f64>,
     pub honest_ping_success_min: Option<f64>,
     pub liveness_s: Option<f64>,
+    pub filter_pass_min: Option<f64>,
+    pub low_watermark_reached_min: Option<f64>,
+    pub converged_within_s: Option<f64>,
+    pub trims_per_node_minute_max: Option<u32>,
+    pub components_max: Option<u64>,
 }
 
 /// `[debug]`: deliberate failures, to test the failure paths of the simulator itself.

@@ -21,6 +21,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::host::sim_now;
 use super::network::RcmgrReport;
+use crate::company::CompanyStats;
 use crate::account::{Accounting, REFUSAL_LINE_PERIOD, Refusal};
 use crate::check::liveness::Links;
 use crate::check::{self, Ctx, Failure, Registry, Violation};
@@ -125,6 +126,8 @@ pub(super) struct Shared {
     pub(super) acct: Accounting,
     /// When the next `refused` lines are due, if a refusal is waiting for them.
     pub(super) refusals_due: Option<Timestamp>,
+    /// Trims counted (this engine does not probe for convergence).
+    pub(super) company: CompanyStats,
 }
 
 /// A handle to the [`Shared`] state of a run.
@@ -153,6 +156,7 @@ impl SharedRef {
         };
         SharedRef(Arc::new(Mutex::new(Shared {
             records: Vec::new(),
+            company: CompanyStats::default(),
             sent: 0,
             delivered: 0,
             nodes: BTreeMap::new(),
@@ -394,6 +398,9 @@ impl Observer for Recorder {
             Event::PingTimeout { peer, .. } => {
                 let p = checks.world.index_of(peer);
                 shared.acct.ping(self.index, p, false);
+            }
+            Event::Trimmed { .. } => {
+                shared.company.trimmed(self.index, ctx.elapsed);
             }
             _ => {}
         }

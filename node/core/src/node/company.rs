@@ -192,6 +192,11 @@ impl Node {
                 .binary_search_by(|(q, _)| q.cmp(p))
                 .map_or(i64::MIN, |i| scores[i].1)
         });
+        if victims.is_empty() {
+            // Every peer is new or protected: nothing to close; the quiet period starts
+            // all the same, so the node does not rescore at every event.
+            return;
+        }
         self.events.push_back(Event::Trimmed {
             cause,
             victims: victims.len(),

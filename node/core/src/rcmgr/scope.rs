@@ -1364,6 +1364,13 @@ impl ResourceManager {
         dropped + idle.len()
     }
 
+    /// Connections the system scope holds (both directions) and its connection limit:
+    /// what the connection manager compares to trim before refusals start.
+    pub fn system_conns(&self) -> (u64, u64) {
+        let u = self.system_usage();
+        (u.conns_in + u.conns_out, self.limits().system.conns)
+    }
+
     /// The usage of the system scope.
     pub fn system_usage(&self) -> Usage {
         self.s(SYSTEM).usage
