@@ -26,9 +26,13 @@ use flotilla_sim::{EngineKind, Trace, runner};
 use flotilla_tests::{Run, head, load, run, scenarios_dir, sha256_hex};
 
 /// Scenario files snapshotted by this binary (sorted), one test each below.
-const COVERED: [&str; 6] = [
+const COVERED: [&str; 10] = [
     "churn-classes.toml",
+    "churn.toml",
     "crash-restart.toml",
+    "latency-filter-off.toml",
+    "latency-filter.toml",
+    "max-peers.toml",
     "partition-heal.toml",
     "quickstart.toml",
     "scope-exhaustion.toml",
@@ -169,6 +173,82 @@ fn scope_exhaustion_fleet() {
         "trace.txt digest, head, refused lines",
         &value,
     );
+}
+
+/// The summary, the head of the trace and its engine and trim lines of a checked fleet run
+/// of `file`.
+fn snapshot_company(file: &str, name: &str) -> Run {
+    let run = run_checked_file(file);
+    snapshot(
+        file,
+        &run,
+        &format!("{name}_fleet_summary"),
+        "summary.json",
+        &run.summary.to_json(),
+    );
+    let text = String::from_utf8_lossy(&run.trace);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" -- ") || l.contains(" trim "))
+        .collect();
+    let value = format!(
+        "{}
+engine and trim lines
+{}
+",
+        trace_head(&run, 60),
+        lines.join("\n")
+    );
+    snapshot(
+        file,
+        &run,
+        &format!("{name}_fleet_trace_head"),
+        "trace.txt digest, head, engine and trim lines",
+        &value,
+    );
+    run
+}
+
+/// Two thousand peers keeping only peers within 50 ms, against the same run without the
+/// filter: every node's peers pass its filter (by the latency model), every node reaches
+/// its low watermark, and the mean RTT to chosen neighbours is at least three times lower.
+#[test]
+fn latency_filter_fleet() {
+    let on = snapshot_company("latency-filter.toml", "latency_filter");
+    let off = snapshot_company("latency-filter-off.toml", "latency_filter_off");
+    let (c, s) = (&on.summary.company, &on.summary);
+    assert!(c.filter_pass_min >= 0.9, "{c:?}");
+    assert_eq!(c.low_watermark_reached, 1.0, "{c:?}");
+    assert!(c.converged_at_s.is_some(), "{c:?}");
+    let ratio = off.summary.rtt_neighbour_mean_ms / s.rtt_neighbour_mean_ms;
+    assert!(
+        ratio >= 3.0,
+        "neighbour RTT {} ms with the filter, {} ms without: only {ratio:.2} times lower",
+        s.rtt_neighbour_mean_ms,
+        off.summary.rtt_neighbour_mean_ms
+    );
+}
+
+/// Three profiles of watermarks, each keeping its own kind: no node above its high
+/// watermark at any step (the `high-watermark` invariant), all at their low watermark, at
+/// most two trims per node and simulated minute (`trim-storm`).
+#[test]
+fn max_peers_fleet() {
+    let run = snapshot_company("max-peers.toml", "max_peers");
+    let c = &run.summary.company;
+    assert_eq!(c.low_watermark_reached, 1.0, "{c:?}");
+    assert!(c.trims > 0, "the scenario never trimmed: {c:?}");
+    assert!(c.trims_per_node_minute_max <= 2, "{c:?}");
+}
+
+/// A fifth of the peers restart every ten minutes: one component throughout, converged
+/// again within two minutes of the last round.
+#[test]
+fn churn_fleet() {
+    let run = snapshot_company("churn.toml", "churn");
+    let c = &run.summary.company;
+    assert_eq!(c.components_max, 1, "{c:?}");
+    assert_eq!(c.components, 1, "{c:?}");
 }
 
 /// Asserts `value`, `what` of `run` of `scenarios/<file>`, against `snapshots/<name>.snap`.

@@ -352,10 +352,19 @@ pub fn expectations(scenario: &Scenario, summary: &Summary) -> Vec<String> {
             c.low_watermark_reached
         ));
     }
-    if let Some(max) = e.components_max
-        && c.components as u64 > max
-    {
-        failed.push(format!("components {} > components_max {max}", c.components));
+    if let Some(max) = e.components_max {
+        if c.components as u64 > max {
+            failed.push(format!(
+                "components {} > components_max {max}",
+                c.components
+            ));
+        }
+        if c.components_max as u64 > max {
+            failed.push(format!(
+                "{} components seen during the run > components_max {max}",
+                c.components_max
+            ));
+        }
     }
     if let Some(bound) = e.converged_within {
         let last_start = c.last_start_s;

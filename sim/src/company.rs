@@ -116,10 +116,47 @@ pub fn converged(
             ));
         }
         if peers > 0 && (pass as f64) < pass_min * peers as f64 {
-            return Err(format!("only {pass} of n{i}'s {peers} peers pass its filter"));
+            return Err(format!(
+                "only {pass} of n{i}'s {peers} peers pass its filter"
+            ));
         }
     }
     Ok(())
+}
+
+/// Connected components among `nodes` that run and hold at least one open connection (a
+/// node that just started or restarted and has not connected yet is not counted).
+pub fn components(world: &World, nodes: &[Option<&Node>]) -> usize {
+    let mut parent: Vec<usize> = (0..nodes.len()).collect();
+    let mut joined = vec![false; nodes.len()];
+    for (i, n) in nodes.iter().enumerate() {
+        let Some(n) = n else { continue };
+        for c in n.connections().filter(|c| !c.closing) {
+            if let Some(j) = world.index_of(&c.peer)
+                && nodes[j].is_some()
+            {
+                joined[i] = true;
+                joined[j] = true;
+                let (ra, rb) = (root(&mut parent, i), root(&mut parent, j));
+                parent[ra.max(rb)] = ra.min(rb);
+            }
+        }
+    }
+    let mut roots: Vec<usize> = (0..nodes.len())
+        .filter(|i| joined[*i])
+        .map(|i| root(&mut parent, i))
+        .collect();
+    roots.sort_unstable();
+    roots.dedup();
+    roots.len()
+}
+
+fn root(parent: &mut [usize], mut i: usize) -> usize {
+    while parent[i] != i {
+        parent[i] = parent[parent[i]];
+        i = parent[i];
+    }
+    i
 }
 
 /// Trims and convergence, gathered while a run goes on.
@@ -132,6 +169,9 @@ pub struct CompanyStats {
     /// When the network first converged, since the start of the run; `None` if it never
     /// did or the engine does not probe.
     pub converged_at: Option<Duration>,
+    /// Most connected components seen by a probe from the last node's start on (see
+    /// [`components`]).
+    pub components_max: usize,
     /// Per node: the minute of its last trim and the trims in it.
     minutes: Vec<(u64, u32)>,
     /// Per node: since when it holds fewer peers than its low watermark, if it does.
@@ -193,8 +233,10 @@ pub struct CompanySummary {
     pub low_watermark_reached: f64,
     /// Nodes below their low watermark at the end, short of candidates or not.
     pub nodes_below_low_watermark: usize,
-    /// Connected components of the overlay (open connections, either end).
+    /// Connected components of the overlay at the end (see [`components`]).
     pub components: usize,
+    /// Most components seen by a probe during the run (fleet engine; 0 elsewhere).
+    pub components_max: usize,
     /// Trims of every node over the run.
     pub trims: u64,
     /// Most trims of one node in one simulated minute.
@@ -220,14 +262,6 @@ impl CompanySummary {
         let (mut all, mut all_pass, mut with_peers, mut satisfied) = (0u64, 0u64, 0u64, 0u64);
         let mut pass_min: f64 = 1.0;
         let (mut short, mut reached, mut others, mut below) = (0usize, 0u64, 0u64, 0usize);
-        let mut parent: Vec<usize> = (0..nodes.len()).collect();
-        fn root(parent: &mut [usize], mut i: usize) -> usize {
-            while parent[i] != i {
-                parent[i] = parent[parent[i]];
-                i = parent[i];
-            }
-            i
-        }
         for (i, n) in nodes.iter().enumerate() {
             let (peers, pass) = judged(world, &view, i, now);
             all += peers as u64;
@@ -246,17 +280,14 @@ impl CompanySummary {
                 others += 1;
                 reached += u64::from(peers >= low || just_fell(stats, n, i, now));
             }
-            for c in n.connections().filter(|c| !c.closing) {
-                if let Some(j) = world.index_of(&c.peer) {
-                    let (ra, rb) = (root(&mut parent, i), root(&mut parent, j));
-                    parent[ra.max(rb)] = ra.min(rb);
-                }
-            }
         }
-        let mut roots: Vec<usize> = (0..nodes.len()).map(|i| root(&mut parent, i)).collect();
-        roots.sort_unstable();
-        roots.dedup();
-        let share = |a: u64, b: u64| if b == 0 { 1.0 } else { round(a as f64 / b as f64, 6) };
+        let share = |a: u64, b: u64| {
+            if b == 0 {
+                1.0
+            } else {
+                round(a as f64 / b as f64, 6)
+            }
+        };
         CompanySummary {
             filter_pass: share(all_pass, all),
             filter_pass_min: round(if with_peers == 0 { 1.0 } else { pass_min }, 6),
@@ -264,7 +295,8 @@ impl CompanySummary {
             nodes_short_of_candidates: short,
             low_watermark_reached: share(reached, others),
             nodes_below_low_watermark: below,
-            components: roots.len(),
+            components: components(world, &view),
+            components_max: stats.components_max,
             last_start_s: round(
                 world
                     .peers()

@@ -10,8 +10,8 @@ use std::time::Duration;
 use flotilla_core::Node;
 use serde::{Deserialize, Serialize};
 
-use crate::company::CompanyStats;
 use crate::account::RcmgrStats;
+use crate::company::CompanyStats;
 use crate::scenario::Scenario;
 use crate::trace::Trace;
 use crate::world::{World, sim_addr};

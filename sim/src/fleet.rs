@@ -37,7 +37,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::account::Accounting;
 use crate::check::{self, Ctx, Failure, Registry};
-use crate::company::CompanyStats;
+use crate::company::{self, CompanyStats};
 use crate::engine::RunResult;
 use crate::trace::Trace;
 use crate::world::World;
@@ -165,9 +165,9 @@ impl<'w> Fleet<'w> {
             fleet.queue.push(from, Item::Probe);
         }
         let last_start = world.peers().iter().map(|p| p.start_offset).max();
-        fleet
-            .queue
-            .push(epoch + last_start.unwrap_or_default(), Item::CompanyProbe);
+        // The first probe one interval after the last start, so that it follows the starts.
+        let first_probe = last_start.unwrap_or_default() + company::CONVERGENCE_PROBE;
+        fleet.queue.push(epoch + first_probe, Item::CompanyProbe);
         for p in world.peers() {
             fleet.queue.push(
                 epoch + p.start_offset,

@@ -277,9 +277,9 @@ impl fmt::Display for Summary {
             self.rtt_random_mean_ms
         )?;
         let c = &self.company;
-        let converged = c
-            .converged_at_s
-            .map_or("not converged".to_string(), |s| format!("converged at {s:.0} s"));
+        let converged = c.converged_at_s.map_or("not converged".to_string(), |s| {
+            format!("converged at {s:.0} s")
+        });
         write!(
             f,
             "company    filter passed by {:.1}% of links (min per node {:.1}%), {:.1}% of nodes at their low watermark ({} short of candidates), {} components; {} trims (max {} per node-minute); {converged}",
@@ -300,7 +300,7 @@ mod tests {
     use crate::engine;
     use crate::scenario::Scenario;
 
-    const TEXT: &str = "name = \"s\"\nseed = 4\nduration_s = 40\n[peers]\ncount = 12\n[bootstrap_node]\npeers_max = 64\n";
+    const TEXT: &str = "name = \"s\"\nseed = 4\nduration_s = 40\n[peers]\ncount = 12\n[bootstrap_node]\nhigh_watermark = 64\n";
 
     #[test]
     fn summaries_are_deterministic_and_round_trip() {

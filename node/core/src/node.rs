@@ -12,10 +12,10 @@
 //! The node never reads a clock or the OS random source: time is an argument and
 //! randomness comes from the seed given to [`Node::new`].
 
+mod company;
 mod config;
 mod event;
 mod exchange;
-mod company;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;

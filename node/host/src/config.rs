@@ -252,9 +252,7 @@ struct ResourcesSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PeersSection {
-    #[serde(alias = "peers_target")]
     low_watermark: Option<usize>,
-    #[serde(alias = "peers_max")]
     high_watermark: Option<usize>,
     dials_concurrent_max: Option<usize>,
     peers_known_max: Option<usize>,
@@ -427,11 +425,13 @@ impl NodeConfig {
         core.executors = file.resources.executors.clone().unwrap_or_default();
         apply_peers(&mut core, &file.peers);
         if let Some(spec) = &file.peers.filter {
-            core.filter = spec.compile("peers.filter").map_err(|e| ConfigError::Setting {
-                origin: origin_of(source, "peers.filter"),
-                key: e.key,
-                problem: e.reason,
-            })?;
+            core.filter = spec
+                .compile("peers.filter")
+                .map_err(|e| ConfigError::Setting {
+                    origin: origin_of(source, "peers.filter"),
+                    key: e.key,
+                    problem: e.reason,
+                })?;
         }
         core.validate().map_err(|e| invalid(e, source))?;
         let limits = machine

@@ -108,32 +108,34 @@ impl Fleet<'_> {
 }
 
 impl Fleet<'_> {
-    /// A convergence probe (see [`company`]): from the last node's start, every
-    /// [`CONVERGENCE_PROBE`](company::CONVERGENCE_PROBE) until the network first converges.
+    /// A company probe (see [`company`]), from the last node's start every
+    /// [`CONVERGENCE_PROBE`](company::CONVERGENCE_PROBE) to the end: counts the overlay's
+    /// components, and looks for convergence until the network first converges.
     pub(super) fn company_probe(&mut self) {
         let view: Vec<Option<&Node>> = self.nodes.iter().map(Option::as_ref).collect();
-        match company::converged(
-            self.world,
-            &view,
-            self.now,
-            self.filter_pass_min,
-            &self.company,
-        ) {
-            Ok(()) => {
-                let at = check::elapsed(self.now);
-                self.company.converged_at = Some(at);
-                self.trace.note(
-                    self.now,
-                    None,
-                    "company-converged",
-                    format_args!("at={:.6}s", at.as_secs_f64()),
-                );
-            }
-            Err(_) => {
-                let next = self.now + company::CONVERGENCE_PROBE;
-                self.queue.push(next, Item::CompanyProbe);
-            }
+        let parts = company::components(self.world, &view);
+        self.company.components_max = self.company.components_max.max(parts);
+        if self.company.converged_at.is_none()
+            && company::converged(
+                self.world,
+                &view,
+                self.now,
+                self.filter_pass_min,
+                &self.company,
+            )
+            .is_ok()
+        {
+            let at = check::elapsed(self.now);
+            self.company.converged_at = Some(at);
+            self.trace.note(
+                self.now,
+                None,
+                "company-converged",
+                format_args!("at={:.6}s", at.as_secs_f64()),
+            );
         }
+        let next = self.now + company::CONVERGENCE_PROBE;
+        self.queue.push(next, Item::CompanyProbe);
     }
 }
 

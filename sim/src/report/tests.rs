@@ -2,7 +2,7 @@ use super::*;
 use crate::engine;
 
 const SMALL: &str = "name = \"r\"\nseed = 4\nduration_s = 40\n[peers]\ncount = 12\n\
-                     [bootstrap_node]\npeers_max = 64\n";
+                     [bootstrap_node]\nhigh_watermark = 64\n";
 
 /// A scenario that sets a value of every kind, several of them fractional.
 const FULL: &str = r#"
@@ -210,7 +210,7 @@ fn refused_and_dropped_connections_leave_the_open_count() {
     // Full nodes refuse and later close inbound connections with a `drop` line and no
     // `conn-` line at their end; the open count must not keep them.
     let text = "name = \"crowd\"\nduration_s = 90\n[peers]\ncount = 30\n\
-                [node]\npeers_target = 3\npeers_max = 4\npeers_refused_max = 2\n";
+                [node]\nlow_watermark = 3\nhigh_watermark = 4\npeers_refused_max = 2\n";
     let scenario = Scenario::parse(text, "crowd.toml").unwrap();
     let result = engine::run(&scenario, 3, EngineKind::Fleet).unwrap();
     let trace = result.trace.text();

@@ -54,9 +54,7 @@ pub(super) struct RawLatency {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawNode {
-    #[serde(alias = "peers_target")]
     pub low_watermark: Option<u32>,
-    #[serde(alias = "peers_max")]
     pub high_watermark: Option<u32>,
     pub peers_refused_max: Option<u32>,
     pub refuse_grace_s: Option<f64>,

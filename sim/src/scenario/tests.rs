@@ -129,7 +129,7 @@ fn unknown_keys_name_their_table_and_line() {
         msg.contains("unknown key `duration` at top level (known: name, seed, duration_s"),
         "{msg}"
     );
-    let (line, msg) = err(&minimal("[node]\npeers_target = 3\n\npers_max = 9\n"));
+    let (line, msg) = err(&minimal("[node]\nlow_watermark = 3\n\npers_max = 9\n"));
     assert_eq!(line, 8);
     assert!(msg.contains("unknown key `pers_max` in [node]"), "{msg}");
     let (line, msg) = err(&minimal("[latncy]\njitter_ms = 1\n"));
@@ -264,7 +264,7 @@ fn impossible_values_are_refused_at_their_line() {
 
 #[test]
 fn node_profile_conflicts_point_at_the_key() {
-    let (line, msg) = err(&minimal("[node]\npeers_max = 4\npeers_target = 6\n"));
+    let (line, msg) = err(&minimal("[node]\nhigh_watermark = 4\nlow_watermark = 6\n"));
     assert_eq!(line, 7, "{msg}");
     assert!(
         msg.contains("`node.low_watermark` must not be larger than `node.high_watermark`"),
@@ -279,9 +279,12 @@ fn node_profile_conflicts_point_at_the_key() {
         (6, true),
         "{msg}"
     );
-    let (line, msg) = err(&minimal("[node]\npeers_max = 0\npeers_target = 0\n"));
+    let (line, msg) = err(&minimal("[node]\nhigh_watermark = 0\nlow_watermark = 0\n"));
     assert_eq!(
-        (line, msg.contains("`node.high_watermark` must be at least 1")),
+        (
+            line,
+            msg.contains("`node.high_watermark` must be at least 1")
+        ),
         (6, true),
         "{msg}"
     );
@@ -306,7 +309,7 @@ fn node_profile_conflicts_point_at_the_key() {
         "{msg}"
     );
     let (line, msg) = err(&minimal(
-        "[node]\npeers_max = 50\n[bootstrap_node]\npeers_max = 4\n",
+        "[node]\nhigh_watermark = 50\n[bootstrap_node]\nhigh_watermark = 4\n",
     ));
     assert_eq!(line, 8, "{msg}");
     assert!(

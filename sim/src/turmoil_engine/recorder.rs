@@ -21,10 +21,10 @@ use rand_chacha::ChaCha8Rng;
 
 use super::host::sim_now;
 use super::network::RcmgrReport;
-use crate::company::CompanyStats;
 use crate::account::{Accounting, REFUSAL_LINE_PERIOD, Refusal};
 use crate::check::liveness::Links;
 use crate::check::{self, Ctx, Failure, Registry, Violation};
+use crate::company::CompanyStats;
 use crate::trace::Trace;
 use crate::world::World;
 

@@ -134,7 +134,7 @@ fn scenario(peers: usize, duration_s: u64) -> Scenario {
     let text = format!(
         "name = \"turmoil-test\"\nduration_s = {duration_s}\n\
          [peers]\ncount = {peers}\nbootstrap = 2\nstart_spread_s = 5\n\
-         [node]\npeers_target = 4\npeers_max = {peers}\nmaintain_interval_s = 2\n\
+         [node]\nlow_watermark = 4\nhigh_watermark = {peers}\nmaintain_interval_s = 2\n\
          ping_interval_s = 5\nping_timeout_s = 4\nexchange_interval_s = 10\n"
     );
     Scenario::parse(&text, "turmoil-test.toml").unwrap()

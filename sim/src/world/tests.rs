@@ -39,7 +39,7 @@ fn same_seed_same_world_other_seed_other_world() {
 #[test]
 fn peers_get_addresses_bootstrap_lists_and_start_offsets() {
     let w = World::build(
-        &scenario(20, "[bootstrap_node]\npeers_max = 200\n"),
+        &scenario(20, "[bootstrap_node]\nhigh_watermark = 200\n"),
         3,
         sim_addr,
     );
@@ -63,7 +63,9 @@ fn peers_get_addresses_bootstrap_lists_and_start_offsets() {
     }
     assert!(w.peers()[..3].iter().all(|p| p.start_offset.is_zero()));
     assert!(
-        w.peers()[..3].iter().all(|p| p.config.high_watermark == 200),
+        w.peers()[..3]
+            .iter()
+            .all(|p| p.config.high_watermark == 200),
         "bootstrap profile"
     );
     assert!(

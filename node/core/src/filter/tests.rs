@@ -99,7 +99,11 @@ fn resources_uptime_region_and_addresses() {
     let mut docker = small.clone();
     docker.executors = vec!["docker".into(), "wasm".into()];
     let wants = spec("[filter]\nexecutors = [\"docker\"]\n").unwrap();
-    assert!(wants.check(&me(), &cand(Some(&docker), None, None)).passes());
+    assert!(
+        wants
+            .check(&me(), &cand(Some(&docker), None, None))
+            .passes()
+    );
     assert_eq!(
         wants.check(&me(), &cand(Some(&small), None, None)),
         Verdict::Fail("no executor \"docker\"".into())

@@ -63,7 +63,9 @@ impl Node {
             peer: *peer,
             advert: entry.and_then(|e| e.advert()).map(|s| &s.advert),
             rtt: rtt_us.map(Duration::from_micros),
-            rtt_rank: rtt_us.zip(ranks).map(|(us, r)| r.partition_point(|x| *x < us)),
+            rtt_rank: rtt_us
+                .zip(ranks)
+                .map(|(us, r)| r.partition_point(|x| *x < us)),
             now,
         };
         self.config.filter.check(&self.local_view(), &candidate)

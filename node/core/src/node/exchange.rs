@@ -8,8 +8,8 @@ use rand::Rng;
 use rand::seq::index;
 
 use super::{Action, Connection, Dial, DialId, Event, Learned, Node};
-use crate::identity::PeerId;
 use crate::filter::Verdict;
+use crate::identity::PeerId;
 use crate::peer_table::{PeerEntry, PeerTable, Source};
 use crate::time::Timestamp;
 use crate::wire::{Message, PeerRecord};

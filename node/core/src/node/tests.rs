@@ -420,7 +420,9 @@ fn two_clusters(a: usize, b: usize) -> Duration {
 fn count_drops(net: &Net, node: usize, reason: &str) -> usize {
     net.events
         .iter()
-        .filter(|(i, e)| *i == node && matches!(e, Event::Dropping { reason: r, .. } if *r == reason))
+        .filter(|(i, e)| {
+            *i == node && matches!(e, Event::Dropping { reason: r, .. } if *r == reason)
+        })
         .count()
 }
 
@@ -430,7 +432,10 @@ fn a_latency_filter_keeps_the_near_cluster_and_never_the_last_link_alone() {
     let mut net = Net::new(8, |i| {
         let mut c = star_config(i, hub);
         c.low_watermark = 3;
-        c.filter = Filter::All(vec![Filter::NotSelf, Filter::RttMax(Duration::from_millis(50))]);
+        c.filter = Filter::All(vec![
+            Filter::NotSelf,
+            Filter::RttMax(Duration::from_millis(50)),
+        ]);
         c
     });
     net.one_way = two_clusters;
@@ -467,7 +472,11 @@ fn a_node_alone_with_failing_peers_keeps_its_last_connection() {
     let start = net.now;
     net.run_until(start + Duration::from_secs(120));
     // RTT 40 ms fails the filter on both sides, but neither has anyone else.
-    assert!(net.nodes[0].verdict(&net.nodes[1].peer_id(), net.now).fails());
+    assert!(
+        net.nodes[0]
+            .verdict(&net.nodes[1].peer_id(), net.now)
+            .fails()
+    );
     assert_eq!(net.nodes[0].peers_count(), 1);
     assert_eq!(net.nodes[1].peers_count(), 1);
 }
@@ -560,7 +569,13 @@ fn a_full_node_trims_to_its_low_watermark_and_spares_protected_peers() {
         assert!(net.nodes[0].is_connected(p), "a protected peer was trimmed");
     }
     assert!(net.events.iter().any(|(i, e)| *i == 0
-        && matches!(e, Event::Trimmed { cause: TrimCause::HighWatermark, .. })));
+        && matches!(
+            e,
+            Event::Trimmed {
+                cause: TrimCause::HighWatermark,
+                ..
+            }
+        )));
 }
 
 #[test]
@@ -584,7 +599,13 @@ fn pressure_from_the_resource_manager_trims_before_the_limit() {
     net.drain(0);
     assert_eq!(net.nodes[0].peers_count(), 2);
     assert!(net.events.iter().any(|(i, e)| *i == 0
-        && matches!(e, Event::Trimmed { cause: TrimCause::Pressure, .. })));
+        && matches!(
+            e,
+            Event::Trimmed {
+                cause: TrimCause::Pressure,
+                ..
+            }
+        )));
     assert!(count_drops(&net, 0, "trim-pressure") >= 1);
     // Well under the threshold nothing more happens.
     let trims = net.nodes[0].trims();

@@ -77,7 +77,7 @@ fn errors_name_file_line_and_fix() {
     let err = parse("api = \"0.0.0.0:7400\"").unwrap_err().to_string();
     assert!(err.contains("not a loopback address"), "{err}");
 
-    let err = parse("[peers]\npeers_target = 50\npeers_max = 10\n")
+    let err = parse("[peers]\nlow_watermark = 50\nhigh_watermark = 10\n")
         .unwrap_err()
         .to_string();
     assert!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::scenario::{Dist, FaultKind, Scenario, Side};
 use crate::world::{World, sim_addr};
 
-const BASE: &str = "name = \"t\"\nduration_s = 600\n[peers]\ncount = 200\nbootstrap = 2\nstart_spread_s = 20\n[node]\npeers_max = 20\n";
+const BASE: &str = "name = \"t\"\nduration_s = 600\n[peers]\ncount = 200\nbootstrap = 2\nstart_spread_s = 20\n[node]\nhigh_watermark = 20\n";
 
 const CLASSES: &str = r#"
 [[classes]]
@@ -49,7 +49,10 @@ fn classes_parse_with_their_profiles_and_normalised_weights() {
     assert_eq!(phone.weight, 0.75);
     assert_eq!((dc.node.high_watermark, dc.node.resources.cores), (40, 64));
     // `[classes.node]` applies on top of `[node]`.
-    assert_eq!((phone.node.high_watermark, phone.node.low_watermark), (4, 2));
+    assert_eq!(
+        (phone.node.high_watermark, phone.node.low_watermark),
+        (4, 2)
+    );
     assert_eq!(s.node.high_watermark, 20);
     assert!(dc.churn.is_none() && dc.bandwidth_kbps.is_none());
     let churn = phone.churn.unwrap();
@@ -146,7 +149,7 @@ fn every_new_key_reports_its_line_and_key() {
             "every weight in `classes.0.regions` is zero",
         ),
         (
-            format!("{class}[classes.node]\npeers_max = 0\n"),
+            format!("{class}[classes.node]\nhigh_watermark = 0\n"),
             13,
             "`classes.0.node.high_watermark` must be at least 1",
         ),

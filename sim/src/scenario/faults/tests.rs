@@ -91,11 +91,11 @@ fn debug_keys_parse() {
 fn includes_merge_and_name_the_file_of_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("base.toml");
-    std::fs::write(&base, "name = \"b\"\nduration_s = 60\n[peers]\ncount = 10\nbootstrap = 2\n[node]\npeers_target = 3\npeers_max = 9\n").unwrap();
+    std::fs::write(&base, "name = \"b\"\nduration_s = 60\n[peers]\ncount = 10\nbootstrap = 2\n[node]\nlow_watermark = 3\nhigh_watermark = 9\n").unwrap();
     let top = dir.path().join("top.toml");
     std::fs::write(
         &top,
-        "include = \"base.toml\"\nname = \"top\"\n[node]\npeers_max = 7\n",
+        "include = \"base.toml\"\nname = \"top\"\n[node]\nhigh_watermark = 7\n",
     )
     .unwrap();
     let s = Scenario::load(&top).unwrap();
@@ -104,7 +104,7 @@ fn includes_merge_and_name_the_file_of_an_error() {
 
     std::fs::write(
         &top,
-        "include = \"base.toml\"\n[node]\npeers_max = 7\npeers_target = 8\n",
+        "include = \"base.toml\"\n[node]\nhigh_watermark = 7\nlow_watermark = 8\n",
     )
     .unwrap();
     let e = Scenario::load(&top).unwrap_err().to_string();
