@@ -191,7 +191,7 @@ impl<N: Network, C: Clock, O: Observer> Driver<N, C, O> {
                 let _ = reply.send(StatusView::of(&self.node, now));
             }
             Command::Peers(reply) => {
-                let _ = reply.send(PeerView::all(&self.node));
+                let _ = reply.send(PeerView::all(&self.node, now));
             }
             Command::Ping(peer, reply) => match self.node.ping(now, peer) {
                 Ok(nonce) => {

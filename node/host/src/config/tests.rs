@@ -226,3 +226,73 @@ fn invalid_limits_name_the_key_and_line() {
         assert!(s.contains(needle), "{text:?}: {s}");
     }
 }
+
+#[test]
+fn discovery_defaults_to_nothing_and_mdns_off() {
+    let c = parse("").unwrap();
+    assert!(c.discovery.pools.is_empty());
+    assert!(c.discovery.find_pools.is_empty());
+    assert!(!c.discovery.mdns);
+
+    let text = r#"
+        [discovery]
+        pools = ["gpu-a100", "cpu.large_2", "gpu-a100"]
+        find_pools = ["gpu-h100"]
+        mdns = true
+    "#;
+    let c = parse(text).unwrap();
+    let names = |v: &[PoolName]| v.iter().map(|p| p.as_str().to_string()).collect::<Vec<_>>();
+    // Repeats are dropped, the order kept.
+    assert_eq!(names(&c.discovery.pools), ["gpu-a100", "cpu.large_2"]);
+    assert_eq!(names(&c.discovery.find_pools), ["gpu-h100"]);
+    assert!(c.discovery.mdns);
+}
+
+#[test]
+fn bad_discovery_settings_name_the_key_and_line() {
+    let too_many = format!(
+        "[discovery]\nfind_pools = [{}]\n",
+        (0..=POOLS_MAX)
+            .map(|i| format!("\"p{i}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let long = format!("[discovery]\npools = [\"{}\"]\n", "x".repeat(65));
+    for (text, line, needles) in [
+        (
+            "region = \"x\"\n[discovery]\npools = [\"GPU\"]\n",
+            3,
+            &["`[discovery] pools`", "`GPU`", "lowercase"][..],
+        ),
+        (
+            "[discovery]\nfind_pools = [\"\"]\n",
+            2,
+            &["`[discovery] find_pools`", "empty"][..],
+        ),
+        (
+            "[discovery]\nfind_pools = [\"a/b\"]\n",
+            2,
+            &["`[discovery] find_pools`", "'/'"][..],
+        ),
+        (&long, 2, &["`[discovery] pools`", "longer than 64"][..]),
+        (
+            &too_many,
+            2,
+            &["`[discovery] find_pools`", "at most 16"][..],
+        ),
+        ("[discovery]\npools = \"gpu\"\n", 2, &["sequence"][..]),
+        ("[discovery]\nmdns = \"yes\"\n", 2, &["bool"][..]),
+        ("[discovery]\nmdsn = true\n", 2, &["mdsn"][..]),
+    ] {
+        let err = parse(text).unwrap_err();
+        let s = err.to_string();
+        assert!(
+            matches!(err, ConfigError::Parse { line: l, .. } if l == line),
+            "{text:?}: {s}"
+        );
+        assert!(s.starts_with(&format!("node.toml:{line}:")), "{s}");
+        for needle in needles {
+            assert!(s.contains(needle), "{text:?}: {needle} not in {s}");
+        }
+    }
+}
