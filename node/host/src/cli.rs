@@ -113,13 +113,13 @@ pub struct PeersArgs {
     #[arg(long = "region", value_name = "NAME", value_parser = parse_region)]
     pub regions: Vec<String>,
     /// Only peers with a smoothed RTT of at most N milliseconds.
-    #[arg(long, value_name = "N", value_parser = parse_rtt_ms)]
+    #[arg(long, value_name = "N", value_parser = parse_rtt_ms, allow_negative_numbers = true)]
     pub rtt_max_ms: Option<f64>,
     /// Only peers advertising at least N cores.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub cores_min: Option<u32>,
     /// Only peers advertising at least N MiB of memory.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub memory_min_mb: Option<u64>,
     /// List every peer in the node's table, not only connected ones.
     #[arg(long)]

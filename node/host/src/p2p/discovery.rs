@@ -7,9 +7,10 @@
 //! [`PROVIDER_RECORD_TTL`]. A node looks for the providers of other pools
 //! ([`DiscoveryConfig::find_pools`]) with one `get_providers` query per pool, soon after
 //! start and then every [`FIND_INTERVAL`]. Every provider found, other than the node itself,
-//! is handed to the core as a discovered peer with its addresses, taken from the local
-//! provider record or the routing table; a provider with neither is looked up with
-//! `get_closest_peers` ([`LOOKUPS_MAX`] at once) and skipped if that finds no address.
+//! is handed to the core (once per lookup) as a discovered peer with its addresses, taken
+//! from the local provider record or the routing table; a provider with neither is looked
+//! up with `get_closest_peers` ([`LOOKUPS_MAX`] at once) and skipped if that finds no
+//! address.
 //!
 //! mDNS ([`DiscoveryConfig::mdns`], off unless configured) finds nodes on the local link;
 //! they join the DHT's routing table and are handed to the core too. The core has no
@@ -49,6 +50,11 @@ pub const FIND_FIRST_DELAY: Duration = Duration::from_secs(5);
 pub const SETTLE: Duration = Duration::from_secs(1);
 /// Address lookups of providers found without an address, in flight at most.
 pub const LOOKUPS_MAX: usize = 64;
+/// Provider lookups whose providers are remembered at once, at most; beyond that a
+/// provider may be handed over more than once in a lookup.
+pub const ROUNDS_MAX: usize = 4 * POOLS_MAX;
+/// Providers remembered per provider lookup at most.
+const ROUND_PROVIDERS_MAX: usize = 1024;
 /// Addresses of one discovered peer handed to the core at most.
 const PEER_ADDRS_MAX: usize = flotilla_core::advert::ADVERT_ADDRS_MAX;
 
@@ -161,6 +167,9 @@ pub(super) struct Discovery {
     routing: bool,
     /// Address lookups in flight ([`LOOKUPS_MAX`]), and the provider each looks for.
     lookups: HashMap<kad::QueryId, libp2p::PeerId>,
+    /// Provider lookups in flight ([`ROUNDS_MAX`]) and the providers each has handed over,
+    /// so that a provider named by several DHT nodes is handed over once per lookup.
+    rounds: HashMap<kad::QueryId, HashSet<libp2p::PeerId>>,
     /// Provider announcements completed since start.
     pub(super) provided: u64,
 }
@@ -179,6 +188,7 @@ impl Discovery {
             next_find,
             routing: false,
             lookups: HashMap::new(),
+            rounds: HashMap::new(),
             provided: 0,
         }
     }
@@ -233,15 +243,19 @@ impl P2pNetwork {
         if d.next_find.is_some_and(|t| t <= now) {
             tracing::debug!(pools = d.find.len(), "looking up pool providers");
             for key in &d.find {
-                kad.get_providers(key.clone());
+                let id = kad.get_providers(key.clone());
+                if d.rounds.len() < ROUNDS_MAX {
+                    d.rounds.insert(id, HashSet::new());
+                }
             }
             d.next_find = Some(now + d.find_interval);
         }
     }
 
-    /// Providers of `key` were found.
+    /// Provider lookup `id` found providers of `key`.
     pub(super) fn on_providers(
         &mut self,
+        id: kad::QueryId,
         key: &kad::RecordKey,
         providers: HashSet<libp2p::PeerId>,
     ) {
@@ -251,6 +265,14 @@ impl P2pNetwork {
         for provider in providers {
             if provider == self.local {
                 continue;
+            }
+            if let Some(seen) = self.discovery.rounds.get_mut(&id) {
+                if seen.contains(&provider) {
+                    continue;
+                }
+                if seen.len() < ROUND_PROVIDERS_MAX {
+                    seen.insert(provider);
+                }
             }
             let addrs = self.known_addrs(key, &provider);
             if !addrs.is_empty() {
@@ -264,6 +286,11 @@ impl P2pNetwork {
                 self.metrics.discovery_skipped("lookups-full");
             }
         }
+    }
+
+    /// Provider lookup `id` ended.
+    pub(super) fn on_providers_done(&mut self, id: kad::QueryId) {
+        self.discovery.rounds.remove(&id);
     }
 
     /// A `get_closest_peers` query ended, with the peers it found and their addresses.

@@ -150,15 +150,22 @@ impl P2pNetwork {
                 Err(e) => tracing::debug!(error = %e, "dht bootstrap failed"),
             },
             BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                id,
                 result: kad::QueryResult::GetProviders(result),
+                step,
                 ..
-            }) => match result {
-                Ok(kad::GetProvidersOk::FoundProviders { key, providers }) => {
-                    self.on_providers(&key, providers)
+            }) => {
+                match result {
+                    Ok(kad::GetProvidersOk::FoundProviders { key, providers }) => {
+                        self.on_providers(id, &key, providers)
+                    }
+                    Ok(kad::GetProvidersOk::FinishedWithNoAdditionalRecord { .. }) => {}
+                    Err(e) => tracing::debug!(error = %e, "pool provider lookup failed"),
                 }
-                Ok(kad::GetProvidersOk::FinishedWithNoAdditionalRecord { .. }) => {}
-                Err(e) => tracing::debug!(error = %e, "pool provider lookup failed"),
-            },
+                if step.last {
+                    self.on_providers_done(id);
+                }
+            }
             BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
                 id,
                 result: kad::QueryResult::GetClosestPeers(result),
