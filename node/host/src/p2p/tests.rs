@@ -511,3 +511,31 @@ async fn mdns_peers_go_to_the_core_and_the_dht() {
     .await;
     assert!(b.swarm.behaviour().mdns.is_enabled());
 }
+
+/// Needs a link where multicast works, which containers and CI runners often lack:
+/// `just mdns`.
+#[tokio::test]
+#[ignore = "needs multicast on the local link"]
+async fn mdns_finds_a_node_on_the_link() {
+    let on = DiscoveryConfig {
+        mdns: true,
+        ..DiscoveryConfig::default()
+    };
+    let limits = flotilla_core::rcmgr::Limits::default();
+    let listen = ["/ip4/0.0.0.0/tcp/0"];
+    let metrics_a = Metrics::new();
+    let (_, mut a) = start_full(40, &listen, &[], limits.clone(), metrics_a.clone(), &on).await;
+    let (kb, mut b) = start_full(41, &listen, &[], limits, Metrics::new(), &on).await;
+    let pb = kb.peer_id();
+    let (ea, _) = pump(&mut a, &mut b, |ea, _| {
+        ea.iter()
+            .any(|e| matches!(e, NetEvent::Discovered { peer, .. } if *peer == pb))
+    })
+    .await;
+    assert!(!ea.is_empty());
+    assert!(
+        metrics_a
+            .encode()
+            .contains("flotilla_discovery_found_total{source=\"mdns\"}")
+    );
+}
