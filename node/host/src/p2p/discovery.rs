@@ -43,6 +43,8 @@ pub const PROVIDE_INTERVAL: Duration = Duration::from_secs(10 * 60);
 pub const PROVIDER_RECORD_TTL: Duration = Duration::from_secs(30 * 60);
 /// Period of the lookups for providers of the pools looked for.
 pub const FIND_INTERVAL: Duration = Duration::from_secs(60);
+/// Delay before announcing again after an announcement that reached no DHT node.
+pub const PROVIDE_RETRY: Duration = Duration::from_secs(60);
 /// Delay of the first lookup after start when the DHT has not gained a peer before.
 pub const FIND_FIRST_DELAY: Duration = Duration::from_secs(5);
 /// Delay after the DHT gains its first peer before announcing and looking up, so the
@@ -170,7 +172,7 @@ pub(super) struct Discovery {
     /// Provider lookups in flight ([`ROUNDS_MAX`]) and the providers each has handed over,
     /// so that a provider named by several DHT nodes is handed over once per lookup.
     rounds: HashMap<kad::QueryId, HashSet<libp2p::PeerId>>,
-    /// Provider announcements completed since start.
+    /// Provider announcements that reached a DHT node since start.
     pub(super) provided: u64,
 }
 
@@ -213,6 +215,19 @@ impl Discovery {
         }
         if let Some(next) = &mut self.next_find {
             *next = (*next).min(soon);
+        }
+    }
+
+    /// An announcement ended, having reached a DHT node (`reached`) or not; one that did
+    /// not is tried again after [`PROVIDE_RETRY`] rather than the full interval.
+    pub(super) fn on_announced(&mut self, reached: bool) {
+        if reached {
+            self.provided += 1;
+            return;
+        }
+        let retry = Instant::now() + PROVIDE_RETRY;
+        if let Some(next) = &mut self.next_provide {
+            *next = (*next).min(retry);
         }
     }
 }
@@ -417,6 +432,40 @@ mod tests {
         assert!(err.to_string().contains("lowercase"), "{err}");
         assert!("a/b".parse::<PoolName>().is_err());
         assert!("a b".parse::<PoolName>().is_err());
+    }
+
+    /// True if `t` is `delay` after some moment from `start` to now.
+    fn after(t: Option<Instant>, start: Instant, delay: Duration) -> bool {
+        t.is_some_and(|t| t >= start + delay && t <= Instant::now() + delay)
+    }
+
+    #[test]
+    fn announcements_and_lookups_are_scheduled() {
+        let start = Instant::now();
+        let pool: PoolName = "p".parse().unwrap();
+        // Nothing to do: no deadline ever.
+        let mut idle = Discovery::new(&DiscoveryConfig::default());
+        idle.on_routing();
+        assert_eq!(idle.deadline(), None);
+
+        let mut d = Discovery::new(&DiscoveryConfig {
+            pools: vec![pool.clone()],
+            find_pools: vec![pool],
+            ..DiscoveryConfig::default()
+        });
+        // Lookups start even without a DHT peer; announcements wait for one.
+        assert!(after(d.deadline(), start, FIND_FIRST_DELAY));
+        assert_eq!(d.next_provide, None);
+        d.on_routing();
+        assert!(after(d.next_provide, start, SETTLE));
+        assert!(after(d.next_find, start, SETTLE));
+        // An announcement that reached nobody is retried sooner than the interval.
+        d.next_provide = Some(start + PROVIDE_INTERVAL);
+        d.on_announced(false);
+        assert!(after(d.next_provide, start, PROVIDE_RETRY));
+        assert_eq!(d.provided, 0);
+        d.on_announced(true);
+        assert_eq!(d.provided, 1);
     }
 
     #[test]

@@ -178,11 +178,15 @@ impl P2pNetwork {
             },
             BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
                 result: kad::QueryResult::StartProviding(result),
+                stats,
                 ..
-            }) => match result {
-                Ok(_) => self.discovery.provided += 1,
-                Err(e) => tracing::debug!(error = %e, "pool announcement incomplete"),
-            },
+            }) => {
+                if let Err(e) = &result {
+                    tracing::debug!(error = %e, "pool announcement incomplete");
+                }
+                self.discovery
+                    .on_announced(result.is_ok() && stats.num_successes() > 0);
+            }
             BehaviourEvent::Mdns(event) => self.on_mdns(event),
             BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
