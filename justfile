@@ -126,3 +126,8 @@ bench-rcmgr:
 # RSS and the resource manager's refusals.
 flood:
     cargo test -p flotilla-node --test flood -- --nocapture
+
+# mDNS discovery between two in-process nodes; needs multicast on the local link, which
+# containers and CI runners often lack, so the test is ignored by `just test`.
+mdns:
+    cargo test -p flotilla-node --lib -- --ignored mdns_finds_a_node_on_the_link

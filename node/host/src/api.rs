@@ -3,13 +3,13 @@
 //! | request | answer |
 //! |---|---|
 //! | `GET /status` | [`StatusView`](crate::views::StatusView) as JSON |
-//! | `GET /peers` | a list of [`PeerView`](crate::views::PeerView) as JSON |
+//! | `GET /peers?sort=rtt&region=eu-west&rtt_max_ms=80&cores_min=4&memory_min_mb=2048&known=true` | a list of [`PeerView`](crate::views::PeerView) as JSON: connected peers (every known peer with `known=true`) that pass the filters, in order (see [`query`](crate::views::query); every parameter optional) |
 //! | `GET /metrics` | Prometheus text exposition |
 //! | `GET /rcmgr/limits` | [`LimitsView`]: the resource limits in force |
 //! | `GET /rcmgr/scopes?top=N` | [`ScopesView`]: usage against limits, the top `N` peers (default 10), refusals |
 //! | `POST /ping/{peer_id}` | [`PingReply`]: `{"rtt_ms": ..}` |
 //!
-//! Errors are JSON [`ErrorReply`]s: 400 for a bad peer id, 404 for a peer that is not
+//! Errors are JSON [`ErrorReply`]s: 400 for a bad peer id or peer query, 404 for a peer that is not
 //! connected, 504 when the pong does not come in time, 503 while the node shuts down or is
 //! saturated with requests.
 
@@ -31,6 +31,7 @@ use crate::driver::{DriverHandle, PingError};
 use crate::metrics::Metrics;
 use crate::rcmgr::SharedRcmgr;
 use crate::rcmgr::views::{LimitsView, ScopesView};
+use crate::views::query::PeerQuery;
 
 /// Requests served at once; more are answered 503 at once.
 pub const API_REQUESTS_MAX: usize = 32;
@@ -178,9 +179,13 @@ async fn status(State(s): State<ApiState>) -> Response {
     }
 }
 
-async fn peers(State(s): State<ApiState>) -> Response {
+async fn peers(State(s): State<ApiState>, Query(pairs): Query<Vec<(String, String)>>) -> Response {
+    let query = match PeerQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
     match s.driver.peers().await {
-        Some(view) => Json(view).into_response(),
+        Some(view) => Json(query.apply(view)).into_response(),
         None => stopped(),
     }
 }
@@ -242,6 +247,7 @@ mod tests {
     use crate::driver::{Driver, NoObserver};
     use crate::network::{NetEvent, Network};
     use flotilla_core::{Config, DialId, Keypair, Message, Node, SeedTree};
+    use std::time::Duration;
 
     fn test_rcmgr(metrics: Metrics) -> SharedRcmgr {
         let machine = crate::rcmgr::Machine {
@@ -345,6 +351,127 @@ mod tests {
             assert_eq!(answer.0, code, "{}", answer.1);
             let e: ErrorReply = serde_json::from_str(&answer.1).unwrap();
             assert!(!e.error.is_empty());
+        }
+    }
+
+    /// A network that reports `events` once, then nothing.
+    struct Scripted(std::collections::VecDeque<NetEvent>);
+
+    impl Network for Scripted {
+        async fn next_event(&mut self) -> Option<NetEvent> {
+            match self.0.pop_front() {
+                Some(ev) => Some(ev),
+                None => std::future::pending().await,
+            }
+        }
+        fn dial(&mut self, _: DialId, _: &str, _: Option<PeerId>) {}
+        fn disconnect(&mut self, _: PeerId) {}
+        fn send(&mut self, _: PeerId, _: Message) {}
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn peers_take_sort_and_filter_parameters() {
+        let clock = TokioClock::system();
+        let now = clock.now();
+        // Three peers known from their adverts on gossip, none connected.
+        let mut events = std::collections::VecDeque::new();
+        let mut ids = Vec::new();
+        for (seed, region, cores) in [(11, "eu-west", 8), (12, "us-east", 16), (13, "eu-west", 2)] {
+            let config = Config {
+                region: Some(region.to_string()),
+                resources: flotilla_core::Resources {
+                    cores,
+                    memory_mb: 1024,
+                    disk_gb: 0,
+                    gpus: 0,
+                },
+                ..Config::default()
+            };
+            let kp = Keypair::generate(&mut SeedTree::new(seed).rng());
+            let peer = Node::new(config, kp, SeedTree::new(seed), now).unwrap();
+            ids.push(peer.peer_id());
+            events.push_back(NetEvent::Advert {
+                from: peer.peer_id(),
+                advert: peer.advert().clone(),
+            });
+        }
+        let keypair = Keypair::generate(&mut SeedTree::new(1).rng());
+        let node = Node::new(Config::default(), keypair, SeedTree::new(2), now).unwrap();
+        let (driver, handle) = Driver::new(node, Scripted(events), clock, NoObserver);
+        tokio::spawn(driver.run());
+        let metrics = Metrics::new();
+        let server = ApiServer::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            handle.clone(),
+            metrics.clone(),
+            test_rcmgr(metrics),
+        )
+        .await
+        .unwrap();
+        let base = format!("http://{}", server.local_addr().unwrap());
+        tokio::spawn(server.serve(std::future::pending()));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while handle.status().await.unwrap().known < 3 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "adverts not applied"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        let answers = tokio::task::spawn_blocking(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into();
+            [
+                "",
+                "?known=true&sort=cores",
+                "?known=true&region=eu-west&cores_min=4",
+                "?known=true&region=eu-west&region=us-east&sort=peer",
+                "?known=true&rtt_max_ms=80",
+                "?sort=latency",
+                "?cores_min=-1",
+                "?colour=red",
+            ]
+            .map(|q| get(&agent, false, &format!("{base}/peers{q}")))
+        })
+        .await
+        .unwrap();
+        let listed = |answer: &(u16, String)| -> Vec<PeerId> {
+            assert_eq!(answer.0, 200, "{}", answer.1);
+            let peers: Vec<crate::views::PeerView> = serde_json::from_str(&answer.1).unwrap();
+            peers.iter().map(|p| p.peer_id).collect()
+        };
+        let [
+            none,
+            by_cores,
+            eu_big,
+            two_regions,
+            near,
+            sort,
+            cores,
+            unknown,
+        ] = answers;
+        // Only connected peers unless `known=true`.
+        assert_eq!(listed(&none), []);
+        assert_eq!(listed(&by_cores), [ids[1], ids[0], ids[2]]);
+        assert_eq!(listed(&eu_big), [ids[0]]);
+        let mut all = ids.clone();
+        all.sort_by_key(|p| p.to_string());
+        assert_eq!(listed(&two_regions), all);
+        // No RTT measured: none passes an RTT bound.
+        assert_eq!(listed(&near), []);
+        for (answer, needles) in [
+            (sort, ["`sort`", "rtt, region, cores, memory, uptime, peer"]),
+            (cores, ["`cores_min`", "whole number"]),
+            (unknown, ["`colour`", "rtt_max_ms"]),
+        ] {
+            assert_eq!(answer.0, 400, "{}", answer.1);
+            let e: ErrorReply = serde_json::from_str(&answer.1).unwrap();
+            for needle in needles {
+                assert!(e.error.contains(needle), "{needle} not in {}", e.error);
+            }
         }
     }
 

@@ -16,6 +16,7 @@ use flotilla_core::PeerId;
 use flotilla_node::api::{ErrorReply, PingReply};
 use flotilla_node::config::{self, DEFAULT_API, NodeConfig, Overrides};
 use flotilla_node::run::Started;
+use flotilla_node::views::query::{self, PeerQuery, PeerSort};
 use flotilla_node::views::{PeerView, StatusView};
 use libp2p::Multiaddr;
 use serde::de::DeserializeOwned;
@@ -43,8 +44,9 @@ pub enum Command {
     Node(NodeCommand),
     /// Show the running node's status.
     Status(Output),
-    /// List the peers the running node knows, connected ones first.
-    Peers(Output),
+    /// List the running node's connected peers (with --known, every peer it knows), nearest
+    /// first or in the order of --sort, optionally filtered.
+    Peers(PeersArgs),
     /// Print the resource limits in force: the running node's, or with --config those a
     /// node started with that file would use on this machine.
     Limits {
@@ -99,6 +101,61 @@ pub struct RunArgs {
     pub bootstrap: Vec<Multiaddr>,
 }
 
+/// Options of `flotilla peers`. A filter drops peers that have not advertised or measured
+/// the value it tests.
+#[derive(Debug, Args)]
+pub struct PeersArgs {
+    /// Order: rtt (lowest first), region (by name), cores, memory, uptime (most or longest
+    /// first) or peer (by id); peers lacking the value come last, ties go to the lower RTT.
+    #[arg(long, value_name = "KEY", default_value = "rtt", value_parser = parse_sort)]
+    pub sort: PeerSort,
+    /// Only peers advertising this region (repeatable: any of them).
+    #[arg(long = "region", value_name = "NAME", value_parser = parse_region)]
+    pub regions: Vec<String>,
+    /// Only peers with a smoothed RTT of at most N milliseconds.
+    #[arg(long, value_name = "N", value_parser = parse_rtt_ms, allow_negative_numbers = true)]
+    pub rtt_max_ms: Option<f64>,
+    /// Only peers advertising at least N cores.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub cores_min: Option<u32>,
+    /// Only peers advertising at least N MiB of memory.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub memory_min_mb: Option<u64>,
+    /// List every peer in the node's table, not only connected ones.
+    #[arg(long)]
+    pub known: bool,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+impl PeersArgs {
+    fn query(&self) -> PeerQuery {
+        PeerQuery {
+            sort: self.sort,
+            regions: self.regions.clone(),
+            rtt_max_ms: self.rtt_max_ms,
+            cores_min: self.cores_min,
+            memory_min_mb: self.memory_min_mb,
+            known: self.known,
+        }
+    }
+}
+
+fn parse_sort(text: &str) -> Result<PeerSort, String> {
+    text.parse::<PeerSort>().map_err(|_| {
+        format!("`{text}` is not a sort key; use one of rtt, region, cores, memory, uptime, peer")
+    })
+}
+
+fn parse_region(text: &str) -> Result<String, String> {
+    query::parse_region(text).map_err(|_| "give a region name such as eu-west".to_string())
+}
+
+fn parse_rtt_ms(text: &str) -> Result<f64, String> {
+    query::parse_ms(text)
+        .map_err(|_| "give a number of milliseconds, zero or more (e.g. 80 or 0.5)".to_string())
+}
+
 /// Output format of client commands.
 #[derive(Debug, Args)]
 pub struct Output {
@@ -118,7 +175,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Node(NodeCommand::Run(args)) => node_run(api, args),
         Command::Status(out) => status(&Client::new(api), out.json),
-        Command::Peers(out) => peers(&Client::new(api), out.json),
+        Command::Peers(args) => peers(&Client::new(api), &args),
         Command::Ping { peer_id, output } => ping(&Client::new(api), peer_id, output.json),
         Command::Limits { config, output } => {
             rcmgr::limits(&Client::new(api), config.as_deref(), output.json)
@@ -193,13 +250,19 @@ impl Client {
         }
     }
 
-    /// Sends a request; returns the raw body of a successful answer.
-    fn call(&self, post: bool, path: &str) -> anyhow::Result<String> {
+    /// Sends a request with `query` parameters; returns the raw body of a successful answer.
+    fn call_with(
+        &self,
+        post: bool,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> anyhow::Result<String> {
         let url = format!("{}{path}", self.base);
+        let pairs = query.iter().map(|(k, v)| (*k, v.as_str()));
         let sent = if post {
-            self.agent.post(&url).send_empty()
+            self.agent.post(&url).query_pairs(pairs).send_empty()
         } else {
-            self.agent.get(&url).call()
+            self.agent.get(&url).query_pairs(pairs).call()
         };
         let mut response = sent.map_err(|e| {
             anyhow::anyhow!(
@@ -222,7 +285,16 @@ impl Client {
     }
 
     fn json<T: DeserializeOwned>(&self, post: bool, path: &str) -> anyhow::Result<(T, String)> {
-        let body = self.call(post, path)?;
+        self.json_with(post, path, &[])
+    }
+
+    fn json_with<T: DeserializeOwned>(
+        &self,
+        post: bool,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> anyhow::Result<(T, String)> {
+        let body = self.call_with(post, path, query)?;
         let value = serde_json::from_str(&body)
             .with_context(|| format!("unexpected answer from {}{path}", self.base))?;
         Ok((value, body))
@@ -264,13 +336,14 @@ fn uptime(s: u64) -> String {
     }
 }
 
-fn peers(client: &Client, json: bool) -> anyhow::Result<()> {
-    let (peers, raw): (Vec<PeerView>, _) = client.json(false, "/peers")?;
-    if json {
+fn peers(client: &Client, args: &PeersArgs) -> anyhow::Result<()> {
+    let query = args.query();
+    let (peers, raw): (Vec<PeerView>, _) = client.json_with(false, "/peers", &query.to_pairs())?;
+    if args.output.json {
         println!("{raw}");
         return Ok(());
     }
-    let rows: Vec<[String; 8]> = peers.iter().map(peer_row).collect();
+    let rows: Vec<[String; 9]> = peers.iter().map(peer_row).collect();
     let header = [
         "PEER ID",
         "DIR",
@@ -278,6 +351,7 @@ fn peers(client: &Client, json: bool) -> anyhow::Result<()> {
         "JITTER MS",
         "REGION",
         "RESOURCES",
+        "UPTIME",
         "SOURCE",
         "HOPS",
     ]
@@ -297,12 +371,21 @@ fn peers(client: &Client, json: bool) -> anyhow::Result<()> {
         println!("{}", cells.join("  ").trim_end());
     }
     if rows.is_empty() {
-        println!("(no peers known yet)");
+        let filtered = PeerQuery {
+            sort: query.sort,
+            known: query.known,
+            ..PeerQuery::default()
+        } != query;
+        match (filtered, query.known) {
+            (true, _) => println!("(no peer matches the filters)"),
+            (false, true) => println!("(no peers known yet)"),
+            (false, false) => println!("(no peers connected; --known lists every peer known)"),
+        }
     }
     Ok(())
 }
 
-fn peer_row(p: &PeerView) -> [String; 8] {
+fn peer_row(p: &PeerView) -> [String; 9] {
     let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
     let resources = p.resources.map_or("-".to_string(), |r| {
         format!("{}c/{}M/{}G/{}gpu", r.cores, r.memory_mb, r.disk_gb, r.gpus)
@@ -314,6 +397,7 @@ fn peer_row(p: &PeerView) -> [String; 8] {
         ms(p.jitter_ms),
         p.region.clone().unwrap_or_else(|| "-".to_string()),
         resources,
+        p.uptime_s.map_or("-".to_string(), uptime),
         p.source.label().to_string(),
         p.hops.to_string(),
     ]

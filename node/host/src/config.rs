@@ -13,7 +13,6 @@
 //! [resources]
 //! cores = 8
 //! memory_mb = 16384
-//!
 //! executors = ["docker"]
 //!
 //! # Peers: watermarks and filters. A profile (small, standard, data-centre) sets
@@ -30,6 +29,15 @@
 //! # Which peers to keep company with (see flotilla_core::filter for every filter).
 //! [peers.filter]
 //! all = [{ rtt_max_ms = 80 }, { resources_min = { cores = 4 } }, "has_address"]
+//!
+//! # Finding peers outside the core protocol. Pools are named sets of providers found
+//! # through the DHT (names: 1-64 characters of a-z, 0-9, `-`, `_`, `.`; 16 at most per
+//! # key). `mdns` finds nodes on the local link; it is off unless set here, and a
+//! # data-centre node keeps it off.
+//! [discovery]
+//! pools = ["gpu-a100"]        # pools this node provides in
+//! find_pools = ["gpu-h100"]   # pools whose providers this node wants as peers
+//! mdns = false
 //!
 //! # Resource limits: partial overrides of the machine-scaled defaults, per scope kind
 //! # (system, transient, allowlisted_system, allowlisted_transient, service,
@@ -65,6 +73,7 @@ use flotilla_core::rcmgr::{Allowlist, Cidr, Limits, LimitsConfig, LimitsError};
 use libp2p::Multiaddr;
 use serde::{Deserialize, Deserializer};
 
+use crate::p2p::discovery::{DiscoveryConfig, POOLS_MAX, PoolName};
 use crate::rcmgr::Machine;
 
 /// Addresses listened on when neither the file nor the command line name any.
@@ -177,6 +186,8 @@ pub struct NodeConfig {
     pub limits: Limits,
     /// Addresses and peers always let in (`[allowlist]`).
     pub allowlist: Allowlist,
+    /// Pools provided in and looked for, and mDNS (`[discovery]`).
+    pub discovery: DiscoveryConfig,
 }
 
 /// The file's layout.
@@ -196,6 +207,49 @@ struct FileConfig {
     limits: LimitsConfig,
     #[serde(default)]
     allowlist: AllowlistSection,
+    #[serde(default)]
+    discovery: DiscoverySection,
+}
+
+/// `[discovery]`: pools in the DHT and mDNS.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiscoverySection {
+    #[serde(default, deserialize_with = "pools_key")]
+    pools: Vec<PoolName>,
+    #[serde(default, deserialize_with = "find_pools_key")]
+    find_pools: Vec<PoolName>,
+    mdns: Option<bool>,
+}
+
+fn pools_key<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PoolName>, D::Error> {
+    pool_names(d, "pools")
+}
+
+fn find_pools_key<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PoolName>, D::Error> {
+    pool_names(d, "find_pools")
+}
+
+/// A list of pool names set by `[discovery] key`, without repeats.
+fn pool_names<'de, D: Deserializer<'de>>(d: D, key: &str) -> Result<Vec<PoolName>, D::Error> {
+    let texts = Vec::<String>::deserialize(d)?;
+    let mut names: Vec<PoolName> = Vec::new();
+    for text in &texts {
+        let name = text
+            .parse::<PoolName>()
+            .map_err(|e| serde::de::Error::custom(format!("invalid `[discovery] {key}`: {e}")))?;
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    if names.len() > POOLS_MAX {
+        return Err(serde::de::Error::custom(format!(
+            "invalid `[discovery] {key}`: {} pools named, at most {POOLS_MAX} are allowed; \
+             name fewer",
+            names.len()
+        )));
+    }
+    Ok(names)
 }
 
 /// `[allowlist]`: address ranges and peer ids always let in.
@@ -463,6 +517,12 @@ impl NodeConfig {
             file.allowlist.cidrs.iter().map(|c| c.0),
             file.allowlist.peers.iter().map(|p| p.0),
         );
+        let discovery = DiscoveryConfig {
+            pools: file.discovery.pools,
+            find_pools: file.discovery.find_pools,
+            mdns: file.discovery.mdns.unwrap_or(false),
+            ..DiscoveryConfig::default()
+        };
         Ok(NodeConfig {
             data_dir,
             listen,
@@ -472,6 +532,7 @@ impl NodeConfig {
             machine,
             limits,
             allowlist,
+            discovery,
         })
     }
 }
@@ -563,12 +624,13 @@ fn invalid(error: flotilla_core::ConfigError, source: Option<(&Path, &str)>) -> 
 fn origin_of(source: Option<(&Path, &str)>, key: &str) -> String {
     match source {
         None => "command line".to_string(),
-        Some((path, text)) => match table_key_line(text, key).or_else(|| {
-            // A table of its own: `[peers.filter]`.
-            text.lines()
-                .position(|l| l.trim() == format!("[{key}]"))
-                .map(|i| i + 1)
-        }) {
+        Some((path, text)) => match text
+            .lines()
+            // A table of its own, `[peers.filter]`, else the key in its table.
+            .position(|l| l.trim() == format!("[{key}]"))
+            .map(|i| i + 1)
+            .or_else(|| table_key_line(text, key))
+        {
             Some(line) => format!("{}:{line}", path.display()),
             None => path.display().to_string(),
         },

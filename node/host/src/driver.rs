@@ -166,8 +166,14 @@ impl<N: Network, C: Clock, O: Observer> Driver<N, C, O> {
                 peer,
                 direction,
                 dial,
-            } => self.node.handle_connected(now, peer, direction, dial),
-            NetEvent::Disconnected { peer } => self.node.handle_disconnected(now, peer),
+            } => {
+                self.node.handle_connected(now, peer, direction, dial);
+                self.report_system_conns(now);
+            }
+            NetEvent::Disconnected { peer } => {
+                self.node.handle_disconnected(now, peer);
+                self.report_system_conns(now);
+            }
             NetEvent::DialFailed { dial, reason } => {
                 self.node.handle_dial_failed(now, dial, &reason)
             }
@@ -184,6 +190,14 @@ impl<N: Network, C: Clock, O: Observer> Driver<N, C, O> {
         }
     }
 
+    /// Tells the node how close the resource manager is to its connection limit, so the
+    /// connection manager trims before refusals start.
+    fn report_system_conns(&mut self, now: Timestamp) {
+        if let Some((held, limit)) = self.net.system_conns() {
+            self.node.report_system_conns(now, held, limit);
+        }
+    }
+
     fn on_command(&mut self, cmd: Command) {
         let now = self.clock.now();
         match cmd {
@@ -191,7 +205,7 @@ impl<N: Network, C: Clock, O: Observer> Driver<N, C, O> {
                 let _ = reply.send(StatusView::of(&self.node, now));
             }
             Command::Peers(reply) => {
-                let _ = reply.send(PeerView::all(&self.node));
+                let _ = reply.send(PeerView::all(&self.node, now));
             }
             Command::Ping(peer, reply) => match self.node.ping(now, peer) {
                 Ok(nonce) => {

@@ -32,6 +32,14 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+/// A `source` label: how a peer was discovered outside the core protocol (`pool` for a
+/// provider of a pool found in the DHT, `mdns` for a node on the local link).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    /// The way it was found.
+    pub source: &'static str,
+}
+
 /// Labels of a resource-manager gauge: the scope (`system`, `transient`,
 /// `allowlisted_system`, `allowlisted_transient`, `protocol:NAME`, `service:NAME`, or a
 /// kind: `peer`, `connection`, `stream`) and the resource (`memory`, `streams_in`, ...).
@@ -69,6 +77,8 @@ pub struct Metrics {
     rcmgr_usage: Family<ScopeResourceLabel, Gauge>,
     rcmgr_limit: Family<ScopeResourceLabel, Gauge>,
     rcmgr_refusals: Family<RefusalLabel, Counter>,
+    discovery_found: Family<SourceLabel, Counter>,
+    discovery_skipped: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -91,6 +101,8 @@ impl Metrics {
         let rcmgr_usage = Family::<ScopeResourceLabel, Gauge>::default();
         let rcmgr_limit = Family::<ScopeResourceLabel, Gauge>::default();
         let rcmgr_refusals = Family::<RefusalLabel, Counter>::default();
+        let discovery_found = Family::<SourceLabel, Counter>::default();
+        let discovery_skipped = Family::<ReasonLabel, Counter>::default();
         registry.register(
             "messages_sent",
             "Core messages queued for sending",
@@ -141,6 +153,16 @@ impl Metrics {
             "Resource-manager refusals by kind of refusing scope, resource and direction",
             rcmgr_refusals.clone(),
         );
+        registry.register(
+            "discovery_found",
+            "Peers found outside the core protocol and handed to it, by way of finding",
+            discovery_found.clone(),
+        );
+        registry.register(
+            "discovery_skipped",
+            "Pool providers found but not handed to the core (no-address, lookups-full)",
+            discovery_skipped.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             messages_sent,
@@ -153,6 +175,8 @@ impl Metrics {
             rcmgr_usage,
             rcmgr_limit,
             rcmgr_refusals,
+            discovery_found,
+            discovery_skipped,
         }
     }
 
@@ -186,6 +210,20 @@ impl Metrics {
     /// One inbound frame refused for `reason`.
     pub fn frame_rejected(&self, reason: &'static str) {
         self.frames_rejected
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// One peer found by `source` (`pool` or `mdns`) handed to the core.
+    pub fn discovery_found(&self, source: &'static str) {
+        self.discovery_found
+            .get_or_create(&SourceLabel { source })
+            .inc();
+    }
+
+    /// One pool provider skipped for `reason`.
+    pub fn discovery_skipped(&self, reason: &'static str) {
+        self.discovery_skipped
             .get_or_create(&ReasonLabel { reason })
             .inc();
     }
@@ -311,6 +349,7 @@ mod tests {
         let m = Metrics::new();
         m.message_sent("ping");
         m.frame_rejected("oversized");
+        m.discovery_found("pool");
         let text = m.encode();
         assert!(
             text.contains("flotilla_messages_sent_total{kind=\"ping\"} 1"),
@@ -318,6 +357,10 @@ mod tests {
         );
         assert!(
             text.contains("flotilla_frames_rejected_total{reason=\"oversized\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("flotilla_discovery_found_total{source=\"pool\"} 1"),
             "{text}"
         );
         assert!(text.contains("flotilla_connected_peers"), "{text}");

@@ -67,6 +67,11 @@ pub trait Network {
     fn disconnect(&mut self, peer: PeerId);
     /// Queues `message` for `to`. Never blocks; a full queue drops the message with a log.
     fn send(&mut self, to: PeerId, message: Message);
+    /// The resource manager's system scope: connections held and their limit, if the
+    /// network enforces one (the node trims before the limit is reached).
+    fn system_conns(&self) -> Option<(u64, u64)> {
+        None
+    }
     /// Called after every driver step, e.g. to republish the node's advert on gossip.
     fn after_step(&mut self, node: &Node, now: Timestamp) {
         let _ = (node, now);

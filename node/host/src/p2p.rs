@@ -1,9 +1,10 @@
 //! The production [`Network`]: a rust-libp2p swarm (TCP and QUIC, noise, yamux) with
-//! identify, ping, kad, gossipsub and raw streams for the core protocol.
+//! identify, ping, kad, gossipsub, optional mDNS and raw streams for the core protocol.
 //!
 //! Submodules:
 //! - [`addr`]: peer id and multiaddr conversions between the core and libp2p;
 //! - [`behaviour`]: the composed libp2p behaviours and their settings;
+//! - [`discovery`]: pools in the DHT (providing in them, finding their providers) and mDNS;
 //! - [`rcmgr`]: the behaviour enforcing the resource manager's connection limits;
 //! - [`streams`]: writer and reader tasks moving core frames over libp2p streams, within
 //!   the resource manager's stream and memory limits.
@@ -15,6 +16,7 @@
 
 pub mod addr;
 pub mod behaviour;
+pub mod discovery;
 pub mod rcmgr;
 pub mod streams;
 mod swarm_events;
@@ -33,6 +35,7 @@ use tokio::task::JoinSet;
 
 use self::addr::{libp2p_keypair, libp2p_peer, split_p2p, with_p2p};
 use self::behaviour::{Behaviour, CORE_PROTOCOL, hello_topic};
+use self::discovery::{Discovery, DiscoveryConfig};
 use crate::metrics::Metrics;
 use crate::network::{NetEvent, Network};
 use crate::rcmgr::{HOUSEKEEPING_INTERVAL, SharedRcmgr};
@@ -100,6 +103,8 @@ pub struct P2pNetwork {
     listeners_up: HashSet<ListenerId>,
     listen_addrs: Vec<Multiaddr>,
     next_advert: Timestamp,
+    /// Pool announcements and lookups.
+    discovery: Discovery,
 }
 
 impl std::fmt::Debug for P2pNetwork {
@@ -117,13 +122,15 @@ impl std::fmt::Debug for P2pNetwork {
 impl P2pNetwork {
     /// Builds the swarm for `keypair`, starts listening on `listen` and registers
     /// `bootstrap` addresses that name a peer with the DHT; connections and core streams
-    /// stay within `rcmgr`'s limits. Must run inside a tokio runtime.
+    /// stay within `rcmgr`'s limits, and peers are also found as `discovery` says. Must run
+    /// inside a tokio runtime.
     pub fn start(
         keypair: &Keypair,
         listen: &[Multiaddr],
         bootstrap: &[Multiaddr],
         rcmgr: SharedRcmgr,
         metrics: Metrics,
+        discovery: &DiscoveryConfig,
     ) -> Result<Self, P2pError> {
         let key = libp2p_keypair(keypair).ok_or(P2pError::Key)?;
         let local = key.public().to_peer_id();
@@ -136,7 +143,9 @@ impl P2pNetwork {
             )
             .map_err(|e| P2pError::Transport(e.to_string()))?
             .with_quic()
-            .with_behaviour(|key| Behaviour::new(key, rcmgr.clone()).map_err(Into::into))
+            .with_behaviour(|key| {
+                Behaviour::new(key, rcmgr.clone(), discovery.mdns).map_err(Into::into)
+            })
             .map_err(|e| P2pError::Behaviour(e.to_string()))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
             .build();
@@ -201,6 +210,7 @@ impl P2pNetwork {
             listeners_up: HashSet::new(),
             listen_addrs: Vec::new(),
             next_advert: Timestamp::ZERO,
+            discovery: Discovery::new(discovery),
         })
     }
 
@@ -303,6 +313,10 @@ impl P2pNetwork {
 }
 
 impl Network for P2pNetwork {
+    fn system_conns(&self) -> Option<(u64, u64)> {
+        Some(self.rcmgr.with(|rm| rm.system_conns()))
+    }
+
     async fn next_event(&mut self) -> Option<NetEvent> {
         loop {
             if let Some(ev) = self.pending.pop_front() {
@@ -310,11 +324,13 @@ impl Network for P2pNetwork {
             }
             // Every branch is cancel-safe: an event taken from the swarm is handled
             // synchronously into `pending`, `recv` loses nothing when dropped, and a tick
-            // is handled at once.
+            // or a discovery deadline is handled at once.
+            let discovery_due = self.discovery.deadline();
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 Some(ev) = self.inbound.recv() => return Some(ev),
                 _ = self.housekeeping.tick() => self.rcmgr.housekeeping(),
+                _ = discovery::sleep_until(discovery_due) => self.on_discovery_timer(),
             }
         }
     }

@@ -95,6 +95,7 @@ pub async fn run(
         &config.bootstrap,
         rcmgr.clone(),
         metrics.clone(),
+        &config.discovery,
     )?;
     net.wait_listening(LISTEN_WAIT).await?;
     let local = net.local_peer_id();

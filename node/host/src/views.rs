@@ -1,4 +1,9 @@
 //! JSON views of the node's state, served by the HTTP API and read by the CLI.
+//!
+//! Submodules:
+//! - [`query`]: which peers `GET /peers` and `flotilla peers` list, and in which order.
+
+pub mod query;
 
 use flotilla_core::{Direction, Node, PeerId, Resources, Source, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -62,6 +67,10 @@ pub struct PeerView {
     pub resources: Option<Resources>,
     /// Advertised region.
     pub region: Option<String>,
+    /// When the peer says it started, microseconds since the Unix epoch.
+    pub started_at_us: Option<u64>,
+    /// Seconds since the peer says it started.
+    pub uptime_s: Option<u64>,
     /// How it was discovered.
     pub source: Source,
     /// Hops away.
@@ -73,8 +82,9 @@ pub struct PeerView {
 }
 
 impl PeerView {
-    /// Every peer in `node`'s table, connected peers first, each group in peer-id order.
-    pub fn all(node: &Node) -> Vec<PeerView> {
+    /// Every peer in `node`'s table at `now`, connected peers first, each group in peer-id
+    /// order.
+    pub fn all(node: &Node, now: Timestamp) -> Vec<PeerView> {
         let connections: std::collections::BTreeMap<PeerId, _> =
             node.connections().map(|c| (c.peer, c)).collect();
         let mut out: Vec<PeerView> = node
@@ -92,6 +102,8 @@ impl PeerView {
                     rtt_samples: e.rtt.as_deref().map_or(0, |r| r.samples),
                     resources: e.resources(),
                     region: e.region().map(str::to_string),
+                    started_at_us: e.started_at().map(Timestamp::as_micros),
+                    uptime_s: e.started_at().map(|t| now.saturating_since(t).as_secs()),
                     source: e.source,
                     hops: e.hops,
                     first_seen_us: e.first_seen.as_micros(),

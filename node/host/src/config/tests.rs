@@ -226,3 +226,125 @@ fn invalid_limits_name_the_key_and_line() {
         assert!(s.contains(needle), "{text:?}: {s}");
     }
 }
+
+#[test]
+fn discovery_defaults_to_nothing_and_mdns_off() {
+    let c = parse("").unwrap();
+    assert!(c.discovery.pools.is_empty());
+    assert!(c.discovery.find_pools.is_empty());
+    assert!(!c.discovery.mdns);
+
+    let text = r#"
+        [discovery]
+        pools = ["gpu-a100", "cpu.large_2", "gpu-a100"]
+        find_pools = ["gpu-h100"]
+        mdns = true
+    "#;
+    let c = parse(text).unwrap();
+    let names = |v: &[PoolName]| v.iter().map(|p| p.as_str().to_string()).collect::<Vec<_>>();
+    // Repeats are dropped, the order kept.
+    assert_eq!(names(&c.discovery.pools), ["gpu-a100", "cpu.large_2"]);
+    assert_eq!(names(&c.discovery.find_pools), ["gpu-h100"]);
+    assert!(c.discovery.mdns);
+}
+
+#[test]
+fn bad_discovery_settings_name_the_key_and_line() {
+    let too_many = format!(
+        "[discovery]\nfind_pools = [{}]\n",
+        (0..=POOLS_MAX)
+            .map(|i| format!("\"p{i}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let long = format!("[discovery]\npools = [\"{}\"]\n", "x".repeat(65));
+    for (text, line, needles) in [
+        (
+            "region = \"x\"\n[discovery]\npools = [\"GPU\"]\n",
+            3,
+            &["`[discovery] pools`", "`GPU`", "lowercase"][..],
+        ),
+        (
+            "[discovery]\nfind_pools = [\"\"]\n",
+            2,
+            &["`[discovery] find_pools`", "empty"][..],
+        ),
+        (
+            "[discovery]\nfind_pools = [\"a/b\"]\n",
+            2,
+            &["`[discovery] find_pools`", "'/'"][..],
+        ),
+        (&long, 2, &["`[discovery] pools`", "longer than 64"][..]),
+        (
+            &too_many,
+            2,
+            &["`[discovery] find_pools`", "at most 16"][..],
+        ),
+        ("[discovery]\npools = \"gpu\"\n", 2, &["sequence"][..]),
+        ("[discovery]\nmdns = \"yes\"\n", 2, &["bool"][..]),
+        ("[discovery]\nmdsn = true\n", 2, &["mdsn"][..]),
+    ] {
+        let err = parse(text).unwrap_err();
+        let s = err.to_string();
+        assert!(
+            matches!(err, ConfigError::Parse { line: l, .. } if l == line),
+            "{text:?}: {s}"
+        );
+        assert!(s.starts_with(&format!("node.toml:{line}:")), "{s}");
+        for needle in needles {
+            assert!(s.contains(needle), "{text:?}: {needle} not in {s}");
+        }
+    }
+}
+
+#[test]
+fn peers_profile_filter_and_watermarks() {
+    let text = r#"
+[resources]
+executors = ["docker"]
+
+[peers]
+profile = "data-centre"
+low_watermark = 40
+conn_grace_s = 5
+
+[peers.filter]
+all = [{ rtt_max_ms = 80 }, { executors = ["docker"] }]
+"#;
+    let c = parse(text).unwrap();
+    // The profile sets the high watermark; the file's low watermark wins over the profile's.
+    assert_eq!((c.core.low_watermark, c.core.high_watermark), (40, 256));
+    assert_eq!(c.core.conn_grace, Duration::from_secs(5));
+    assert_eq!(c.core.executors, vec!["docker".to_string()]);
+    assert!(matches!(c.core.filter, flotilla_core::filter::Filter::All(ref v) if v.len() == 2));
+
+    let err = parse("[peers]\nprofile = \"huge\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("node.toml:2:"), "{err}");
+    assert!(err.contains("data-centre"), "{err}");
+
+    let bad = "[peers]\nlow_watermark = 2\n\n[peers.filter]\nall = [\"has_address\", { deny = { cidrs = [\"10.0.0/8\"] } }]\n";
+    let err = parse(bad).unwrap_err().to_string();
+    assert!(err.starts_with("node.toml:4: "), "{err}");
+    assert!(err.contains("peers.filter.all[1].deny.cidrs[0]"), "{err}");
+}
+
+#[test]
+fn a_high_watermark_above_the_connection_limit_names_both_keys() {
+    let text = "[peers]\nhigh_watermark = 500\n\n[limits.system]\nconns = 100\n";
+    let err = parse(text).unwrap_err().to_string();
+    assert!(err.starts_with("node.toml:2: "), "{err}");
+    assert!(
+        err.contains("peers.high_watermark = 500 is above limits.system.conns = 100"),
+        "{err}"
+    );
+    assert!(
+        err.contains("lower peers.high_watermark or raise limits.system.conns"),
+        "{err}"
+    );
+    let err = parse("[peers]\npressure_per_mille = 1001\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("pressure_per_mille"), "{err}");
+}

@@ -6,6 +6,7 @@
 //! - `ping`: keeps connections alive and detects dead ones;
 //! - `kad`: a DHT under the node's own protocol name, in server mode, bootstrapped
 //!   periodically; peers it can route to are reported to the core;
+//! - `mdns`: nodes on the local link, present only when enabled (see [`super::discovery`]);
 //! - `gossipsub`: the hello topic on which nodes publish their signed adverts;
 //! - `stream`: raw streams for the core protocol.
 
@@ -13,7 +14,10 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{StreamProtocol, gossipsub, identify, kad, ping};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{StreamProtocol, gossipsub, identify, kad, mdns, ping};
+
+use super::discovery::PROVIDER_RECORD_TTL;
 
 use crate::rcmgr::SharedRcmgr;
 
@@ -46,6 +50,7 @@ pub struct Behaviour {
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
     pub(crate) gossipsub: gossipsub::Behaviour,
     pub(crate) stream: libp2p_stream::Behaviour,
 }
@@ -57,8 +62,12 @@ impl std::fmt::Debug for Behaviour {
 }
 
 impl Behaviour {
-    /// The behaviours for key pair `key`, within the limits of `rcmgr`.
-    pub fn new(key: &libp2p::identity::Keypair, rcmgr: SharedRcmgr) -> Result<Self, String> {
+    /// The behaviours for key pair `key`, within the limits of `rcmgr`; with mDNS if `mdns`.
+    pub fn new(
+        key: &libp2p::identity::Keypair,
+        rcmgr: SharedRcmgr,
+        mdns: bool,
+    ) -> Result<Self, String> {
         let local = key.public().to_peer_id();
 
         let identify = identify::Config::new(IDENTIFY_PROTOCOL.to_string(), key.public())
@@ -69,7 +78,10 @@ impl Behaviour {
         kad_config
             .set_periodic_bootstrap_interval(Some(KAD_BOOTSTRAP_INTERVAL))
             .set_query_timeout(KAD_QUERY_TIMEOUT)
-            .set_kbucket_size(NonZeroUsize::new(20).unwrap_or(NonZeroUsize::MIN));
+            .set_kbucket_size(NonZeroUsize::new(20).unwrap_or(NonZeroUsize::MIN))
+            // The host announces its pools itself (see `discovery`).
+            .set_provider_publication_interval(None)
+            .set_provider_record_ttl(Some(PROVIDER_RECORD_TTL));
         let mut kad =
             kad::Behaviour::with_config(local, kad::store::MemoryStore::new(local), kad_config);
         kad.set_mode(Some(kad::Mode::Server));
@@ -89,11 +101,20 @@ impl Behaviour {
             .subscribe(&hello_topic())
             .map_err(|e| format!("subscribing to {HELLO_TOPIC}: {e}"))?;
 
+        let mdns = if mdns {
+            let behaviour = mdns::tokio::Behaviour::new(mdns::Config::default(), local)
+                .map_err(|e| format!("mdns: {e}"))?;
+            Some(behaviour)
+        } else {
+            None
+        };
+
         Ok(Behaviour {
             rcmgr: super::rcmgr::Behaviour::new(rcmgr),
             identify: identify::Behaviour::new(identify),
             ping: ping::Behaviour::new(ping::Config::new()),
             kad,
+            mdns: Toggle::from(mdns),
             gossipsub,
             stream: libp2p_stream::Behaviour::new(),
         })

@@ -5,7 +5,8 @@
 //!   answers one of the core's dials (with its `DialId`);
 //! - `Disconnected` when the last connection to a peer closes;
 //! - `DialFailed` when a connection the core dialled fails;
-//! - `Discovered` for peers the DHT can route to, `Advert` for adverts on the hello topic.
+//! - `Discovered` for peers the DHT can route to, providers of the pools looked for and
+//!   nodes found by mDNS (see [`super::discovery`]); `Advert` for adverts on the hello topic.
 
 use flotilla_core::{Direction, SignedAdvert};
 use libp2p::swarm::SwarmEvent;
@@ -127,6 +128,7 @@ impl P2pNetwork {
             BehaviourEvent::Kad(kad::Event::RoutingUpdated {
                 peer, addresses, ..
             }) => {
+                self.discovery.on_routing();
                 let Some(core) = core_peer(&peer) else { return };
                 let addrs = addresses
                     .iter()
@@ -147,6 +149,45 @@ impl P2pNetwork {
                 Ok(ok) => tracing::debug!(remaining = ok.num_remaining, "dht bootstrap step"),
                 Err(e) => tracing::debug!(error = %e, "dht bootstrap failed"),
             },
+            BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                id,
+                result: kad::QueryResult::GetProviders(result),
+                step,
+                ..
+            }) => {
+                match result {
+                    Ok(kad::GetProvidersOk::FoundProviders { key, providers }) => {
+                        self.on_providers(id, &key, providers)
+                    }
+                    Ok(kad::GetProvidersOk::FinishedWithNoAdditionalRecord { .. }) => {}
+                    Err(e) => tracing::debug!(error = %e, "pool provider lookup failed"),
+                }
+                if step.last {
+                    self.on_providers_done(id);
+                }
+            }
+            BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                id,
+                result: kad::QueryResult::GetClosestPeers(result),
+                ..
+            }) => match result {
+                Ok(ok) => self.on_closest_peers(id, ok.peers),
+                Err(kad::GetClosestPeersError::Timeout { peers, .. }) => {
+                    self.on_closest_peers(id, peers)
+                }
+            },
+            BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                result: kad::QueryResult::StartProviding(result),
+                stats,
+                ..
+            }) => {
+                if let Err(e) = &result {
+                    tracing::debug!(error = %e, "pool announcement incomplete");
+                }
+                self.discovery
+                    .on_announced(result.is_ok() && stats.num_successes() > 0);
+            }
+            BehaviourEvent::Mdns(event) => self.on_mdns(event),
             BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
                 message,

@@ -235,7 +235,15 @@ async fn start(seed: u64, limits: Limits, metrics: Metrics) -> (Keypair, P2pNetw
     let kp = Keypair::generate(&mut SeedTree::new(seed).rng());
     let rcmgr = rcmgr_with(limits, metrics.clone());
     let listen = [addr("/ip4/127.0.0.1/tcp/0")];
-    let mut net = P2pNetwork::start(&kp, &listen, &[], rcmgr, metrics).unwrap();
+    let mut net = P2pNetwork::start(
+        &kp,
+        &listen,
+        &[],
+        rcmgr,
+        metrics,
+        &crate::p2p::discovery::DiscoveryConfig::default(),
+    )
+    .unwrap();
     net.wait_listening(WAIT).await.unwrap();
     (kp, net)
 }
