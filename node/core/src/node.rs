@@ -402,7 +402,10 @@ impl Node {
             return;
         }
         let mut closing_at = None;
-        if direction == Direction::Inbound && self.peers_count() >= self.config.high_watermark {
+        // Never above the high watermark, whoever opened the connection: inbound peers, the
+        // shell's own discovery (the DHT dials by itself) and dials that were in flight
+        // while the node filled up.
+        if self.peers_count() >= self.config.high_watermark {
             if self.refused >= self.config.peers_refused_max {
                 self.drop_peer(peer, "full");
                 return;

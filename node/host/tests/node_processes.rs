@@ -36,11 +36,17 @@ impl NodeProc {
 
     /// Starts a node whose config file ends with `toml`.
     fn start_with(toml: &str, extra: &[&str]) -> anyhow::Result<NodeProc> {
+        Self::start_full("", toml, extra)
+    }
+
+    /// Starts a node with `peers` added to its `[peers]` table and `toml` at the end of its
+    /// config file.
+    fn start_full(peers: &str, toml: &str, extra: &[&str]) -> anyhow::Result<NodeProc> {
         let dir = tempfile::tempdir()?;
         let config = dir.path().join("node.toml");
         std::fs::write(
             &config,
-            format!("region = \"test\"\n\n[peers]\nping_interval_s = 2\n\n{toml}"),
+            format!("region = \"test\"\n\n[peers]\nping_interval_s = 2\n{peers}\n\n{toml}"),
         )?;
         let stderr = dir.path().join("stderr.log");
         let mut child = Command::new(BIN)
@@ -479,5 +485,130 @@ async fn connections_over_the_limit_are_refused_and_reported() -> anyhow::Result
         t.abort();
     }
     ensure!(!checked.is_empty());
+    Ok(())
+}
+
+/// Six real nodes of different profiles on loopback: a hub everyone bootstraps from, three
+/// big nodes keeping only peers of at least 4 cores, a one-core node, and a node with high
+/// watermark 3. The big nodes find each other and never keep the small node (they drop it
+/// by their filter); the limited node never counts more than 3 peers, refusing or trimming
+/// the rest; `flotilla peers --known --cores-min 4` on the hub leaves the small node out.
+#[test]
+fn filters_and_watermarks_shape_six_real_nodes() -> anyhow::Result<()> {
+    let fast = "maintain_interval_s = 1\nexchange_interval_s = 5\n";
+    let hub = NodeProc::start_full(
+        &format!("{fast}high_watermark = 16\n"),
+        "[resources]\ncores = 8\n",
+        &[],
+    )?;
+    let boot = format!("{}/p2p/{}", hub.tcp_addr()?, hub.peer_id);
+    let join = ["--bootstrap", boot.as_str()];
+    let big_peers =
+        format!("{fast}low_watermark = 4\n\n[peers.filter]\nresources_min = {{ cores = 4 }}\n");
+    let mut bigs = Vec::new();
+    for _ in 0..3 {
+        bigs.push(NodeProc::start_full(
+            &big_peers,
+            "[resources]\ncores = 8\n",
+            &join,
+        )?);
+    }
+    let small = NodeProc::start_full(
+        &format!("{fast}low_watermark = 4\n"),
+        "[resources]\ncores = 1\n",
+        &join,
+    )?;
+    let limited = NodeProc::start_full(
+        &format!("{fast}low_watermark = 1\nhigh_watermark = 3\nconn_grace_s = 1\n"),
+        "[resources]\ncores = 8\n",
+        &join,
+    )?;
+
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut limited_most = 0;
+    let mut samples = 0;
+    let meshed = |bigs: &[NodeProc]| -> anyhow::Result<bool> {
+        for a in bigs {
+            for b in bigs {
+                if a.peer_id != b.peer_id && !sees_with_rtt(a, &b.peer_id)? {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    };
+    loop {
+        limited_most = limited_most.max(limited.status()?.connected);
+        samples += 1;
+        let done = meshed(&bigs)? && samples >= 20;
+        if done || Instant::now() > deadline {
+            ensure!(done, "the big nodes did not find each other in 40 s");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Keep sampling the limited node a while longer: everyone keeps dialling it.
+    for _ in 0..10 {
+        limited_most = limited_most.max(limited.status()?.connected);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    ensure!(
+        limited_most <= 3,
+        "the node with high watermark 3 counted {limited_most} peers"
+    );
+    ensure!(limited_most >= 1, "the limited node never connected");
+    let log = limited.log();
+    ensure!(
+        [
+            "reason=full",
+            "reason=refused",
+            "reason=trim",
+            "connections trimmed"
+        ]
+        .iter()
+        .any(|m| log.contains(m)),
+        "the limited node neither refused nor trimmed anyone; log:\n{log}"
+    );
+
+    for big in &bigs {
+        let peers = big.peers()?;
+        ensure!(
+            !peers
+                .iter()
+                .any(|p| p.peer_id.to_string() == small.peer_id && p.direction.is_some()),
+            "a big node keeps the one-core node"
+        );
+    }
+    let dropped = bigs.iter().any(|b| {
+        b.log()
+            .lines()
+            .any(|l| l.contains(&small.peer_id) && l.contains("reason=filter"))
+    });
+    eprintln!(
+        "limited node: at most {limited_most} peers in {samples} samples; small node dropped by a filter: {dropped}"
+    );
+    ensure!(
+        dropped,
+        "no big node dropped the one-core node by its filter"
+    );
+
+    let out = hub.cli(&["peers", "--known", "--cores-min", "4", "--json"])?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: Vec<PeerView> = serde_json::from_slice(&out.stdout)?;
+    ensure!(
+        !listed
+            .iter()
+            .any(|p| p.peer_id.to_string() == small.peer_id),
+        "--cores-min 4 listed the one-core node"
+    );
+    ensure!(
+        listed.len() >= 4,
+        "the hub lists only {} peers of 4 cores or more",
+        listed.len()
+    );
     Ok(())
 }

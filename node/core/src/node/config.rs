@@ -33,7 +33,7 @@ pub struct Config {
     /// Connections the node keeps open by dialling known peers; trims bring it back here.
     pub low_watermark: usize,
     /// Connections the node never exceeds: reaching it triggers a trim to the low
-    /// watermark, and inbound connections beyond it are refused.
+    /// watermark, and connections beyond it are refused, whoever opened them.
     pub high_watermark: usize,
     /// New connections are not trimmed for this long.
     pub conn_grace: Duration,

@@ -612,3 +612,32 @@ fn pressure_from_the_resource_manager_trims_before_the_limit() {
     net.nodes[0].report_system_conns(now + Duration::from_secs(60), 10, 100);
     assert_eq!(net.nodes[0].trims(), trims);
 }
+
+#[test]
+fn connections_the_shell_opens_by_itself_count_against_the_high_watermark() {
+    let config = Config {
+        low_watermark: 1,
+        high_watermark: 2,
+        ..Config::default()
+    };
+    let now = Timestamp::from_secs(1000);
+    let mut node = Node::new(
+        config,
+        Keypair::generate(&mut SeedTree::new(1).rng()),
+        SeedTree::new(2),
+        now,
+    )
+    .unwrap();
+    for n in 1..=4u8 {
+        // Outbound without a dial of the core: the shell's DHT connected by itself.
+        node.handle_connected(
+            now,
+            PeerId::from_public_key([n; 32]),
+            Direction::Outbound,
+            None,
+        );
+        assert!(node.peers_count() <= 2, "{} peers", node.peers_count());
+    }
+    assert_eq!(node.peers_count(), 2);
+    assert_eq!(node.connections().filter(|c| c.closing).count(), 2);
+}
