@@ -228,6 +228,12 @@ impl Trace {
                     name(from)
                 ),
             ),
+            Event::RttReport { from, rtts } => self.line(
+                now,
+                Some(node),
+                kind,
+                format_args!("{} entries={}", name(from), rtts.len()),
+            ),
             Event::Trimmed { cause, victims } => self.line(
                 now,
                 Some(node),

@@ -49,4 +49,4 @@ pub use node::{
 pub use peer_table::{PeerEntry, PeerTable, RttStats, Source};
 pub use seed::SeedTree;
 pub use time::Timestamp;
-pub use wire::{Message, PeerRecord, WireError};
+pub use wire::{Message, PeerRecord, RttSample, WireError};

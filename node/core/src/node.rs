@@ -33,7 +33,7 @@ use crate::identity::{Keypair, PeerId};
 use crate::peer_table::{PeerTable, Source};
 use crate::seed::SeedTree;
 use crate::time::Timestamp;
-use crate::wire::{Message, PROTOCOL_VERSION};
+use crate::wire::{Message, PROTOCOL_VERSION, RTT_QUERY_MAX, RttSample};
 
 /// Errors of operator commands.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,6 +41,9 @@ pub enum NodeError {
     /// The peer is not connected.
     #[error("peer {0} is not connected; check `flotilla peers` for connected peers")]
     NotConnected(PeerId),
+    /// A latency query names too many peers.
+    #[error("{0} peers asked about; at most {RTT_QUERY_MAX} per query")]
+    TooMany(usize),
 }
 
 /// A ping in flight.
@@ -515,6 +518,12 @@ impl Node {
             Message::PeersResponse { records } => self.on_peers_response(now, from, records),
             // The shell logs why a stream was refused; nothing changes for the protocol.
             Message::Refused { .. } => {}
+            Message::RttQuery { peers } => self.on_rtt_query(from, peers),
+            Message::RttReport { rtts } => {
+                if rtts.len() <= RTT_QUERY_MAX {
+                    self.events.push_back(Event::RttReport { from, rtts });
+                }
+            }
         }
     }
 
@@ -556,6 +565,45 @@ impl Node {
         let nonce = self.send_ping(now, peer);
         self.settle();
         Ok(nonce)
+    }
+
+    /// Asks connected `to` for its RTTs to `peers` (at most [`RTT_QUERY_MAX`]); the answer
+    /// arrives as an [`Event::RttReport`]. A service provider asks each provider of a job
+    /// for the latency table between them.
+    pub fn query_rtts(&mut self, to: PeerId, peers: Vec<PeerId>) -> Result<(), NodeError> {
+        if !self.connections.contains_key(&to) {
+            return Err(NodeError::NotConnected(to));
+        }
+        if peers.len() > RTT_QUERY_MAX {
+            return Err(NodeError::TooMany(peers.len()));
+        }
+        self.send(to, Message::RttQuery { peers });
+        Ok(())
+    }
+
+    /// The RTTs this node measured to `peers`, in the order given (unmeasured peers left
+    /// out): its part of a job's latency table.
+    pub fn rtt_table(&self, peers: &[PeerId]) -> Vec<RttSample> {
+        peers
+            .iter()
+            .filter_map(|p| {
+                let r = self.table.get(p)?.rtt.as_deref()?;
+                Some(RttSample {
+                    peer: *p,
+                    ewma_us: r.ewma_us,
+                    jitter_us: r.jitter_us,
+                    samples: r.samples,
+                })
+            })
+            .collect()
+    }
+
+    fn on_rtt_query(&mut self, from: PeerId, peers: Vec<PeerId>) {
+        if peers.len() > RTT_QUERY_MAX {
+            return;
+        }
+        let rtts = self.rtt_table(&peers);
+        self.send(from, Message::RttReport { rtts });
     }
 
     // ----- internals -----

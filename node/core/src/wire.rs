@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::advert::SignedAdvert;
+use crate::identity::PeerId;
 
 /// The libp2p protocol name of the node's own protocol.
 pub const PROTOCOL_NAME: &str = "/flotilla/core/1.0.0";
@@ -58,6 +59,34 @@ pub enum Message {
         /// Why, at most [`REFUSED_REASON_BYTES_MAX`] bytes.
         reason: String,
     },
+    /// Asks the receiver for the RTTs it measured to `peers` (at most [`RTT_QUERY_MAX`]): a
+    /// service provider asks each provider of a job for the latency table between them.
+    RttQuery {
+        /// The peers asked about.
+        peers: Vec<PeerId>,
+    },
+    /// Answers a [`Message::RttQuery`]: the asked peers the answerer has measured, in the
+    /// order asked.
+    RttReport {
+        /// One entry per measured peer.
+        rtts: Vec<RttSample>,
+    },
+}
+
+/// Peers one [`Message::RttQuery`] may ask about.
+pub const RTT_QUERY_MAX: usize = 64;
+
+/// One line of a latency table: the answerer's smoothed RTT to `peer`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RttSample {
+    /// The peer measured.
+    pub peer: PeerId,
+    /// Smoothed RTT, microseconds.
+    pub ewma_us: u64,
+    /// RTT jitter (smoothed deviation), microseconds.
+    pub jitter_us: u64,
+    /// Samples taken.
+    pub samples: u32,
 }
 
 impl Message {
@@ -70,6 +99,8 @@ impl Message {
             Message::PeersRequest { .. } => "peers?",
             Message::PeersResponse { .. } => "peers",
             Message::Refused { .. } => "refused",
+            Message::RttQuery { .. } => "rtt?",
+            Message::RttReport { .. } => "rtts",
         }
     }
 
@@ -178,6 +209,31 @@ mod tests {
         assert_eq!(frame[4], 5, "the sixth variant");
         assert_eq!(decode(&frame[4..]).unwrap(), msg);
         assert_eq!(msg.kind(), "refused");
+    }
+
+    #[test]
+    fn latency_tables_are_appended_after_refused() {
+        let peer = PeerId::from_public_key([3; 32]);
+        let q = Message::RttQuery { peers: vec![peer] };
+        let frame = encode_frame(&q).unwrap();
+        assert_eq!(frame[4], 6, "the seventh variant");
+        assert_eq!(decode(&frame[4..]).unwrap(), q);
+        let r = Message::RttReport {
+            rtts: vec![RttSample {
+                peer,
+                ewma_us: 12_000,
+                jitter_us: 800,
+                samples: 9,
+            }],
+        };
+        let frame = encode_frame(&r).unwrap();
+        assert_eq!(frame[4], 7);
+        assert_eq!(decode(&frame[4..]).unwrap(), r);
+        // The largest query fits a frame easily.
+        let big = Message::RttQuery {
+            peers: vec![peer; RTT_QUERY_MAX],
+        };
+        assert!(encode_frame(&big).unwrap().len() < 4096);
     }
 
     #[test]

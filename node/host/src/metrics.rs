@@ -331,6 +331,9 @@ fn log_event(event: &Event) {
         } => {
             tracing::debug!(%from, received, new, rejected, filtered, "peers learned")
         }
+        Event::RttReport { from, rtts } => {
+            tracing::debug!(%from, entries = rtts.len(), "latency table received")
+        }
         Event::Trimmed { cause, victims } => {
             tracing::info!(?cause, victims, "connections trimmed")
         }

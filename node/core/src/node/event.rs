@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::advert::AdvertError;
 use crate::connmgr::TrimCause;
 use crate::identity::PeerId;
-use crate::wire::Message;
+use crate::wire::{Message, RttSample};
 
 /// Which side opened a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -134,6 +134,13 @@ pub enum Event {
         /// Records about new peers the filter rejected, not stored.
         filtered: usize,
     },
+    /// A peer answered [`Node::query_rtts`](crate::Node::query_rtts) with its RTTs.
+    RttReport {
+        /// The answering peer.
+        from: PeerId,
+        /// Its measured RTTs to the peers asked about.
+        rtts: Vec<RttSample>,
+    },
     /// The connection manager trimmed connections.
     Trimmed {
         /// Why.
@@ -165,6 +172,7 @@ impl Event {
             Event::PeersLearned { .. } => "peers",
             Event::AdvertRejected { .. } => "advert-rejected",
             Event::Trimmed { .. } => "trim",
+            Event::RttReport { .. } => "rtt-report",
         }
     }
 }

@@ -641,3 +641,36 @@ fn connections_the_shell_opens_by_itself_count_against_the_high_watermark() {
     assert_eq!(node.peers_count(), 2);
     assert_eq!(node.connections().filter(|c| c.closing).count(), 2);
 }
+
+#[test]
+fn a_provider_reports_its_latency_table_to_whoever_asks() {
+    let hub = hub_id();
+    let mut net = Net::new(4, |i| star_config(i, hub));
+    let start = net.now;
+    net.run_until(start + Duration::from_secs(60));
+    let others: Vec<PeerId> = (1..4).map(|i| net.nodes[i].peer_id()).collect();
+    let stranger = PeerId::from_public_key([77; 32]);
+    let mut asked = others.clone();
+    asked.push(stranger);
+    let expected = net.nodes[0].rtt_table(&asked);
+    assert_eq!(expected.len(), 3, "the hub measured every spoke, not the stranger");
+    assert!(expected.iter().all(|s| s.samples > 0 && s.ewma_us >= 39_000));
+    // Spoke 1 asks the hub for the hub's RTTs to every spoke.
+    let now = net.now;
+    net.nodes[1].query_rtts(hub, asked.clone()).unwrap();
+    net.drain(1);
+    net.run_until(now + Duration::from_millis(100));
+    let report = net.events.iter().find_map(|(i, e)| match e {
+        Event::RttReport { from, rtts } if *i == 1 && *from == hub => Some(rtts.clone()),
+        _ => None,
+    });
+    assert_eq!(report, Some(expected));
+    assert_eq!(
+        net.nodes[1].query_rtts(hub, vec![stranger; crate::wire::RTT_QUERY_MAX + 1]),
+        Err(NodeError::TooMany(crate::wire::RTT_QUERY_MAX + 1))
+    );
+    assert_eq!(
+        net.nodes[1].query_rtts(stranger, vec![]),
+        Err(NodeError::NotConnected(stranger))
+    );
+}
