@@ -131,3 +131,28 @@ flood:
 # containers and CI runners often lack, so the test is ignored by `just test`.
 mdns:
     cargo test -p flotilla-node --lib -- --ignored mdns_finds_a_node_on_the_link
+
+# Peers of their own kind: latency-filter with and without its filter (neighbour RTT and
+# ratio), then max-peers and churn; each run checks its invariants and [expect].
+company:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build --release -p flotilla-sim
+    mkdir -p out/company
+    for s in latency-filter latency-filter-off max-peers churn; do
+        ./target/release/flotilla-sim run scenarios/$s.toml --out out/company/$s | grep -E '^(scenario|degree|rtt|company|wall)'
+    done
+    on=$(grep -o '"rtt_neighbour_mean_ms": [0-9.]*' out/company/latency-filter/summary.json | awk '{print $2}')
+    off=$(grep -o '"rtt_neighbour_mean_ms": [0-9.]*' out/company/latency-filter-off/summary.json | awk '{print $2}')
+    awk -v on="$on" -v off="$off" 'BEGIN { printf "neighbour RTT %.3f ms with the filter, %.3f ms without: %.2fx lower\n", on, off, off / on }'
+
+# 10,000 peers keeping only peers within 50 ms (latency-filter.toml) on the fleet engine:
+# prints the summary (convergence time on the company line), wall time and peak RSS.
+converge-10k:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build --release -p flotilla-sim
+    mkdir -p out/converge-10k
+    /usr/bin/time -f 'wall %e s, user %U s, peak RSS %M KiB' \
+        ./target/release/flotilla-sim run scenarios/latency-filter.toml --peers 10000 \
+        --out out/converge-10k | grep -v '^written'
