@@ -244,6 +244,18 @@ impl PartialEq for Filter {
 }
 
 impl Filter {
+    /// True if the verdict on a peer can change while nothing new is learned of it: uptime
+    /// grows, ranks move as other peers are measured, a custom filter may look at anything.
+    /// The node judges its connections again on every maintenance tick only then.
+    pub fn changes_with_time(&self) -> bool {
+        match self {
+            Filter::UptimeMin(_) | Filter::Fastest(_) | Filter::Custom(_) => true,
+            Filter::All(v) | Filter::Any(v) => v.iter().any(Filter::changes_with_time),
+            Filter::Not(f) => f.changes_with_time(),
+            _ => false,
+        }
+    }
+
     /// True if the filter's verdict can depend on RTT ranks (`fastest`), which the node then
     /// computes before judging.
     pub fn uses_rank(&self) -> bool {

@@ -295,3 +295,14 @@ fn private_ranges() {
     );
     assert_eq!(addr_ip("/dns4/example.org/tcp/5"), None);
 }
+
+#[test]
+fn time_and_rank_dependence_is_known() {
+    let f =
+        spec("[filter]\nall = [{ rtt_max_ms = 80 }, { not = { uptime_min_s = 60 } }]\n").unwrap();
+    assert!(f.changes_with_time() && !f.uses_rank());
+    let f = spec("[filter]\nany = [{ fastest = 3 }, \"has_address\"]\n").unwrap();
+    assert!(f.changes_with_time() && f.uses_rank());
+    let f = spec("[filter]\nall = [{ rtt_max_ms = 80 }, \"deny_private\"]\n").unwrap();
+    assert!(!f.changes_with_time() && !f.uses_rank());
+}

@@ -19,6 +19,7 @@ use crate::advert::SignedAdvert;
 use crate::connmgr::{Decay, TrimCause};
 use crate::filter::{Candidate, LocalView, PeerFilter, Verdict};
 use crate::identity::PeerId;
+use crate::peer_table::PeerEntry;
 use crate::time::Timestamp;
 
 /// The RTT an unmeasured peer counts with in scores.
@@ -49,6 +50,17 @@ impl Node {
     /// The filter's verdict on `peer` by what the table holds of it; `ranks` from
     /// [`Node::rtt_ranks`] (computed here if `None` and needed).
     pub(super) fn judge(&self, peer: &PeerId, now: Timestamp, ranks: Option<&[u64]>) -> Verdict {
+        self.judge_entry(peer, self.table.get(peer), now, ranks)
+    }
+
+    /// [`Node::judge`] with `peer`'s table entry already looked up.
+    pub(super) fn judge_entry(
+        &self,
+        peer: &PeerId,
+        entry: Option<&PeerEntry>,
+        now: Timestamp,
+        ranks: Option<&[u64]>,
+    ) -> Verdict {
         let owned;
         let ranks = match ranks {
             Some(r) => Some(r),
@@ -57,7 +69,6 @@ impl Node {
                 owned.as_deref()
             }
         };
-        let entry = self.table.get(peer);
         let rtt_us = entry.and_then(|e| e.rtt.as_ref()).map(|r| r.ewma_us);
         let candidate = Candidate {
             peer: *peer,
@@ -132,8 +143,12 @@ impl Node {
         true
     }
 
-    /// Judges every connected peer again (uptime and rank filters change with time).
+    /// Judges every connected peer again, if the filter can change its mind with time
+    /// (uptime and rank filters); RTT and advert verdicts are judged as they arrive.
     pub(super) fn recheck_filter(&mut self, now: Timestamp) {
+        if !self.config.filter.changes_with_time() {
+            return;
+        }
         let ranks = self.rtt_ranks();
         let failing: Vec<PeerId> = self
             .connections

@@ -33,10 +33,9 @@ impl Node {
         if deficit == 0 {
             return;
         }
-        let candidates = self.ranked_candidates(now);
-        let no_candidates = candidates.is_empty();
-        let too_few = candidates.len() < deficit;
-        let picks: Vec<(PeerId, String)> = candidates.into_iter().take(deficit).collect();
+        let (picks, found) = self.ranked_candidates(now, deficit);
+        let no_candidates = found == 0;
+        let too_few = found < deficit;
         for (peer, addr) in picks {
             self.dial(addr, Some(peer), false);
         }
@@ -74,7 +73,7 @@ impl Node {
         {
             return;
         }
-        if let Some((peer, addr)) = self.ranked_candidates(now).into_iter().next() {
+        if let Some((peer, addr)) = self.ranked_candidates(now, 1).0.into_iter().next() {
             self.dial(addr, Some(peer), true);
         }
     }
@@ -82,13 +81,17 @@ impl Node {
     /// The peers worth dialling now, best first, with the address to dial: candidates the
     /// filter rejects are left out; those it passes come first, then those it cannot judge
     /// yet (no RTT measured) in the node's own region, then the others; in random order
-    /// within each tier.
-    fn ranked_candidates(&mut self, now: Timestamp) -> Vec<(PeerId, String)> {
+    /// within each tier. Returns the best `limit` and how many there were in all.
+    fn ranked_candidates(
+        &mut self,
+        now: Timestamp,
+        limit: usize,
+    ) -> (Vec<(PeerId, String)>, usize) {
         let ranks = self.rtt_ranks();
         let me = self.config.region.as_deref();
         let mut tiered: Vec<(u8, u32, &PeerEntry)> = Vec::new();
         for e in dial_candidates(&self.table, &self.connections, &self.dials, now) {
-            let tier = match self.judge(&e.peer_id, now, ranks.as_deref()) {
+            let tier = match self.judge_entry(&e.peer_id, Some(e), now, ranks.as_deref()) {
                 Verdict::Pass => 0,
                 Verdict::Unknown if me.is_some() && e.region() == me => 1,
                 Verdict::Unknown => 2,
@@ -96,11 +99,20 @@ impl Node {
             };
             tiered.push((tier, self.rng.random::<u32>(), e));
         }
+        let found = tiered.len();
+        let limit = limit.min(found);
+        if limit > 0 && limit < found {
+            tiered
+                .select_nth_unstable_by_key(limit - 1, |(tier, draw, e)| (*tier, *draw, e.peer_id));
+            tiered.truncate(limit);
+        }
         tiered.sort_unstable_by_key(|(tier, draw, e)| (*tier, *draw, e.peer_id));
-        tiered
+        let picks = tiered
             .into_iter()
+            .take(limit)
             .filter_map(|(_, _, e)| Some((e.peer_id, e.addr_first()?.clone())))
-            .collect()
+            .collect();
+        (picks, found)
     }
 
     fn dial(&mut self, addr: String, peer: Option<PeerId>, explore: bool) {
