@@ -79,6 +79,10 @@ pub struct Metrics {
     rcmgr_refusals: Family<RefusalLabel, Counter>,
     discovery_found: Family<SourceLabel, Counter>,
     discovery_skipped: Family<ReasonLabel, Counter>,
+    adverts_rejected: Family<ReasonLabel, Counter>,
+    peers_filtered: Counter,
+    peers_dropped: Family<ReasonLabel, Counter>,
+    trims: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -103,6 +107,10 @@ impl Metrics {
         let rcmgr_refusals = Family::<RefusalLabel, Counter>::default();
         let discovery_found = Family::<SourceLabel, Counter>::default();
         let discovery_skipped = Family::<ReasonLabel, Counter>::default();
+        let adverts_rejected = Family::<ReasonLabel, Counter>::default();
+        let peers_filtered = Counter::default();
+        let peers_dropped = Family::<ReasonLabel, Counter>::default();
+        let trims = Family::<ReasonLabel, Counter>::default();
         registry.register(
             "messages_sent",
             "Core messages queued for sending",
@@ -163,8 +171,32 @@ impl Metrics {
             "Pool providers found but not handed to the core (no-address, lookups-full)",
             discovery_skipped.clone(),
         );
+        registry.register(
+            "adverts_rejected",
+            "Adverts dropped unstored (forged, oversized, expired, future, version)",
+            adverts_rejected.clone(),
+        );
+        registry.register(
+            "peers_filtered",
+            "Peers learned from others that the peer filter rejected, not stored",
+            peers_filtered.clone(),
+        );
+        registry.register(
+            "peers_dropped",
+            "Connections the node let go, by reason (filter, trim, trim-pressure, rotate, full, refused, ping-failures, ...)",
+            peers_dropped.clone(),
+        );
+        registry.register(
+            "trims",
+            "Trims of the connection manager that closed connections, by cause (high-watermark, pressure)",
+            trims.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            adverts_rejected,
+            peers_filtered,
+            peers_dropped,
+            trims,
             messages_sent,
             messages_received,
             messages_dropped,
@@ -177,6 +209,34 @@ impl Metrics {
             rcmgr_refusals,
             discovery_found,
             discovery_skipped,
+        }
+    }
+
+    /// Counts what `event` says about adverts, filters, drops and trims.
+    fn company(&self, event: &Event) {
+        match event {
+            Event::AdvertRejected { reason, .. } => {
+                let reason = reason.label();
+                self.adverts_rejected
+                    .get_or_create(&ReasonLabel { reason })
+                    .inc();
+            }
+            Event::PeersLearned { filtered, .. } => {
+                self.peers_filtered.inc_by(*filtered as u64);
+            }
+            Event::Dropping { reason, .. } => {
+                self.peers_dropped
+                    .get_or_create(&ReasonLabel { reason })
+                    .inc();
+            }
+            Event::Trimmed { cause, .. } => {
+                let reason = match cause {
+                    flotilla_core::connmgr::TrimCause::HighWatermark => "high-watermark",
+                    flotilla_core::connmgr::TrimCause::Pressure => "pressure",
+                };
+                self.trims.get_or_create(&ReasonLabel { reason }).inc();
+            }
+            _ => {}
         }
     }
 
@@ -293,6 +353,7 @@ impl Observer for MetricsObserver {
             .get_or_create(&KindLabel { kind: event.kind() })
             .inc();
         self.metrics.node_state(node);
+        self.metrics.company(event);
         log_event(event);
     }
 
@@ -346,6 +407,40 @@ fn log_event(event: &Event) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_rejected_adverts_filtered_peers_drops_and_trims() {
+        let m = Metrics::new();
+        let peer = flotilla_core::PeerId::from_public_key([1; 32]);
+        m.company(&Event::AdvertRejected {
+            from: peer,
+            reason: flotilla_core::AdvertError::Forged,
+        });
+        m.company(&Event::PeersLearned {
+            from: peer,
+            received: 10,
+            new: 3,
+            rejected: 1,
+            filtered: 4,
+        });
+        m.company(&Event::Dropping {
+            peer,
+            reason: "filter",
+        });
+        m.company(&Event::Trimmed {
+            cause: flotilla_core::connmgr::TrimCause::Pressure,
+            victims: 5,
+        });
+        let text = m.encode();
+        for line in [
+            "flotilla_adverts_rejected_total{reason=\"forged\"} 1",
+            "flotilla_peers_filtered_total 4",
+            "flotilla_peers_dropped_total{reason=\"filter\"} 1",
+            "flotilla_trims_total{reason=\"pressure\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
+    }
 
     #[test]
     fn encodes_registered_metrics() {
