@@ -682,3 +682,38 @@ fn a_provider_reports_its_latency_table_to_whoever_asks() {
         Err(NodeError::NotConnected(stranger))
     );
 }
+
+#[test]
+fn an_uptime_filter_is_judged_again_as_time_passes() {
+    let hub = hub_id();
+    // The spokes keep only peers up for less than 100 s: everyone passes at first and
+    // fails once 100 s have passed, so each spoke lets go of all but its last connection.
+    let mut net = Net::new(5, |i| {
+        let mut c = star_config(i, hub);
+        if i > 0 {
+            c.filter = Filter::Not(Box::new(Filter::UptimeMin(Duration::from_secs(100))));
+            c.low_watermark = 3;
+        }
+        c
+    });
+    let start = net.now;
+    net.run_until(start + Duration::from_secs(90));
+    for i in 1..5 {
+        assert!(net.nodes[i].peers_count() >= 2, "spoke {i}");
+        assert_eq!(count_drops(&net, i, "filter"), 0);
+    }
+    net.run_until(start + Duration::from_secs(200));
+    for i in 1..5 {
+        assert_eq!(
+            net.nodes[i].peers_count(),
+            1,
+            "spoke {i} keeps only its last"
+        );
+    }
+    assert!(
+        (1..5)
+            .map(|i| count_drops(&net, i, "filter"))
+            .sum::<usize>()
+            >= 4
+    );
+}
