@@ -45,12 +45,21 @@ pub fn oracle(world: &World, a: &Node, i: usize, b: &Node, j: usize, now: Timest
     config.filter.check(&me, &candidate)
 }
 
-/// Of node `i`'s open connections: how many there are and how many pass its filter by the
-/// oracle.
-fn judged(world: &World, nodes: &[Option<&Node>], i: usize, now: Timestamp) -> (usize, usize) {
-    let Some(a) = nodes[i] else { return (0, 0) };
-    let (mut peers, mut pass) = (0, 0);
+/// Of node `i`'s open connections: how many there are, how many of those the node had the
+/// time to judge (see [`on_probation`]) and how many of these pass its filter by the oracle.
+fn judged(
+    world: &World,
+    nodes: &[Option<&Node>],
+    i: usize,
+    now: Timestamp,
+) -> (usize, usize, usize) {
+    let Some(a) = nodes[i] else { return (0, 0, 0) };
+    let (mut all, mut peers, mut pass) = (0, 0, 0);
     for c in a.connections().filter(|c| !c.closing) {
+        all += 1;
+        if on_probation(a, c.since, c.hello, now) {
+            continue;
+        }
         peers += 1;
         if let Some(j) = world.index_of(&c.peer)
             && let Some(b) = nodes[j]
@@ -59,7 +68,15 @@ fn judged(world: &World, nodes: &[Option<&Node>], i: usize, now: Timestamp) -> (
             pass += 1;
         }
     }
-    (peers, pass)
+    (all, peers, pass)
+}
+
+/// A connection is on probation until its hello has arrived and one ping interval has
+/// passed since it came up: by then the node has its advert and an RTT sample and has
+/// judged it (dials to candidates of unknown RTT are probes, let go once measured).
+/// Probation peers count for the watermarks but not for the filter shares.
+pub fn on_probation(node: &Node, since: Timestamp, hello: bool, now: Timestamp) -> bool {
+    !hello || now.saturating_since(since) < node.config().ping_interval
 }
 
 /// True if fewer running nodes pass node `i`'s filter than its low watermark.
@@ -105,13 +122,13 @@ pub fn converged(
 ) -> Result<(), String> {
     for (i, n) in nodes.iter().enumerate() {
         let Some(n) = n else { continue };
-        let (peers, pass) = judged(world, nodes, i, now);
-        if peers < n.config().low_watermark
+        let (all, peers, pass) = judged(world, nodes, i, now);
+        if all < n.config().low_watermark
             && !just_fell(stats, n, i, now)
             && !short_of_candidates(world, nodes, i, now)
         {
             return Err(format!(
-                "n{i} holds {peers} peers, below its low watermark {}",
+                "n{i} holds {all} peers, below its low watermark {}",
                 n.config().low_watermark
             ));
         }
@@ -219,9 +236,12 @@ impl CompanyStats {
 /// The company figures of a finished run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompanySummary {
-    /// Share of all connections (counted from both ends) that pass the holder's filter by
-    /// the oracle.
+    /// Share of all connections (counted from both ends, those on probation left out) that
+    /// pass the holder's filter by the oracle.
     pub filter_pass: f64,
+    /// Connections left out of the filter shares because they are on probation (see
+    /// [`on_probation`]).
+    pub on_probation: u64,
     /// The smallest share of a node's peers passing its filter (nodes with peers).
     pub filter_pass_min: f64,
     /// Share of nodes with peers of which at least 90% pass the node's filter.
@@ -260,10 +280,12 @@ impl CompanySummary {
     pub fn new(world: &World, nodes: &[Node], now: Timestamp, stats: &CompanyStats) -> Self {
         let view: Vec<Option<&Node>> = nodes.iter().map(Some).collect();
         let (mut all, mut all_pass, mut with_peers, mut satisfied) = (0u64, 0u64, 0u64, 0u64);
+        let mut probation = 0u64;
         let mut pass_min: f64 = 1.0;
         let (mut short, mut reached, mut others, mut below) = (0usize, 0u64, 0u64, 0usize);
         for (i, n) in nodes.iter().enumerate() {
-            let (peers, pass) = judged(world, &view, i, now);
+            let (held, peers, pass) = judged(world, &view, i, now);
+            probation += (held - peers) as u64;
             all += peers as u64;
             all_pass += pass as u64;
             if peers > 0 {
@@ -273,12 +295,12 @@ impl CompanySummary {
                 satisfied += u64::from(share >= FILTER_PASS_DEFAULT);
             }
             let low = n.config().low_watermark;
-            below += usize::from(peers < low);
-            if peers < low && short_of_candidates(world, &view, i, now) {
+            below += usize::from(held < low);
+            if held < low && short_of_candidates(world, &view, i, now) {
                 short += 1;
             } else {
                 others += 1;
-                reached += u64::from(peers >= low || just_fell(stats, n, i, now));
+                reached += u64::from(held >= low || just_fell(stats, n, i, now));
             }
         }
         let share = |a: u64, b: u64| {
@@ -290,6 +312,7 @@ impl CompanySummary {
         };
         CompanySummary {
             filter_pass: share(all_pass, all),
+            on_probation: probation,
             filter_pass_min: round(if with_peers == 0 { 1.0 } else { pass_min }, 6),
             nodes_filter_satisfied: share(satisfied, with_peers),
             nodes_short_of_candidates: short,
