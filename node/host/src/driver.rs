@@ -327,9 +327,8 @@ impl<N: Network, C: Clock, O: Observer> Driver<N, C, O> {
     /// Hands a report from `from` to the oldest query it can answer: the reports of one
     /// peer carry no query id, so a report goes to a query that asked about every peer in it.
     fn on_rtt_report(&mut self, from: PeerId, rtts: &[RttSample]) {
-        let answers = |q: &PendingRtts| {
-            q.to == from && rtts.iter().all(|s| q.peers.contains(&s.peer))
-        };
+        let answers =
+            |q: &PendingRtts| q.to == from && rtts.iter().all(|s| q.peers.contains(&s.peer));
         if let Some(i) = self.rtt_queries.iter().position(answers)
             && let Some(q) = self.rtt_queries.remove(i)
         {

@@ -1,10 +1,10 @@
 //! `GET /rtt?peers=<id>,<id>[&from=<id>]`: a latency table, measured by this node or, with
 //! `from`, by a connected peer asked over the core protocol.
 
+use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use flotilla_core::PeerId;
 
 use super::{ApiState, error, stopped};
@@ -54,12 +54,11 @@ impl RttQuery {
         pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Self, RttQueryError> {
         let parse = |key: &str, text: &str| {
-            text.parse::<PeerId>()
-                .map_err(|e| RttQueryError::BadPeer {
-                    key: key.to_string(),
-                    text: text.to_string(),
-                    cause: e.to_string(),
-                })
+            text.parse::<PeerId>().map_err(|e| RttQueryError::BadPeer {
+                key: key.to_string(),
+                text: text.to_string(),
+                cause: e.to_string(),
+            })
         };
         let mut query = RttQuery {
             from: None,
