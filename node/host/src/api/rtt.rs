@@ -169,7 +169,7 @@ mod tests {
             inbox: inbox_b,
             other: to_a,
         };
-        let (driver_a, handle_a) = Driver::new(a, net_a, clock.clone(), NoObserver);
+        let (driver_a, handle_a) = Driver::new(a, net_a, clock, NoObserver);
         let (driver_b, handle_b) = Driver::new(b, net_b, clock, NoObserver);
         tokio::spawn(driver_a.run());
         tokio::spawn(driver_b.run());
