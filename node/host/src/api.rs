@@ -8,10 +8,16 @@
 //! | `GET /rcmgr/limits` | [`LimitsView`]: the resource limits in force |
 //! | `GET /rcmgr/scopes?top=N` | [`ScopesView`]: usage against limits, the top `N` peers (default 10), refusals |
 //! | `POST /ping/{peer_id}` | [`PingReply`]: `{"rtt_ms": ..}` |
+//! | `GET /rtt?peers=<id>,<id>&from=<id>` | a list of [`RttView`](crate::views::RttView) as JSON: the RTTs measured to `peers` (at most 64; unmeasured ones left out) by this node or, with `from`, by that connected peer (see [`rtt`]) |
 //!
-//! Errors are JSON [`ErrorReply`]s: 400 for a bad peer id or peer query, 404 for a peer that is not
-//! connected, 504 when the pong does not come in time, 503 while the node shuts down or is
-//! saturated with requests.
+//! Errors are JSON [`ErrorReply`]s: 400 for a bad peer id, peer query or latency query, 404
+//! for a peer that is not connected, 504 when the pong or latency report does not come in
+//! time, 503 while the node shuts down or is saturated with requests.
+//!
+//! Submodules:
+//! - [`rtt`]: `GET /rtt`, latency tables.
+
+pub mod rtt;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -142,6 +148,7 @@ fn router(state: ApiState) -> Router {
         .route("/rcmgr/limits", get(rcmgr_limits))
         .route("/rcmgr/scopes", get(rcmgr_scopes))
         .route("/ping/{peer_id}", post(ping))
+        .route("/rtt", get(rtt::rtt))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), limit))
         .with_state(state)
@@ -236,7 +243,8 @@ async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
         "no such endpoint; the API serves GET /status, GET /peers, GET /metrics, \
-         GET /rcmgr/limits, GET /rcmgr/scopes and POST /ping/{peer_id}",
+         GET /rcmgr/limits, GET /rcmgr/scopes, POST /ping/{peer_id} and \
+         GET /rtt?peers=<peer id>,<peer id>[&from=<peer id>]",
     )
 }
 
@@ -249,7 +257,7 @@ mod tests {
     use flotilla_core::{Config, DialId, Keypair, Message, Node, SeedTree};
     use std::time::Duration;
 
-    fn test_rcmgr(metrics: Metrics) -> SharedRcmgr {
+    pub(super) fn test_rcmgr(metrics: Metrics) -> SharedRcmgr {
         let machine = crate::rcmgr::Machine {
             memory_bytes: 8 << 30,
             fds: 16384,
@@ -274,7 +282,7 @@ mod tests {
         fn send(&mut self, _: PeerId, _: Message) {}
     }
 
-    fn get(agent: &ureq::Agent, post: bool, url: &str) -> (u16, String) {
+    pub(super) fn get(agent: &ureq::Agent, post: bool, url: &str) -> (u16, String) {
         let sent = if post {
             agent.post(url).send_empty()
         } else {

@@ -1,9 +1,11 @@
 //! The `flotilla` command line: `node run`, and clients of a running node's API.
 //!
 //! Submodules:
-//! - [`rcmgr`]: `limits` and `scopes`, the resource manager's limits and usage.
+//! - [`rcmgr`]: `limits` and `scopes`, the resource manager's limits and usage;
+//! - [`rtt`]: `rtt`, latency tables.
 
 mod rcmgr;
+mod rtt;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -70,6 +72,18 @@ pub enum Command {
         /// The peer to ping (as listed by `flotilla peers`).
         #[arg(value_parser = parse_peer_id)]
         peer_id: PeerId,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Print the smoothed RTTs the node (with --from, a connected peer) measured to PEERs;
+    /// peers not measured are named below the table.
+    Rtt {
+        /// The peers asked about (as listed by `flotilla peers`), at most 64.
+        #[arg(required = true, value_name = "PEER", value_parser = parse_peer_id)]
+        peers: Vec<PeerId>,
+        /// Ask this connected peer for its measurements instead of the node itself.
+        #[arg(long, value_name = "PEER", value_parser = parse_peer_id)]
+        from: Option<PeerId>,
         #[command(flatten)]
         output: Output,
     },
@@ -181,6 +195,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             rcmgr::limits(&Client::new(api), config.as_deref(), output.json)
         }
         Command::Scopes { top, output } => rcmgr::scopes(&Client::new(api), top, output.json),
+        Command::Rtt {
+            peers,
+            from,
+            output,
+        } => rtt::rtt(&Client::new(api), &peers, from, output.json),
     }
 }
 

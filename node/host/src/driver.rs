@@ -5,10 +5,13 @@
 //! outputs into the network and the [`Observer`], re-arm the timer from `poll_timeout`.
 //! `select!` is `biased` so that a simulated run is deterministic.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use flotilla_core::{Action, Event, Message, Node, PeerId, Timestamp, Transmit};
+use flotilla_core::wire::RTT_QUERY_MAX;
+use flotilla_core::{
+    Action, Event, Message, Node, NodeError, PeerId, RttSample, Timestamp, Transmit,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
@@ -19,8 +22,10 @@ use crate::views::{PeerView, StatusView};
 pub const COMMAND_QUEUE_MAX: usize = 64;
 /// Operator pings awaiting an answer at most.
 pub const PINGS_PENDING_MAX: usize = 64;
-/// How long an operator ping waits for its pong.
+/// How long an operator ping waits for its pong, and a latency query for its report.
 pub const PING_WAIT: Duration = Duration::from_secs(15);
+/// Latency queries to other nodes awaiting their report at most.
+pub const RTT_QUERIES_PENDING_MAX: usize = 64;
 
 /// Receives what the node does, for traces, logs and metrics.
 pub trait Observer {
@@ -58,6 +63,34 @@ pub enum PingError {
     Stopped,
 }
 
+/// Why a latency-table request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+pub enum RttError {
+    /// The node asked is not connected.
+    #[error("peer {0} is not connected; `flotilla peers` lists connected peers")]
+    NotConnected(String),
+    /// More peers asked about than one query carries.
+    #[error("{0} peers asked about; ask about at most {RTT_QUERY_MAX} at once")]
+    TooMany(usize),
+    /// Too many queries already wait for their report.
+    #[error("{0} latency queries already wait for an answer; retry in a few seconds")]
+    Busy(usize),
+    /// No report in time.
+    #[error("no latency report from {0} within {1} s")]
+    Timeout(String, u64),
+    /// The node is shutting down.
+    #[error("the node is shutting down")]
+    Stopped,
+}
+
+/// A latency query sent to another node, waiting for its report.
+#[derive(Debug)]
+struct PendingRtts {
+    to: PeerId,
+    peers: Vec<PeerId>,
+    reply: oneshot::Sender<Result<Vec<RttSample>, RttError>>,
+}
+
 /// A request from the API to the driver.
 #[derive(Debug)]
 pub enum Command {
@@ -67,6 +100,16 @@ pub enum Command {
     Peers(oneshot::Sender<Vec<PeerView>>),
     /// Ping a connected peer and report the round trip.
     Ping(PeerId, oneshot::Sender<Result<Duration, PingError>>),
+    /// The RTTs measured by `from` (this node if `None`) to `peers`; unmeasured peers are
+    /// left out.
+    Rtts {
+        /// The node whose measurements are wanted: this one, or a connected peer.
+        from: Option<PeerId>,
+        /// The peers asked about, at most [`RTT_QUERY_MAX`].
+        peers: Vec<PeerId>,
+        /// Where the table goes.
+        reply: oneshot::Sender<Result<Vec<RttSample>, RttError>>,
+    },
 }
 
 /// A cloneable handle to send [`Command`]s to a running driver.
@@ -101,6 +144,24 @@ impl DriverHandle {
             Err(_) => Err(PingError::Timeout(peer.to_string(), PING_WAIT.as_secs())),
         }
     }
+
+    /// The RTTs measured by `from` (this node if `None`) to `peers`, waiting for the report
+    /// of a remote node at most [`PING_WAIT`].
+    pub async fn rtts(
+        &self,
+        from: Option<PeerId>,
+        peers: Vec<PeerId>,
+    ) -> Result<Vec<RttSample>, RttError> {
+        let ask = self.ask(|reply| Command::Rtts { from, peers, reply });
+        match tokio::time::timeout(PING_WAIT, ask).await {
+            Ok(Some(result)) => result,
+            Ok(None) => Err(RttError::Stopped),
+            Err(_) => Err(RttError::Timeout(
+                from.map_or_else(|| "this node".to_string(), |p| p.to_string()),
+                PING_WAIT.as_secs(),
+            )),
+        }
+    }
 }
 
 /// Runs one node.
@@ -112,6 +173,7 @@ pub struct Driver<N, C, O> {
     observer: O,
     commands: mpsc::Receiver<Command>,
     pings: BTreeMap<u64, oneshot::Sender<Result<Duration, PingError>>>,
+    rtt_queries: VecDeque<PendingRtts>,
 }
 
 impl<N: Network, C: Clock, O: Observer> Driver<N, C, O> {
@@ -125,6 +187,7 @@ impl<N: Network, C: Clock, O: Observer> Driver<N, C, O> {
             observer,
             commands,
             pings: BTreeMap::new(),
+            rtt_queries: VecDeque::new(),
         };
         (driver, DriverHandle { tx })
     }
@@ -155,6 +218,9 @@ impl<N: Network, C: Clock, O: Observer> Driver<N, C, O> {
         }
         for (_, reply) in std::mem::take(&mut self.pings) {
             let _ = reply.send(Err(PingError::Stopped));
+        }
+        for q in std::mem::take(&mut self.rtt_queries) {
+            let _ = q.reply.send(Err(RttError::Stopped));
         }
         self.node
     }
@@ -218,6 +284,55 @@ impl<N: Network, C: Clock, O: Observer> Driver<N, C, O> {
                     let _ = reply.send(Err(PingError::NotConnected(peer.to_string())));
                 }
             },
+            Command::Rtts { from, peers, reply } => self.on_rtts(from, peers, reply),
+        }
+    }
+
+    /// Answers a latency-table request from this node's table, or forwards it to `from`
+    /// and keeps the reply until its report arrives.
+    fn on_rtts(
+        &mut self,
+        from: Option<PeerId>,
+        peers: Vec<PeerId>,
+        reply: oneshot::Sender<Result<Vec<RttSample>, RttError>>,
+    ) {
+        let to = match from {
+            Some(p) if p != self.node.peer_id() => p,
+            _ => {
+                let answer = if peers.len() > RTT_QUERY_MAX {
+                    Err(RttError::TooMany(peers.len()))
+                } else {
+                    Ok(self.node.rtt_table(&peers))
+                };
+                let _ = reply.send(answer);
+                return;
+            }
+        };
+        self.rtt_queries.retain(|q| !q.reply.is_closed());
+        if self.rtt_queries.len() >= RTT_QUERIES_PENDING_MAX {
+            let _ = reply.send(Err(RttError::Busy(self.rtt_queries.len())));
+            return;
+        }
+        match self.node.query_rtts(to, peers.clone()) {
+            Ok(()) => self.rtt_queries.push_back(PendingRtts { to, peers, reply }),
+            Err(NodeError::NotConnected(p)) => {
+                let _ = reply.send(Err(RttError::NotConnected(p.to_string())));
+            }
+            Err(NodeError::TooMany(n)) => {
+                let _ = reply.send(Err(RttError::TooMany(n)));
+            }
+        }
+    }
+
+    /// Hands a report from `from` to the oldest query it can answer: the reports of one
+    /// peer carry no query id, so a report goes to a query that asked about every peer in it.
+    fn on_rtt_report(&mut self, from: PeerId, rtts: &[RttSample]) {
+        let answers =
+            |q: &PendingRtts| q.to == from && rtts.iter().all(|s| q.peers.contains(&s.peer));
+        if let Some(i) = self.rtt_queries.iter().position(answers)
+            && let Some(q) = self.rtt_queries.remove(i)
+        {
+            let _ = q.reply.send(Ok(rtts.to_vec()));
         }
     }
 
@@ -248,6 +363,7 @@ impl<N: Network, C: Clock, O: Observer> Driver<N, C, O> {
                         let _ = reply.send(Err(PingError::Timeout(peer.to_string(), secs)));
                     }
                 }
+                Event::RttReport { from, rtts } => self.on_rtt_report(*from, rtts),
                 _ => {}
             }
         }

@@ -1,5 +1,5 @@
 //! `flotilla`: run a node (`flotilla node run`) or query a running one (`status`, `peers`,
-//! `ping`, `limits`, `scopes`). Logs go to stderr (`RUST_LOG`, default `info`); results go
+//! `ping`, `rtt`, `limits`, `scopes`). Logs go to stderr (`RUST_LOG`, default `info`); results go
 //! to stdout.
 
 mod cli;

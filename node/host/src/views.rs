@@ -5,7 +5,7 @@
 
 pub mod query;
 
-use flotilla_core::{Direction, Node, PeerId, Resources, Source, Timestamp};
+use flotilla_core::{Direction, Node, PeerId, Resources, RttSample, Source, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// `GET /status`.
@@ -113,5 +113,29 @@ impl PeerView {
             .collect();
         out.sort_by_key(|p| p.direction.is_none());
         out
+    }
+}
+
+/// One entry of `GET /rtt`: a node's smoothed RTT to one peer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RttView {
+    /// The peer measured.
+    pub peer_id: PeerId,
+    /// Smoothed RTT in milliseconds.
+    pub rtt_ms: f64,
+    /// RTT jitter in milliseconds.
+    pub jitter_ms: f64,
+    /// RTT samples taken.
+    pub samples: u32,
+}
+
+impl From<RttSample> for RttView {
+    fn from(s: RttSample) -> Self {
+        RttView {
+            peer_id: s.peer,
+            rtt_ms: s.ewma_us as f64 / 1000.0,
+            jitter_ms: s.jitter_us as f64 / 1000.0,
+            samples: s.samples,
+        }
     }
 }

@@ -208,6 +208,42 @@ fn two_nodes_find_each_other_and_ping() -> anyhow::Result<()> {
         reply["rtt_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
         "bad ping reply {reply}"
     );
+    // B's latency table, asked through A: B has measured A.
+    let out = a.cli(&["rtt", &a.peer_id, "--from", &b.peer_id, "--json"])?;
+    ensure!(
+        out.status.success(),
+        "rtt --from failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rtts: Vec<flotilla_node::views::RttView> = serde_json::from_slice(&out.stdout)?;
+    ensure!(
+        rtts.len() == 1 && rtts[0].peer_id.to_string() == a.peer_id && rtts[0].samples >= 1,
+        "bad rtt table {rtts:?}"
+    );
+    let table = String::from_utf8(a.cli(&["rtt", &b.peer_id])?.stdout)?;
+    ensure!(
+        table.starts_with("PEER ID") && table.contains(&b.peer_id),
+        "bad rtt table:\n{table}"
+    );
+    let out = a.cli(&[
+        "rtt",
+        &a.peer_id,
+        "--from",
+        &a.peer_id[..a.peer_id.len() - 1],
+    ])?;
+    ensure!(
+        out.status.code() == Some(2),
+        "a bad peer id is a usage error"
+    );
+    let mut many = vec!["rtt", "--from", &b.peer_id];
+    many.extend(std::iter::repeat_n(a.peer_id.as_str(), 65));
+    let out = a.cli(&many)?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.code() == Some(1) && stderr.contains("at most 64"),
+        "65 peers must fail with the maximum: {:?} {stderr}",
+        out.status
+    );
 
     ensure!(
         a.status()?.connected == 1,
