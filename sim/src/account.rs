@@ -58,8 +58,8 @@ pub fn frame_bytes(m: &Message) -> u64 {
         Message::PeersRequest { .. } => 8,
         Message::PeersResponse { records } => 8 + records.len() as u64 * (ADVERT_BYTES + 8),
         Message::Refused { reason } => 4 + reason.len() as u64,
-        Message::RttQuery { peers } => 4 + peers.len() as u64 * 33,
-        Message::RttReport { rtts } => 4 + rtts.len() as u64 * 53,
+        Message::RttQuery { peers, .. } => 12 + peers.len() as u64 * 33,
+        Message::RttReport { rtts, .. } => 12 + rtts.len() as u64 * 53,
     }
 }
 

@@ -228,7 +228,7 @@ impl Trace {
                     name(from)
                 ),
             ),
-            Event::RttReport { from, rtts } => self.line(
+            Event::RttReport { from, rtts, .. } => self.line(
                 now,
                 Some(node),
                 kind,

@@ -141,6 +141,7 @@ pub struct Node {
     conn_due_stale: bool,
     dials: BTreeMap<DialId, Dial>,
     next_dial_id: u64,
+    next_rtt_query: u64,
     next_maintain: Timestamp,
     next_exchange: Timestamp,
     next_explore: Timestamp,
@@ -201,6 +202,7 @@ impl Node {
             conn_due_stale: false,
             dials: BTreeMap::new(),
             next_dial_id: 0,
+            next_rtt_query: 0,
             actions: VecDeque::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -518,10 +520,10 @@ impl Node {
             Message::PeersResponse { records } => self.on_peers_response(now, from, records),
             // The shell logs why a stream was refused; nothing changes for the protocol.
             Message::Refused { .. } => {}
-            Message::RttQuery { peers } => self.on_rtt_query(from, peers),
-            Message::RttReport { rtts } => {
+            Message::RttQuery { id, peers } => self.on_rtt_query(from, id, peers),
+            Message::RttReport { id, rtts } => {
                 if rtts.len() <= RTT_QUERY_MAX {
-                    self.events.push_back(Event::RttReport { from, rtts });
+                    self.events.push_back(Event::RttReport { from, id, rtts });
                 }
             }
         }
@@ -568,17 +570,19 @@ impl Node {
     }
 
     /// Asks connected `to` for its RTTs to `peers` (at most [`RTT_QUERY_MAX`]); the answer
-    /// arrives as an [`Event::RttReport`]. A service provider asks each provider of a job
-    /// for the latency table between them.
-    pub fn query_rtts(&mut self, to: PeerId, peers: Vec<PeerId>) -> Result<(), NodeError> {
+    /// arrives as an [`Event::RttReport`] with the returned id. A service provider asks
+    /// each provider of a job for the latency table between them.
+    pub fn query_rtts(&mut self, to: PeerId, peers: Vec<PeerId>) -> Result<u64, NodeError> {
         if !self.connections.contains_key(&to) {
             return Err(NodeError::NotConnected(to));
         }
         if peers.len() > RTT_QUERY_MAX {
             return Err(NodeError::TooMany(peers.len()));
         }
-        self.send(to, Message::RttQuery { peers });
-        Ok(())
+        let id = self.next_rtt_query;
+        self.next_rtt_query += 1;
+        self.send(to, Message::RttQuery { id, peers });
+        Ok(id)
     }
 
     /// The RTTs this node measured to `peers`, in the order given (unmeasured peers left
@@ -598,12 +602,12 @@ impl Node {
             .collect()
     }
 
-    fn on_rtt_query(&mut self, from: PeerId, peers: Vec<PeerId>) {
+    fn on_rtt_query(&mut self, from: PeerId, id: u64, peers: Vec<PeerId>) {
         if peers.len() > RTT_QUERY_MAX {
             return;
         }
         let rtts = self.rtt_table(&peers);
-        self.send(from, Message::RttReport { rtts });
+        self.send(from, Message::RttReport { id, rtts });
     }
 
     // ----- internals -----

@@ -62,12 +62,16 @@ pub enum Message {
     /// Asks the receiver for the RTTs it measured to `peers` (at most [`RTT_QUERY_MAX`]): a
     /// service provider asks each provider of a job for the latency table between them.
     RttQuery {
+        /// Echoed in the report, so the asker matches answers to questions.
+        id: u64,
         /// The peers asked about.
         peers: Vec<PeerId>,
     },
     /// Answers a [`Message::RttQuery`]: the asked peers the answerer has measured, in the
     /// order asked.
     RttReport {
+        /// The query's id.
+        id: u64,
         /// One entry per measured peer.
         rtts: Vec<RttSample>,
     },
@@ -214,11 +218,15 @@ mod tests {
     #[test]
     fn latency_tables_are_appended_after_refused() {
         let peer = PeerId::from_public_key([3; 32]);
-        let q = Message::RttQuery { peers: vec![peer] };
+        let q = Message::RttQuery {
+            id: 1,
+            peers: vec![peer],
+        };
         let frame = encode_frame(&q).unwrap();
         assert_eq!(frame[4], 6, "the seventh variant");
         assert_eq!(decode(&frame[4..]).unwrap(), q);
         let r = Message::RttReport {
+            id: 1,
             rtts: vec![RttSample {
                 peer,
                 ewma_us: 12_000,
@@ -231,6 +239,7 @@ mod tests {
         assert_eq!(decode(&frame[4..]).unwrap(), r);
         // The largest query fits a frame easily.
         let big = Message::RttQuery {
+            id: u64::MAX,
             peers: vec![peer; RTT_QUERY_MAX],
         };
         assert!(encode_frame(&big).unwrap().len() < 4096);

@@ -87,7 +87,7 @@ pub enum RttError {
 #[derive(Debug)]
 struct PendingRtts {
     to: PeerId,
-    peers: Vec<PeerId>,
+    id: u64,
     reply: oneshot::Sender<Result<Vec<RttSample>, RttError>>,
 }
 
@@ -239,6 +239,16 @@ impl<N: Network, C: Clock, O: Observer> Driver<N, C, O> {
             NetEvent::Disconnected { peer } => {
                 self.node.handle_disconnected(now, peer);
                 self.report_system_conns(now);
+                if !self.node.is_connected(&peer) {
+                    // Queries to a peer that went away are answered now, not at the timeout.
+                    let (gone, kept) = std::mem::take(&mut self.rtt_queries)
+                        .into_iter()
+                        .partition(|q| q.to == peer);
+                    self.rtt_queries = kept;
+                    for q in gone {
+                        let _ = q.reply.send(Err(RttError::NotConnected(peer.to_string())));
+                    }
+                }
             }
             NetEvent::DialFailed { dial, reason } => {
                 self.node.handle_dial_failed(now, dial, &reason)
@@ -313,8 +323,8 @@ impl<N: Network, C: Clock, O: Observer> Driver<N, C, O> {
             let _ = reply.send(Err(RttError::Busy(self.rtt_queries.len())));
             return;
         }
-        match self.node.query_rtts(to, peers.clone()) {
-            Ok(()) => self.rtt_queries.push_back(PendingRtts { to, peers, reply }),
+        match self.node.query_rtts(to, peers) {
+            Ok(id) => self.rtt_queries.push_back(PendingRtts { to, id, reply }),
             Err(NodeError::NotConnected(p)) => {
                 let _ = reply.send(Err(RttError::NotConnected(p.to_string())));
             }
@@ -324,12 +334,12 @@ impl<N: Network, C: Clock, O: Observer> Driver<N, C, O> {
         }
     }
 
-    /// Hands a report from `from` to the oldest query it can answer: the reports of one
-    /// peer carry no query id, so a report goes to a query that asked about every peer in it.
-    fn on_rtt_report(&mut self, from: PeerId, rtts: &[RttSample]) {
-        let answers =
-            |q: &PendingRtts| q.to == from && rtts.iter().all(|s| q.peers.contains(&s.peer));
-        if let Some(i) = self.rtt_queries.iter().position(answers)
+    /// Hands a report from `from` to the query it answers (by the id the report echoes).
+    fn on_rtt_report(&mut self, from: PeerId, id: u64, rtts: &[RttSample]) {
+        if let Some(i) = self
+            .rtt_queries
+            .iter()
+            .position(|q| q.to == from && q.id == id)
             && let Some(q) = self.rtt_queries.remove(i)
         {
             let _ = q.reply.send(Ok(rtts.to_vec()));
@@ -363,7 +373,7 @@ impl<N: Network, C: Clock, O: Observer> Driver<N, C, O> {
                         let _ = reply.send(Err(PingError::Timeout(peer.to_string(), secs)));
                     }
                 }
-                Event::RttReport { from, rtts } => self.on_rtt_report(*from, rtts),
+                Event::RttReport { from, id, rtts } => self.on_rtt_report(*from, *id, rtts),
                 _ => {}
             }
         }

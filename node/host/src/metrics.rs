@@ -392,7 +392,7 @@ fn log_event(event: &Event) {
         } => {
             tracing::debug!(%from, received, new, rejected, filtered, "peers learned")
         }
-        Event::RttReport { from, rtts } => {
+        Event::RttReport { from, rtts, .. } => {
             tracing::debug!(%from, entries = rtts.len(), "latency table received")
         }
         Event::Trimmed { cause, victims } => {

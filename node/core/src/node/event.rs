@@ -138,6 +138,8 @@ pub enum Event {
     RttReport {
         /// The answering peer.
         from: PeerId,
+        /// The id [`Node::query_rtts`](crate::Node::query_rtts) returned.
+        id: u64,
         /// Its measured RTTs to the peers asked about.
         rtts: Vec<RttSample>,
     },

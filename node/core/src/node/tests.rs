@@ -665,11 +665,15 @@ fn a_provider_reports_its_latency_table_to_whoever_asks() {
     );
     // Spoke 1 asks the hub for the hub's RTTs to every spoke.
     let now = net.now;
-    net.nodes[1].query_rtts(hub, asked.clone()).unwrap();
+    let first = net.nodes[1].query_rtts(hub, asked.clone()).unwrap();
+    let second = net.nodes[1].query_rtts(hub, asked.clone()).unwrap();
+    assert_ne!(first, second, "every query has its own id");
     net.drain(1);
     net.run_until(now + Duration::from_millis(100));
     let report = net.events.iter().find_map(|(i, e)| match e {
-        Event::RttReport { from, rtts } if *i == 1 && *from == hub => Some(rtts.clone()),
+        Event::RttReport { from, id, rtts } if *i == 1 && *from == hub && *id == second => {
+            Some(rtts.clone())
+        }
         _ => None,
     });
     assert_eq!(report, Some(expected));
