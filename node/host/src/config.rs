@@ -33,7 +33,7 @@
 //! # Finding peers outside the core protocol. Pools are named sets of providers found
 //! # through the DHT (names: 1-64 characters of a-z, 0-9, `-`, `_`, `.`; 16 at most per
 //! # key). `mdns` finds nodes on the local link; it is off unless set here, and a
-//! # data-centre node keeps it off.
+//! # data-centre node keeps it off (profile = "data-centre" refuses mdns = true).
 //! [discovery]
 //! pools = ["gpu-a100"]        # pools this node provides in
 //! find_pools = ["gpu-h100"]   # pools whose providers this node wants as peers
@@ -517,6 +517,15 @@ impl NodeConfig {
             file.allowlist.cidrs.iter().map(|c| c.0),
             file.allowlist.peers.iter().map(|p| p.0),
         );
+        if file.peers.profile == Some(flotilla_core::Profile::DataCentre)
+            && file.discovery.mdns == Some(true)
+        {
+            return Err(ConfigError::Setting {
+                origin: origin_of(source, "discovery.mdns"),
+                key: "discovery.mdns".into(),
+                problem: "a data-centre node never looks for peers on the local link (profile = \"data-centre\" in [peers]); remove `mdns = true` or choose another profile".into(),
+            });
+        }
         let discovery = DiscoveryConfig {
             pools: file.discovery.pools,
             find_pools: file.discovery.find_pools,

@@ -331,6 +331,16 @@ all = [{ rtt_max_ms = 80 }, { executors = ["docker"] }]
 }
 
 #[test]
+fn a_data_centre_node_refuses_mdns() {
+    let text = "[peers]\nprofile = \"data-centre\"\n\n[discovery]\nmdns = true\n";
+    let err = parse(text).unwrap_err().to_string();
+    assert!(err.starts_with("node.toml:5: "), "{err}");
+    assert!(err.contains("data-centre"), "{err}");
+    let c = parse("[peers]\nprofile = \"data-centre\"\n").unwrap();
+    assert!(!c.discovery.mdns);
+}
+
+#[test]
 fn a_high_watermark_above_the_connection_limit_names_both_keys() {
     let text = "[peers]\nhigh_watermark = 500\n\n[limits.system]\nconns = 100\n";
     let err = parse(text).unwrap_err().to_string();
