@@ -42,4 +42,6 @@ pub mod p2p;
 pub mod rcmgr;
 #[cfg(feature = "host")]
 pub mod run;
+#[cfg(feature = "host")]
+pub mod store;
 pub mod views;
