@@ -10,6 +10,9 @@
 //! - [`advert`]: signed advertisements (addresses, resources, start time, version);
 //! - [`wire`]: the node's own protocol messages and their length-prefixed framing;
 //! - [`peer_table`]: known peers with addresses, RTT statistics, resources, provenance;
+//! - [`capacity`]: a compute provider's capacity ledger (registered, onboarded, locked,
+//!   allocated);
+//! - [`ports`]: host ports handed to jobs from a configured range;
 //! - [`rcmgr`]: the resource manager: nested scopes, limits and reservations;
 //! - [`node`]: the state machine (`handle_*` inputs, `poll_*` outputs, `poll_timeout`);
 //! - [`seed`]: one seed split into a tree of independent random streams;
@@ -30,11 +33,13 @@
 //! ```
 
 pub mod advert;
+pub mod capacity;
 pub mod connmgr;
 pub mod filter;
 pub mod identity;
 pub mod node;
 pub mod peer_table;
+pub mod ports;
 pub mod rcmgr;
 pub mod seed;
 pub mod time;
