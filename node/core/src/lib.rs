@@ -12,6 +12,7 @@
 //! - [`peer_table`]: known peers with addresses, RTT statistics, resources, provenance;
 //! - [`capacity`]: a compute provider's capacity ledger (registered, onboarded, locked,
 //!   allocated);
+//! - [`job`]: the job spec (TOML or YAML) and its validation;
 //! - [`ports`]: host ports handed to jobs from a configured range;
 //! - [`rcmgr`]: the resource manager: nested scopes, limits and reservations;
 //! - [`node`]: the state machine (`handle_*` inputs, `poll_*` outputs, `poll_timeout`);
@@ -37,6 +38,7 @@ pub mod capacity;
 pub mod connmgr;
 pub mod filter;
 pub mod identity;
+pub mod job;
 pub mod node;
 pub mod peer_table;
 pub mod ports;
