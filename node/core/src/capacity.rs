@@ -40,8 +40,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::time::Timestamp;
 
-/// An amount of compute: CPU in millicores, memory, disk and GPUs.
+/// An amount of compute: CPU in millicores, memory, disk and GPUs. A field missing when
+/// deserialising is zero.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Capacity {
     /// CPU in thousandths of a core (1500 = one and a half cores).
     pub millicores: u64,

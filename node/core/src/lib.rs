@@ -13,6 +13,7 @@
 //! - [`capacity`]: a compute provider's capacity ledger (registered, onboarded, locked,
 //!   allocated);
 //! - [`job`]: the job spec (TOML or YAML) and its validation;
+//! - [`offer`]: a compute provider's preferences (does a job fit?) and the ranking of bids;
 //! - [`ports`]: host ports handed to jobs from a configured range;
 //! - [`rcmgr`]: the resource manager: nested scopes, limits and reservations;
 //! - [`node`]: the state machine (`handle_*` inputs, `poll_*` outputs, `poll_timeout`);
@@ -40,6 +41,7 @@ pub mod filter;
 pub mod identity;
 pub mod job;
 pub mod node;
+pub mod offer;
 pub mod peer_table;
 pub mod ports;
 pub mod rcmgr;
