@@ -8,8 +8,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{Invalid, PORTS_MAX};
 
-/// Host ports a worker needs: `ports = 2` asks for two host ports (passed to the job in its
-/// environment); `ports = [80, 443]` maps each container port to a host port.
+/// Host ports a worker needs: `ports = 2` asks for two host ports; `ports = [80, 443]`
+/// maps each container port to a host port of its own.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ports {
     /// This many host ports (0: none).

@@ -292,3 +292,25 @@ fn validate_alone_lists_keys() {
         .collect();
     assert_eq!(keys, ["resources.memory_mb", "workers"]);
 }
+
+/// The code block in this module's docs that opens with `` ```lang ``.
+fn doc_block(lang: &str) -> String {
+    let doc: Vec<&str> = include_str!("../job.rs")
+        .lines()
+        .filter_map(|l| l.strip_prefix("//!"))
+        .map(|l| l.strip_prefix(' ').unwrap_or(l))
+        .collect();
+    let open = format!("```{lang}");
+    let start = doc.iter().position(|l| *l == open).unwrap() + 1;
+    let len = doc[start..].iter().position(|l| *l == "```").unwrap();
+    doc[start..start + len].join("\n") + "\n"
+}
+
+#[test]
+fn module_doc_examples_parse_and_agree() {
+    let from_toml = toml(&doc_block("toml")).unwrap();
+    let from_yaml = yaml(&doc_block("yaml")).unwrap();
+    assert_eq!(from_toml, from_yaml);
+    assert_eq!(from_toml.workers, 2);
+    assert_eq!(from_toml.resources.millicores, 1500);
+}
