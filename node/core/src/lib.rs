@@ -10,6 +10,11 @@
 //! - [`advert`]: signed advertisements (addresses, resources, start time, version);
 //! - [`wire`]: the node's own protocol messages and their length-prefixed framing;
 //! - [`peer_table`]: known peers with addresses, RTT statistics, resources, provenance;
+//! - [`capacity`]: a compute provider's capacity ledger (registered, onboarded, locked,
+//!   allocated);
+//! - [`job`]: the job spec (TOML or YAML) and its validation;
+//! - [`offer`]: a compute provider's preferences (does a job fit?) and the ranking of bids;
+//! - [`ports`]: host ports handed to jobs from a configured range;
 //! - [`rcmgr`]: the resource manager: nested scopes, limits and reservations;
 //! - [`node`]: the state machine (`handle_*` inputs, `poll_*` outputs, `poll_timeout`);
 //! - [`seed`]: one seed split into a tree of independent random streams;
@@ -30,11 +35,15 @@
 //! ```
 
 pub mod advert;
+pub mod capacity;
 pub mod connmgr;
 pub mod filter;
 pub mod identity;
+pub mod job;
 pub mod node;
+pub mod offer;
 pub mod peer_table;
+pub mod ports;
 pub mod rcmgr;
 pub mod seed;
 pub mod time;
