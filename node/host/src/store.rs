@@ -60,6 +60,25 @@ pub struct Record {
     pub updated_at_us: u64,
 }
 
+/// A record to store with [`Store::insert`].
+#[derive(Clone, Copy, Debug)]
+pub struct NewRecord<'a> {
+    /// What it is.
+    pub kind: Kind,
+    /// Its id, unique within its kind.
+    pub id: &'a str,
+    /// The other side, if any.
+    pub peer: Option<&'a str>,
+    /// The job and what is needed to resume it, as JSON.
+    pub spec: &'a str,
+    /// Its first state.
+    pub state: &'a str,
+    /// Why it was created.
+    pub detail: &'a str,
+    /// When, microseconds since the Unix epoch.
+    pub at_us: u64,
+}
+
 /// One logged transition.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Transition {
@@ -184,17 +203,17 @@ impl Store {
         Ok(Store { conn })
     }
 
-    /// Stores a new record in `state`, with its first transition.
-    pub fn insert(
-        &mut self,
-        kind: Kind,
-        id: &str,
-        peer: Option<&str>,
-        spec: &str,
-        state: &str,
-        detail: &str,
-        at_us: u64,
-    ) -> Result<(), StoreError> {
+    /// Stores a new record with its first transition.
+    pub fn insert(&mut self, new: NewRecord<'_>) -> Result<(), StoreError> {
+        let NewRecord {
+            kind,
+            id,
+            peer,
+            spec,
+            state,
+            detail,
+            at_us,
+        } = new;
         let tx = self.conn.transaction()?;
         let exists: Option<i64> = tx
             .query_row(

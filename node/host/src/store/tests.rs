@@ -2,28 +2,37 @@
 
 use super::*;
 
+fn new<'a>(kind: Kind, id: &'a str, state: &'a str, at_us: u64) -> NewRecord<'a> {
+    NewRecord {
+        kind,
+        id,
+        peer: None,
+        spec: "{}",
+        state,
+        detail: "",
+        at_us,
+    }
+}
+
 #[test]
 fn records_and_transitions_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(STORE_FILE);
     {
         let mut s = Store::open(&path).unwrap();
-        s.insert(
-            Kind::Allocation,
-            "a1",
-            Some("12D3KooWsp"),
-            r#"{"image":"busybox"}"#,
-            "pending",
-            "requested",
-            10,
-        )
+        s.insert(NewRecord {
+            peer: Some("12D3KooWsp"),
+            spec: r#"{"image":"busybox"}"#,
+            detail: "requested",
+            ..new(Kind::Allocation, "a1", "pending", 10)
+        })
         .unwrap();
         assert_eq!(
             s.transition(Kind::Allocation, "a1", "running", "container started", 20)
                 .unwrap(),
             "pending"
         );
-        s.insert(Kind::Deployment, "d1", None, "{}", "preparing", "new", 15)
+        s.insert(new(Kind::Deployment, "d1", "preparing", 15))
             .unwrap();
         // Dropped without any close: every change that returned is on disk.
     }
@@ -55,8 +64,7 @@ fn records_and_transitions_survive_a_reopen() {
 fn lists_filter_by_state_oldest_first() {
     let mut s = Store::in_memory().unwrap();
     for (id, at) in [("c", 3), ("a", 1), ("b", 1)] {
-        s.insert(Kind::Allocation, id, None, "{}", "pending", "", at)
-            .unwrap();
+        s.insert(new(Kind::Allocation, id, "pending", at)).unwrap();
     }
     s.transition(Kind::Allocation, "b", "running", "", 5)
         .unwrap();
@@ -80,10 +88,10 @@ fn lists_filter_by_state_oldest_first() {
 #[test]
 fn duplicates_and_unknown_ids_are_errors_that_change_nothing() {
     let mut s = Store::in_memory().unwrap();
-    s.insert(Kind::Deployment, "d", None, "{}", "preparing", "", 1)
+    s.insert(new(Kind::Deployment, "d", "preparing", 1))
         .unwrap();
     let e = s
-        .insert(Kind::Deployment, "d", None, "{}", "running", "", 2)
+        .insert(new(Kind::Deployment, "d", "running", 2))
         .unwrap_err();
     assert_eq!(e.to_string(), "deployment `d` is already stored");
     let e = s
@@ -101,7 +109,7 @@ fn a_store_from_a_later_release_is_refused_untouched() {
     let path = dir.path().join(STORE_FILE);
     {
         let mut s = Store::open(&path).unwrap();
-        s.insert(Kind::Allocation, "keep", None, "{}", "running", "", 1)
+        s.insert(new(Kind::Allocation, "keep", "running", 1))
             .unwrap();
         s.conn
             .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
