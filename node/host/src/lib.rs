@@ -4,6 +4,7 @@
 //! - [`driver`]: the async loop that pumps a core `Node` (shared with the turmoil simulator);
 //! - [`network`]: the `Network` trait the driver runs on, and its events;
 //! - [`clock`]: the `Clock` trait and the tokio-time clock;
+//! - [`executor`]: the `Executor` trait that runs job containers, and the Docker executor;
 //! - [`framing`]: length-prefixed core messages over any async byte stream;
 //! - [`views`]: JSON views of status and peers for the API and CLI;
 //! - [`config`]: the node's TOML configuration and command-line overrides;
@@ -30,6 +31,8 @@ pub mod clock;
 #[cfg(feature = "host")]
 pub mod config;
 pub mod driver;
+#[cfg(feature = "host")]
+pub mod executor;
 pub mod framing;
 #[cfg(feature = "host")]
 pub mod keystore;
