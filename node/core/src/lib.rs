@@ -44,6 +44,7 @@ pub mod node;
 pub mod offer;
 pub mod peer_table;
 pub mod ports;
+pub mod provider;
 pub mod rcmgr;
 pub mod seed;
 pub mod time;
