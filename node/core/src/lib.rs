@@ -37,6 +37,7 @@
 pub mod advert;
 pub mod capacity;
 pub mod connmgr;
+pub mod deployment;
 pub mod filter;
 pub mod identity;
 pub mod job;

@@ -1,0 +1,450 @@
+//! A service provider's deployment of one job: from bids to a running job and its end.
+//!
+//! ```text
+//!  Preparing ──bids collected──▶ Committing ──all acked──▶ Provisioning ──all running──▶ Running
+//!      │ too few bids                │ refused / no ack:         │ a worker failed          │
+//!      ▼                             ▼ revert every ack          ▼ shut the rest down       ▼ all done
+//!    Failed ◀──────────────────── Failed                       Failed                   Completed
+//!                                                                          shutdown() from any live
+//!                                                                          state: ShuttingDown ──▶ Completed
+//! ```
+//!
+//! The machine is sans-IO like the node: inputs are method calls with the time, outputs are
+//! [`Request`]s to send, drained with [`Deployment::poll_request`], and its next deadline is
+//! [`Deployment::poll_timeout`]. It collects bids until the bid deadline (or until it holds
+//! as many bids as it may use), ranks them with [`offer::rank`](crate::offer::rank) and the
+//! latency table, and commits in two phases: a commit to each chosen provider, and if any
+//! refuses or does not answer by the commit deadline, a revert to every provider that
+//! accepted: all or nothing. A worker that fails while provisioning or running fails the
+//! deployment and the others are shut down.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::identity::PeerId;
+use crate::offer::{Bid, rank};
+use crate::time::Timestamp;
+
+/// Where a deployment stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeployState {
+    /// Asking for bids and collecting them.
+    Preparing,
+    /// Commits sent to the chosen providers; waiting for every answer.
+    Committing,
+    /// Every provider accepted; waiting for every worker to run.
+    Provisioning,
+    /// Every worker runs.
+    Running,
+    /// Shutting the workers down on request.
+    ShuttingDown,
+    /// Every worker finished (or was shut down on request).
+    Completed,
+    /// The deployment failed; `reason` says why.
+    Failed,
+}
+
+impl DeployState {
+    /// The state's name, as stored and shown.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeployState::Preparing => "preparing",
+            DeployState::Committing => "committing",
+            DeployState::Provisioning => "provisioning",
+            DeployState::Running => "running",
+            DeployState::ShuttingDown => "shutting_down",
+            DeployState::Completed => "completed",
+            DeployState::Failed => "failed",
+        }
+    }
+
+    /// True for completed and failed.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, DeployState::Completed | DeployState::Failed)
+    }
+}
+
+impl fmt::Display for DeployState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Something to send to providers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Ask for bids (broadcast, or to pinned providers).
+    BidRequest,
+    /// Commit the job on a provider.
+    Commit(PeerId),
+    /// Undo a commit that was accepted.
+    Revert(PeerId),
+    /// Stop the job on a provider.
+    Shutdown(PeerId),
+}
+
+/// How long each phase may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadlines {
+    /// Bids are collected for this long.
+    pub bids: Duration,
+    /// Every commit must be answered within this long.
+    pub commit: Duration,
+    /// Every worker must run within this long of the commits being accepted.
+    pub provision: Duration,
+    /// Every worker must confirm a shutdown within this long.
+    pub shutdown: Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Deadlines {
+            bids: Duration::from_secs(5),
+            commit: Duration::from_secs(10),
+            provision: Duration::from_secs(120),
+            shutdown: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What the deployment knows of one chosen provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Worker {
+    /// Commit sent, no answer yet.
+    Committing,
+    /// Commit accepted; not running yet.
+    Accepted,
+    /// Its job runs.
+    Running,
+    /// Its job ended well.
+    Done,
+    /// Its job failed or it refused.
+    Failed,
+    /// Asked to stop.
+    Stopping,
+    /// Stopped (or its commit reverted).
+    Stopped,
+}
+
+/// A deployment; see the module documentation.
+#[derive(Clone, Debug)]
+pub struct Deployment {
+    workers_wanted: usize,
+    deadlines: Deadlines,
+    state: DeployState,
+    since: Timestamp,
+    deadline: Option<Timestamp>,
+    bids: Vec<Bid>,
+    workers: BTreeMap<PeerId, Worker>,
+    reason: Option<String>,
+    requests: std::collections::VecDeque<Request>,
+    transitions: Vec<(Timestamp, DeployState, String)>,
+}
+
+impl Deployment {
+    /// A deployment of `workers` workers starting at `now`: it asks for bids at once.
+    pub fn new(now: Timestamp, workers: usize, deadlines: Deadlines) -> Self {
+        let mut d = Deployment {
+            workers_wanted: workers.max(1),
+            deadlines,
+            state: DeployState::Preparing,
+            since: now,
+            deadline: Some(now + deadlines.bids),
+            bids: Vec::new(),
+            workers: BTreeMap::new(),
+            reason: None,
+            requests: std::collections::VecDeque::new(),
+            transitions: vec![(now, DeployState::Preparing, "bids asked".into())],
+        };
+        d.requests.push_back(Request::BidRequest);
+        d
+    }
+
+    /// The current state.
+    pub fn state(&self) -> DeployState {
+        self.state
+    }
+
+    /// When the current state began.
+    pub fn since(&self) -> Timestamp {
+        self.since
+    }
+
+    /// Why it failed or ended.
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
+    }
+
+    /// The chosen providers and where each stands.
+    pub fn workers(&self) -> impl Iterator<Item = (PeerId, Worker)> + '_ {
+        self.workers.iter().map(|(p, w)| (*p, *w))
+    }
+
+    /// Every state entered, with its time and reason, in order.
+    pub fn transitions(&self) -> &[(Timestamp, DeployState, String)] {
+        &self.transitions
+    }
+
+    /// The next request to send.
+    pub fn poll_request(&mut self) -> Option<Request> {
+        self.requests.pop_front()
+    }
+
+    /// When [`Deployment::handle_timeout`] is next due.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.deadline
+    }
+
+    /// A bid arrived (ignored after the bid phase and from a provider that bid already).
+    pub fn handle_bid(&mut self, now: Timestamp, bid: Bid, rtt: &BTreeMap<PeerId, Duration>) {
+        if self.state != DeployState::Preparing || self.bids.iter().any(|b| b.peer == bid.peer) {
+            return;
+        }
+        self.bids.push(bid);
+        // Enough bids to choose from: no need to wait for the deadline.
+        if self.bids.len() >= self.workers_wanted * BIDS_PER_WORKER {
+            self.choose(now, rtt);
+        }
+    }
+
+    /// A provider answered a commit.
+    pub fn handle_commit_answer(&mut self, now: Timestamp, from: PeerId, accepted: bool) {
+        if self.workers.get(&from) != Some(&Worker::Committing) {
+            return;
+        }
+        if self.state != DeployState::Committing {
+            // Too late: the deployment moved on (failed and reverted); undo this one too.
+            if accepted {
+                self.workers.insert(from, Worker::Stopped);
+                self.requests.push_back(Request::Revert(from));
+            }
+            return;
+        }
+        if !accepted {
+            self.workers.insert(from, Worker::Failed);
+            self.revert_all(now, format!("provider {from} refused the commit"));
+            return;
+        }
+        self.workers.insert(from, Worker::Accepted);
+        if self.workers.values().all(|w| *w == Worker::Accepted) {
+            let deadline = now + self.deadlines.provision;
+            self.enter(
+                now,
+                DeployState::Provisioning,
+                "every commit accepted",
+                Some(deadline),
+            );
+        }
+    }
+
+    /// A provider reports its worker's status: running, or ended (`Ok` well, `Err` why not).
+    pub fn handle_status(&mut self, now: Timestamp, from: PeerId, status: WorkerStatus) {
+        let Some(w) = self.workers.get(&from).copied() else {
+            return;
+        };
+        match status {
+            WorkerStatus::Running => {
+                if w == Worker::Accepted {
+                    self.workers.insert(from, Worker::Running);
+                }
+                self.progress(now);
+            }
+            WorkerStatus::Ended(Ok(())) => {
+                let stopping = self.state == DeployState::ShuttingDown;
+                self.workers.insert(
+                    from,
+                    if stopping {
+                        Worker::Stopped
+                    } else {
+                        Worker::Done
+                    },
+                );
+                self.progress(now);
+            }
+            WorkerStatus::Ended(Err(why)) => {
+                if self.state == DeployState::ShuttingDown {
+                    self.workers.insert(from, Worker::Stopped);
+                    self.maybe_finished(now);
+                } else if !self.state.is_terminal() {
+                    self.workers.insert(from, Worker::Failed);
+                    self.shut_down_rest(now);
+                    self.fail(now, format!("worker on {from} failed: {why}"));
+                }
+            }
+        }
+    }
+
+    /// The requester asks to stop the deployment.
+    pub fn shutdown(&mut self, now: Timestamp) {
+        match self.state {
+            DeployState::Preparing => {
+                self.finish(now, DeployState::Completed, "shut down before any commit")
+            }
+            DeployState::Committing => self.revert_all(now, "shut down while committing".into()),
+            DeployState::Provisioning | DeployState::Running => {
+                self.shut_down_rest(now);
+                let deadline = now + self.deadlines.shutdown;
+                self.enter(
+                    now,
+                    DeployState::ShuttingDown,
+                    "shutdown requested",
+                    Some(deadline),
+                );
+                self.maybe_finished(now);
+            }
+            DeployState::ShuttingDown | DeployState::Completed | DeployState::Failed => {}
+        }
+    }
+
+    /// Deadlines due at or before `now` fire.
+    pub fn handle_timeout(&mut self, now: Timestamp, rtt: &BTreeMap<PeerId, Duration>) {
+        if self.deadline.is_none_or(|d| d > now) {
+            return;
+        }
+        match self.state {
+            DeployState::Preparing => self.choose(now, rtt),
+            DeployState::Committing => {
+                self.revert_all(now, "a provider did not answer the commit in time".into())
+            }
+            DeployState::Provisioning => {
+                self.shut_down_rest(now);
+                self.fail(now, "the workers did not all start in time".into());
+            }
+            DeployState::ShuttingDown => self.finish(
+                now,
+                DeployState::Completed,
+                "shut down (some workers did not confirm)",
+            ),
+            DeployState::Running | DeployState::Completed | DeployState::Failed => {
+                self.deadline = None
+            }
+        }
+    }
+
+    fn choose(&mut self, now: Timestamp, rtt: &BTreeMap<PeerId, Duration>) {
+        let ranked = rank(std::mem::take(&mut self.bids), rtt);
+        if ranked.len() < self.workers_wanted {
+            self.fail(
+                now,
+                format!(
+                    "{} bids for {} workers; ask again later or lower the requirements",
+                    ranked.len(),
+                    self.workers_wanted
+                ),
+            );
+            return;
+        }
+        for b in ranked.iter().take(self.workers_wanted) {
+            self.workers.insert(b.peer, Worker::Committing);
+            self.requests.push_back(Request::Commit(b.peer));
+        }
+        let deadline = now + self.deadlines.commit;
+        self.enter(
+            now,
+            DeployState::Committing,
+            "bids ranked, commits sent",
+            Some(deadline),
+        );
+    }
+
+    /// All or nothing: every accepted commit is reverted and the deployment fails.
+    fn revert_all(&mut self, now: Timestamp, why: String) {
+        let accepted: Vec<PeerId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| **w == Worker::Accepted)
+            .map(|(p, _)| *p)
+            .collect();
+        for p in accepted {
+            self.workers.insert(p, Worker::Stopped);
+            self.requests.push_back(Request::Revert(p));
+        }
+        self.fail(now, why);
+    }
+
+    fn shut_down_rest(&mut self, _now: Timestamp) {
+        let live: Vec<PeerId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| matches!(w, Worker::Accepted | Worker::Running))
+            .map(|(p, _)| *p)
+            .collect();
+        for p in live {
+            self.workers.insert(p, Worker::Stopping);
+            self.requests.push_back(Request::Shutdown(p));
+        }
+    }
+
+    /// Provisioning becomes running once every worker runs (or already finished), and
+    /// the deployment completes once every worker ended.
+    fn progress(&mut self, now: Timestamp) {
+        if self.state == DeployState::Provisioning
+            && self
+                .workers
+                .values()
+                .all(|w| matches!(w, Worker::Running | Worker::Done))
+            && self.workers.values().any(|w| *w == Worker::Running)
+        {
+            self.enter(now, DeployState::Running, "every worker runs", None);
+        }
+        self.maybe_finished(now);
+    }
+
+    fn maybe_finished(&mut self, now: Timestamp) {
+        let ended = self
+            .workers
+            .values()
+            .all(|w| matches!(w, Worker::Done | Worker::Stopped));
+        if !ended || self.state.is_terminal() {
+            return;
+        }
+        let why = if self.state == DeployState::ShuttingDown {
+            "shut down"
+        } else {
+            "every worker finished"
+        };
+        self.finish(now, DeployState::Completed, why);
+    }
+
+    fn fail(&mut self, now: Timestamp, why: String) {
+        self.enter(now, DeployState::Failed, &why, None);
+        self.reason = Some(why);
+    }
+
+    fn finish(&mut self, now: Timestamp, state: DeployState, why: &str) {
+        self.enter(now, state, why, None);
+        self.reason = Some(why.to_string());
+    }
+
+    fn enter(
+        &mut self,
+        now: Timestamp,
+        state: DeployState,
+        why: &str,
+        deadline: Option<Timestamp>,
+    ) {
+        self.state = state;
+        self.since = now;
+        self.deadline = deadline;
+        self.transitions.push((now, state, why.to_string()));
+    }
+}
+
+/// Bids collected per wanted worker before choosing without waiting for the deadline.
+pub const BIDS_PER_WORKER: usize = 3;
+
+/// A provider's report on its worker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WorkerStatus {
+    /// The worker runs.
+    Running,
+    /// The worker ended: well, or with why not.
+    Ended(Result<(), String>),
+}
+
+#[cfg(test)]
+mod tests;
