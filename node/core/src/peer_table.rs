@@ -36,6 +36,10 @@ pub enum Source {
     Gossip,
     /// Found in the DHT.
     Dht,
+    /// Found as a provider of a pool in the DHT.
+    Pool,
+    /// Found on the local link by mDNS.
+    Mdns,
     /// Named by the operator.
     Operator,
 }
@@ -49,6 +53,8 @@ impl Source {
             Source::Exchange { .. } => "exchange",
             Source::Gossip => "gossip",
             Source::Dht => "dht",
+            Source::Pool => "pool",
+            Source::Mdns => "mdns",
             Source::Operator => "operator",
         }
     }

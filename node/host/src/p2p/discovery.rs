@@ -13,9 +13,9 @@
 //! address.
 //!
 //! mDNS ([`DiscoveryConfig::mdns`], off unless configured) finds nodes on the local link;
-//! they join the DHT's routing table and are handed to the core too. The core has no
-//! source of its own for either way, so both arrive as [`Source::Dht`]; the metrics tell
-//! them apart (`flotilla_discovery_found_total{source="pool"|"mdns"}`).
+//! they join the DHT's routing table and are handed to the core too. They arrive in the
+//! core's peer table as [`Source::Pool`] and [`Source::Mdns`], and are counted in
+//! `flotilla_discovery_found_total{source="pool"|"mdns"}`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
@@ -401,7 +401,11 @@ impl P2pNetwork {
         self.pending.push_back(NetEvent::Discovered {
             peer: core,
             addrs: texts,
-            source: Source::Dht,
+            source: if source == "mdns" {
+                Source::Mdns
+            } else {
+                Source::Pool
+            },
         });
     }
 }
