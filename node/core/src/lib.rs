@@ -18,6 +18,7 @@
 //! - [`rcmgr`]: the resource manager: nested scopes, limits and reservations;
 //! - [`node`]: the state machine (`handle_*` inputs, `poll_*` outputs, `poll_timeout`);
 //! - [`seed`]: one seed split into a tree of independent random streams;
+//! - [`simexec`]: the simulated executor: seeded start delay, run time and failures;
 //! - [`time`]: the [`Timestamp`] type.
 //!
 //! ```
@@ -48,6 +49,7 @@ pub mod ports;
 pub mod provider;
 pub mod rcmgr;
 pub mod seed;
+pub mod simexec;
 pub mod time;
 pub mod wire;
 
