@@ -251,7 +251,7 @@ impl PeerEntry {
 ///   Eviction takes, among the earliest entries whose filing is current, the evictable one
 ///   with the smallest peer id: the least recently seen peer, ties broken by peer id.
 ///
-/// The vectors grow in steps of [`SLOTS_STEP`], not by doubling.
+/// The vectors grow in steps of `SLOTS_STEP`, not by doubling.
 #[derive(Clone, Debug)]
 pub struct PeerTable {
     slots: Vec<Slot>,
