@@ -270,6 +270,23 @@ mod tests {
         )
     }
 
+    /// Serves the API of the driver behind `handle` on a free loopback port; returns its
+    /// base URL.
+    pub(super) async fn serve_for_test(handle: crate::driver::DriverHandle) -> String {
+        let metrics = Metrics::new();
+        let server = ApiServer::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            handle,
+            metrics.clone(),
+            test_rcmgr(metrics),
+        )
+        .await
+        .unwrap();
+        let base = format!("http://{}", server.local_addr().unwrap());
+        tokio::spawn(server.serve(std::future::pending()));
+        base
+    }
+
     /// A network on which nothing ever happens.
     struct Idle;
 
@@ -301,17 +318,7 @@ mod tests {
         let node = Node::new(Config::default(), keypair, SeedTree::new(2), clock.now()).unwrap();
         let (driver, handle) = Driver::new(node, Idle, clock, NoObserver);
         tokio::spawn(driver.run());
-        let metrics = Metrics::new();
-        let server = ApiServer::bind(
-            "127.0.0.1:0".parse().unwrap(),
-            handle,
-            metrics.clone(),
-            test_rcmgr(metrics),
-        )
-        .await
-        .unwrap();
-        let base = format!("http://{}", server.local_addr().unwrap());
-        tokio::spawn(server.serve(std::future::pending()));
+        let base = serve_for_test(handle).await;
 
         let stranger = Keypair::generate(&mut SeedTree::new(3).rng()).peer_id();
         let answers = tokio::task::spawn_blocking(move || {
@@ -407,17 +414,7 @@ mod tests {
         let node = Node::new(Config::default(), keypair, SeedTree::new(2), now).unwrap();
         let (driver, handle) = Driver::new(node, Scripted(events), clock, NoObserver);
         tokio::spawn(driver.run());
-        let metrics = Metrics::new();
-        let server = ApiServer::bind(
-            "127.0.0.1:0".parse().unwrap(),
-            handle.clone(),
-            metrics.clone(),
-            test_rcmgr(metrics),
-        )
-        .await
-        .unwrap();
-        let base = format!("http://{}", server.local_addr().unwrap());
-        tokio::spawn(server.serve(std::future::pending()));
+        let base = serve_for_test(handle.clone()).await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while handle.status().await.unwrap().known < 3 {
             assert!(

@@ -652,15 +652,8 @@ fn invalid_limits(error: LimitsError, source: Option<(&Path, &str)>) -> ConfigEr
         LimitsError::ChildAboveParent { key, .. } => key.clone(),
         LimitsError::Prefix { key, .. } => key.to_string(),
     };
-    let origin = match source {
-        None => "command line".to_string(),
-        Some((path, text)) => match table_key_line(text, &key) {
-            Some(line) => format!("{}:{line}", path.display()),
-            None => path.display().to_string(),
-        },
-    };
     ConfigError::Limits {
-        origin,
+        origin: origin_of(source, &key),
         key,
         problem: error,
     }

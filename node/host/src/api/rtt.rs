@@ -104,12 +104,10 @@ pub(super) async fn rtt(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::ApiServer;
     use crate::api::ErrorReply;
-    use crate::api::tests::{get, test_rcmgr};
+    use crate::api::tests::{get, serve_for_test};
     use crate::clock::{Clock, TokioClock};
     use crate::driver::{Driver, DriverHandle, NoObserver};
-    use crate::metrics::Metrics;
     use crate::network::{NetEvent, Network};
     use flotilla_core::{Config, DialId, Direction, Keypair, Message, Node, SeedTree};
     use tokio::sync::mpsc;
@@ -187,21 +185,6 @@ mod tests {
         }
     }
 
-    async fn serve(handle: DriverHandle) -> String {
-        let metrics = Metrics::new();
-        let server = ApiServer::bind(
-            "127.0.0.1:0".parse().unwrap(),
-            handle,
-            metrics.clone(),
-            test_rcmgr(metrics),
-        )
-        .await
-        .unwrap();
-        let base = format!("http://{}", server.local_addr().unwrap());
-        tokio::spawn(server.serve(std::future::pending()));
-        base
-    }
-
     async fn get_all<const N: usize>(urls: [String; N]) -> [(u16, String); N] {
         tokio::task::spawn_blocking(move || {
             let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -226,7 +209,7 @@ mod tests {
         // Each measures the other once.
         handle_a.ping(b).await.unwrap();
         handle_b.ping(a).await.unwrap();
-        let base = serve(handle_a.clone()).await;
+        let base = serve_for_test(handle_a.clone()).await;
         let stranger = Keypair::generate(&mut SeedTree::new(23).rng()).peer_id();
         let [local, unmeasured, remote, from_self, absent] = get_all([
             format!("{base}/rtt?peers={b}"),
@@ -274,7 +257,7 @@ mod tests {
     async fn bad_queries_are_answered_400() {
         let [(a, handle_a), (_, handle_b)] = linked_pair();
         connected([&handle_a, &handle_b]).await;
-        let base = serve(handle_a).await;
+        let base = serve_for_test(handle_a).await;
         let many = vec![a.to_string(); 65].join(",");
         let answers = get_all([
             format!("{base}/rtt"),
