@@ -19,6 +19,7 @@ use flotilla_core::filter::{Candidate, LocalView, PeerFilter, Verdict};
 use flotilla_core::{Node, Timestamp};
 use serde::{Deserialize, Serialize};
 
+use crate::check::liveness::Disjoint;
 use crate::world::World;
 
 /// How often the fleet engine looks for convergence.
@@ -144,7 +145,7 @@ pub fn converged(
 /// Connected components among `nodes` that run and hold at least one open connection (a
 /// node that just started or restarted and has not connected yet is not counted).
 pub fn components(world: &World, nodes: &[Option<&Node>]) -> usize {
-    let mut parent: Vec<usize> = (0..nodes.len()).collect();
+    let mut sets = Disjoint::new(nodes.len());
     let mut joined = vec![false; nodes.len()];
     for (i, n) in nodes.iter().enumerate() {
         let Some(n) = n else { continue };
@@ -154,26 +155,11 @@ pub fn components(world: &World, nodes: &[Option<&Node>]) -> usize {
             {
                 joined[i] = true;
                 joined[j] = true;
-                let (ra, rb) = (root(&mut parent, i), root(&mut parent, j));
-                parent[ra.max(rb)] = ra.min(rb);
+                sets.union(i, j);
             }
         }
     }
-    let mut roots: Vec<usize> = (0..nodes.len())
-        .filter(|i| joined[*i])
-        .map(|i| root(&mut parent, i))
-        .collect();
-    roots.sort_unstable();
-    roots.dedup();
-    roots.len()
-}
-
-fn root(parent: &mut [usize], mut i: usize) -> usize {
-    while parent[i] != i {
-        parent[i] = parent[parent[i]];
-        i = parent[i];
-    }
-    i
+    sets.roots((0..nodes.len()).filter(|i| joined[*i])).len()
 }
 
 /// Trims and convergence, gathered while a run goes on.

@@ -256,6 +256,18 @@ impl Filter {
         }
     }
 
+    /// True if the verdict on a peer can depend on its measured RTT (`rtt_max_ms`,
+    /// `fastest`, custom filters): the node judges a connection again on each RTT sample
+    /// only then.
+    pub fn uses_rtt(&self) -> bool {
+        match self {
+            Filter::RttMax(_) | Filter::Fastest(_) | Filter::Custom(_) => true,
+            Filter::All(v) | Filter::Any(v) => v.iter().any(Filter::uses_rtt),
+            Filter::Not(f) => f.uses_rtt(),
+            _ => false,
+        }
+    }
+
     /// True if the filter's verdict can depend on RTT ranks (`fastest`), which the node then
     /// computes before judging.
     pub fn uses_rank(&self) -> bool {

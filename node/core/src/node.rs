@@ -68,6 +68,9 @@ struct Connection {
     /// Opened by an exploration dial: when its first RTT is measured, the node lets its
     /// lowest-scored connection go (which may be this one).
     explored: bool,
+    /// It fails the filter but was kept (the node's last connection, or protected); judged
+    /// again on every maintenance tick until it passes or goes.
+    spared: bool,
 }
 
 /// A connected peer, as reported by [`Node::connections`].
@@ -456,6 +459,7 @@ impl Node {
                 ping_failures: 0,
                 closing_at,
                 explored,
+                spared: false,
             },
         );
         self.events.push_back(Event::Connected { peer, direction });
@@ -735,7 +739,10 @@ impl Node {
             nonce,
             rtt,
         });
-        if !self.enforce_filter(now, from) && explored {
+        // Only an RTT filter can change its mind on an RTT sample; adverts are judged as
+        // they arrive, time-dependent filters on the maintenance tick.
+        let rejected = self.config.filter.uses_rtt() && self.enforce_filter(now, from);
+        if !rejected && explored {
             self.rotate(now, from);
         }
     }
@@ -782,7 +789,12 @@ impl Node {
             !connected.contains_key(p)
         }) {
             Some(e) => {
-                e.apply_advert(signed, hops, now);
+                let replaced = e.apply_advert(signed, hops, now);
+                // A connected peer's newer advert, heard from others, is judged again (its
+                // own hello is judged by `on_hello`).
+                if replaced && hops > 0 && self.connections.contains_key(&peer) {
+                    self.enforce_filter(now, peer);
+                }
                 Ok(if is_new { Learned::New } else { Learned::Known })
             }
             None => Ok(Learned::Known),

@@ -68,6 +68,44 @@ impl Links for Node {
     }
 }
 
+/// Disjoint sets of node indices (union by the smaller root, path halving): the overlay's
+/// components.
+#[derive(Debug, Clone)]
+pub(crate) struct Disjoint {
+    parent: Vec<usize>,
+}
+
+impl Disjoint {
+    /// `n` nodes, each alone.
+    pub(crate) fn new(n: usize) -> Self {
+        Disjoint {
+            parent: (0..n).collect(),
+        }
+    }
+
+    fn root(&mut self, mut i: usize) -> usize {
+        while self.parent[i] != i {
+            self.parent[i] = self.parent[self.parent[i]];
+            i = self.parent[i];
+        }
+        i
+    }
+
+    /// Puts `a` and `b` in one set.
+    pub(crate) fn union(&mut self, a: usize, b: usize) {
+        let (ra, rb) = (self.root(a), self.root(b));
+        self.parent[ra.max(rb)] = ra.min(rb);
+    }
+
+    /// The distinct sets of `members`, each named by its smallest index, in order.
+    pub(crate) fn roots(&mut self, members: impl Iterator<Item = usize>) -> Vec<usize> {
+        let mut roots: Vec<usize> = members.map(|i| self.root(i)).collect();
+        roots.sort_unstable();
+        roots.dedup();
+        roots
+    }
+}
+
 /// `Ok` if the running nodes (`Some`) are converged, otherwise why not; `usable(a, b)`
 /// says whether the network carries traffic between `a` and `b` both ways.
 pub fn converged<N: Links>(
@@ -75,14 +113,7 @@ pub fn converged<N: Links>(
     nodes: &[Option<N>],
     usable: impl Fn(usize, usize) -> bool,
 ) -> Result<(), String> {
-    let mut parent: Vec<usize> = (0..nodes.len()).collect();
-    fn root(parent: &mut [usize], mut i: usize) -> usize {
-        while parent[i] != i {
-            parent[i] = parent[parent[i]];
-            i = parent[i];
-        }
-        i
-    }
+    let mut sets = Disjoint::new(nodes.len());
     let mut alone = Vec::new();
     for (a, node) in nodes.iter().enumerate() {
         let Some(node) = node else { continue };
@@ -98,8 +129,7 @@ pub fn converged<N: Links>(
                 continue;
             }
             degree += 1;
-            let (ra, rb) = (root(&mut parent, a), root(&mut parent, b));
-            parent[ra.max(rb)] = ra.min(rb);
+            sets.union(a, b);
         }
         if degree == 0 {
             alone.push(a);
@@ -114,12 +144,7 @@ pub fn converged<N: Links>(
             shown.join(", ")
         ));
     }
-    let mut roots: Vec<usize> = (0..nodes.len())
-        .filter(|i| nodes[*i].is_some())
-        .map(|i| root(&mut parent, i))
-        .collect();
-    roots.sort_unstable();
-    roots.dedup();
+    let roots = sets.roots((0..nodes.len()).filter(|i| nodes[*i].is_some()));
     if roots.len() > 1 {
         return Err(format!(
             "the overlay has {} components (smallest members: {})",

@@ -305,4 +305,9 @@ fn time_and_rank_dependence_is_known() {
     assert!(f.changes_with_time() && f.uses_rank());
     let f = spec("[filter]\nall = [{ rtt_max_ms = 80 }, \"deny_private\"]\n").unwrap();
     assert!(!f.changes_with_time() && !f.uses_rank());
+    assert!(f.uses_rtt());
+    let f = spec("[filter]\nnot = { uptime_min_s = 60 }\n").unwrap();
+    assert!(f.changes_with_time() && !f.uses_rtt());
+    let f = spec("[filter]\nany = [{ fastest = 3 }]\n").unwrap();
+    assert!(f.uses_rtt());
 }

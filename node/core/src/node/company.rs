@@ -126,16 +126,17 @@ impl Node {
     }
 
     /// Lets `peer` go if the filter now rejects it, unless it is protected or the node's
-    /// last connection. Returns whether it was let go.
+    /// last connection (then it is marked spared). Returns whether it was let go.
     pub(super) fn enforce_filter(&mut self, now: Timestamp, peer: PeerId) -> bool {
         let Some(c) = self.connections.get(&peer) else {
             return false;
         };
-        if c.closing_at.is_some()
-            || self.peers_count() <= 1
-            || self.connmgr.is_protected(&peer)
-            || !self.judge(&peer, now, None).fails()
-        {
+        let fails = c.closing_at.is_none() && self.judge(&peer, now, None).fails();
+        let spare = fails && (self.peers_count() <= 1 || self.connmgr.is_protected(&peer));
+        if !fails || spare {
+            if let Some(c) = self.connections.get_mut(&peer) {
+                c.spared = spare;
+            }
             return false;
         }
         self.remove_connection(&peer);
@@ -143,17 +144,19 @@ impl Node {
         true
     }
 
-    /// Judges every connected peer again, if the filter can change its mind with time
-    /// (uptime and rank filters); RTT and advert verdicts are judged as they arrive.
+    /// Judges connected peers again: every one if the filter can change its mind with time
+    /// (uptime and rank filters), otherwise only those spared so far (the node may no
+    /// longer be alone). RTT and advert verdicts are judged as they arrive.
     pub(super) fn recheck_filter(&mut self, now: Timestamp) {
-        if !self.config.filter.changes_with_time() {
+        let all = self.config.filter.changes_with_time();
+        if !all && !self.connections.values().any(|c| c.spared) {
             return;
         }
         let ranks = self.rtt_ranks();
         let failing: Vec<PeerId> = self
             .connections
             .iter()
-            .filter(|(_, c)| c.closing_at.is_none())
+            .filter(|(_, c)| c.closing_at.is_none() && (all || c.spared))
             .map(|(p, _)| *p)
             .filter(|p| self.judge(p, now, ranks.as_deref()).fails())
             .collect();
