@@ -98,6 +98,10 @@ pub struct Deadlines {
     pub provision: Duration,
     /// Every worker must confirm a shutdown within this long.
     pub shutdown: Duration,
+    /// Every worker must report its end within this long of the deployment running (the
+    /// job's duration limit plus a margin); past it, the deployment fails and the workers
+    /// are told to stop.
+    pub run: Duration,
 }
 
 impl Default for Deadlines {
@@ -107,6 +111,7 @@ impl Default for Deadlines {
             commit: Duration::from_secs(10),
             provision: Duration::from_secs(120),
             shutdown: Duration::from_secs(30),
+            run: Duration::from_secs(3600 + 60),
         }
     }
 }
@@ -211,8 +216,14 @@ impl Deployment {
         }
     }
 
-    /// A provider answered a commit.
-    pub fn handle_commit_answer(&mut self, now: Timestamp, from: PeerId, accepted: bool) {
+    /// A provider answered a commit: accepted, or refused with why.
+    pub fn handle_commit_answer(
+        &mut self,
+        now: Timestamp,
+        from: PeerId,
+        answer: Result<(), String>,
+    ) {
+        let accepted = answer.is_ok();
         if self.workers.get(&from) != Some(&Worker::Committing) {
             return;
         }
@@ -224,9 +235,9 @@ impl Deployment {
             }
             return;
         }
-        if !accepted {
+        if let Err(why) = answer {
             self.workers.insert(from, Worker::Failed);
-            self.revert_all(now, format!("provider {from} refused the commit"));
+            self.revert_all(now, format!("provider {from} refused the commit: {why}"));
             return;
         }
         self.workers.insert(from, Worker::Accepted);
@@ -246,6 +257,9 @@ impl Deployment {
         let Some(w) = self.workers.get(&from).copied() else {
             return;
         };
+        if self.state.is_terminal() {
+            return;
+        }
         match status {
             WorkerStatus::Running => {
                 if w == Worker::Accepted {
@@ -319,9 +333,14 @@ impl Deployment {
                 DeployState::Completed,
                 "shut down (some workers did not confirm)",
             ),
-            DeployState::Running | DeployState::Completed | DeployState::Failed => {
-                self.deadline = None
+            DeployState::Running => {
+                self.shut_down_rest(now);
+                self.fail(
+                    now,
+                    "the workers did not all report an end within the job's duration limit".into(),
+                );
             }
+            DeployState::Completed | DeployState::Failed => self.deadline = None,
         }
     }
 
@@ -389,7 +408,13 @@ impl Deployment {
                 .all(|w| matches!(w, Worker::Running | Worker::Done))
             && self.workers.values().any(|w| *w == Worker::Running)
         {
-            self.enter(now, DeployState::Running, "every worker runs", None);
+            let deadline = now + self.deadlines.run;
+            self.enter(
+                now,
+                DeployState::Running,
+                "every worker runs",
+                Some(deadline),
+            );
         }
         self.maybe_finished(now);
     }

@@ -42,6 +42,7 @@ pub mod deployment;
 pub mod filter;
 pub mod identity;
 pub mod job;
+pub mod jobs;
 pub mod node;
 pub mod offer;
 pub mod peer_table;

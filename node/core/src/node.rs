@@ -16,8 +16,9 @@ mod company;
 mod config;
 mod event;
 mod exchange;
+mod jobs;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,8 +29,10 @@ pub use config::{BootstrapPeer, Config, ConfigError, Profile};
 pub use event::{Action, DialId, Direction, Event, Transmit};
 
 use crate::advert::{Advert, AdvertError, SignedAdvert, VerifiedAdverts};
+use crate::capacity::Capacity;
 use crate::connmgr::{ConnManager, ConnManagerConfig};
 use crate::identity::{Keypair, PeerId};
+use crate::jobs::Jobs;
 use crate::peer_table::{PeerTable, Source};
 use crate::seed::SeedTree;
 use crate::time::Timestamp;
@@ -153,6 +156,12 @@ pub struct Node {
     actions: VecDeque<Action>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
+    /// Allocations (as a provider) and deployments (as a requester).
+    jobs: Jobs,
+    /// Peers this node protects from trims because a live job involves them.
+    job_protected: BTreeSet<PeerId>,
+    /// Job messages dropped because their peer was not connected.
+    jobs_undeliverable: u64,
 }
 
 impl Node {
@@ -183,7 +192,17 @@ impl Node {
         });
         let exchange_phase = jitter(&mut rng, config.exchange_interval);
         let explore_phase = jitter(&mut rng, config.explore_interval);
+        let registered = Capacity {
+            millicores: u64::from(config.resources.cores) * 1000,
+            memory_mb: config.resources.memory_mb,
+            disk_gb: config.resources.disk_gb,
+            gpus: u64::from(config.resources.gpus),
+        };
+        let jobs = Jobs::new(keypair.clone(), config.jobs.clone(), registered);
         Ok(Node {
+            jobs,
+            job_protected: BTreeSet::new(),
+            jobs_undeliverable: 0,
             next_maintain: now,
             next_exchange: now + exchange_phase,
             next_explore: now + config.explore_interval + explore_phase,
@@ -310,7 +329,8 @@ impl Node {
             .min(self.next_exchange)
             .min(self.next_explore)
             .min(self.next_advert_refresh)
-            .min(conn);
+            .min(conn)
+            .min(self.jobs.poll_timeout().unwrap_or(Timestamp::MAX));
         Some(t)
     }
 
@@ -373,6 +393,7 @@ impl Node {
             let j = jitter(&mut self.rng, self.config.explore_interval / 5);
             self.next_explore = now + self.config.explore_interval + j;
         }
+        self.jobs_timeout(now);
     }
 
     /// A connection to `peer` is up. `dial` is set when it answers one of this node's dials.
@@ -530,6 +551,7 @@ impl Node {
                     self.events.push_back(Event::RttReport { from, id, rtts });
                 }
             }
+            Message::Job(msg) => self.on_job_message(now, from, msg),
         }
     }
 

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::advert::SignedAdvert;
 use crate::identity::PeerId;
+use crate::jobs::JobMessage;
 
 /// The libp2p protocol name of the node's own protocol.
 pub const PROTOCOL_NAME: &str = "/flotilla/core/1.0.0";
@@ -75,6 +76,9 @@ pub enum Message {
         /// One entry per measured peer.
         rtts: Vec<RttSample>,
     },
+    /// A message of the jobs protocol: bid requests, bids, commits, starts, reverts,
+    /// shutdowns, status and log lines (see [`crate::jobs`]).
+    Job(JobMessage),
 }
 
 /// Peers one [`Message::RttQuery`] may ask about.
@@ -105,6 +109,7 @@ impl Message {
             Message::Refused { .. } => "refused",
             Message::RttQuery { .. } => "rtt?",
             Message::RttReport { .. } => "rtts",
+            Message::Job(m) => m.kind(),
         }
     }
 

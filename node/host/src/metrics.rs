@@ -401,6 +401,35 @@ fn log_event(event: &Event) {
         Event::AdvertRejected { from, reason } => {
             tracing::info!(%from, %reason, "advert rejected")
         }
+        Event::Job(e) => log_job(e),
+    }
+}
+
+/// Logs a job event: state changes at info, log lines at debug, refusals at warn.
+fn log_job(event: &flotilla_core::jobs::JobEvent) {
+    use flotilla_core::jobs::JobEvent;
+    match event {
+        JobEvent::Deployment { id, state, reason } => {
+            tracing::info!(deployment = id, %state, %reason, "deployment")
+        }
+        JobEvent::Log { id, peer, line, .. } => {
+            tracing::debug!(deployment = id, %peer, %line, "job log")
+        }
+        JobEvent::Allocation {
+            id,
+            requester,
+            deployment,
+            state,
+            reason,
+        } => {
+            tracing::info!(allocation = id.0, %requester, deployment, %state, %reason, "allocation")
+        }
+        JobEvent::Refused {
+            requester,
+            deployment,
+            reason,
+            ..
+        } => tracing::warn!(%requester, deployment, %reason, "job refused"),
     }
 }
 

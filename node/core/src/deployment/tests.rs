@@ -49,14 +49,15 @@ fn committed() -> Deployment {
 #[test]
 fn a_job_goes_from_bids_to_completion() {
     let mut d = committed();
-    d.handle_commit_answer(at(5100), peer(2), true);
+    d.handle_commit_answer(at(5100), peer(2), Ok(()));
     assert_eq!(d.state(), DeployState::Committing);
-    d.handle_commit_answer(at(5200), peer(4), true);
+    d.handle_commit_answer(at(5200), peer(4), Ok(()));
     assert_eq!(d.state(), DeployState::Provisioning);
     d.handle_status(at(6000), peer(2), WorkerStatus::Running);
     d.handle_status(at(6500), peer(4), WorkerStatus::Running);
     assert_eq!(d.state(), DeployState::Running);
-    assert_eq!(d.poll_timeout(), None);
+    // Running is bounded by the run deadline.
+    assert_eq!(d.poll_timeout(), Some(at(6500) + Deadlines::default().run));
     d.handle_status(at(9000), peer(2), WorkerStatus::Ended(Ok(())));
     assert_eq!(d.state(), DeployState::Running);
     d.handle_status(at(9500), peer(4), WorkerStatus::Ended(Ok(())));
@@ -78,8 +79,8 @@ fn a_job_goes_from_bids_to_completion() {
 #[test]
 fn a_refused_commit_reverts_every_accepted_one() {
     let mut d = committed();
-    d.handle_commit_answer(at(5100), peer(2), true);
-    d.handle_commit_answer(at(5200), peer(4), false);
+    d.handle_commit_answer(at(5100), peer(2), Ok(()));
+    d.handle_commit_answer(at(5200), peer(4), Err("full".into()));
     assert_eq!(d.state(), DeployState::Failed);
     assert!(d.reason().unwrap().contains("refused the commit"));
     assert_eq!(drain(&mut d), vec![Request::Revert(peer(2))]);
@@ -88,7 +89,7 @@ fn a_refused_commit_reverts_every_accepted_one() {
 #[test]
 fn a_commit_left_unanswered_fails_the_deployment_and_a_late_accept_is_reverted() {
     let mut d = committed();
-    d.handle_commit_answer(at(5100), peer(2), true);
+    d.handle_commit_answer(at(5100), peer(2), Ok(()));
     assert_eq!(d.poll_timeout(), Some(at(15000)));
     d.handle_timeout(at(14999), &none());
     assert_eq!(d.state(), DeployState::Committing);
@@ -96,7 +97,7 @@ fn a_commit_left_unanswered_fails_the_deployment_and_a_late_accept_is_reverted()
     assert_eq!(d.state(), DeployState::Failed);
     assert_eq!(drain(&mut d), vec![Request::Revert(peer(2))]);
     // The slow provider accepts after all: its commit is undone as well.
-    d.handle_commit_answer(at(16000), peer(4), true);
+    d.handle_commit_answer(at(16000), peer(4), Ok(()));
     assert_eq!(drain(&mut d), vec![Request::Revert(peer(4))]);
     assert_eq!(d.state(), DeployState::Failed);
 }
@@ -129,8 +130,8 @@ fn too_few_bids_fail_with_advice_and_enough_bids_do_not_wait() {
 #[test]
 fn a_failed_worker_fails_the_deployment_and_stops_the_others() {
     let mut d = committed();
-    d.handle_commit_answer(at(5100), peer(2), true);
-    d.handle_commit_answer(at(5200), peer(4), true);
+    d.handle_commit_answer(at(5100), peer(2), Ok(()));
+    d.handle_commit_answer(at(5200), peer(4), Ok(()));
     d.handle_status(at(6000), peer(2), WorkerStatus::Running);
     d.handle_status(at(6500), peer(4), WorkerStatus::Running);
     d.handle_status(
@@ -149,8 +150,8 @@ fn a_failed_worker_fails_the_deployment_and_stops_the_others() {
 #[test]
 fn workers_that_never_start_fail_the_deployment_in_time() {
     let mut d = committed();
-    d.handle_commit_answer(at(5100), peer(2), true);
-    d.handle_commit_answer(at(5200), peer(4), true);
+    d.handle_commit_answer(at(5100), peer(2), Ok(()));
+    d.handle_commit_answer(at(5200), peer(4), Ok(()));
     d.handle_status(at(6000), peer(2), WorkerStatus::Running);
     d.handle_timeout(at(5200 + 120_000), &none());
     assert_eq!(d.state(), DeployState::Failed);
@@ -163,8 +164,8 @@ fn workers_that_never_start_fail_the_deployment_in_time() {
 #[test]
 fn a_shutdown_stops_every_worker_and_completes() {
     let mut d = committed();
-    d.handle_commit_answer(at(5100), peer(2), true);
-    d.handle_commit_answer(at(5200), peer(4), true);
+    d.handle_commit_answer(at(5100), peer(2), Ok(()));
+    d.handle_commit_answer(at(5200), peer(4), Ok(()));
     d.handle_status(at(6000), peer(2), WorkerStatus::Running);
     d.handle_status(at(6000), peer(4), WorkerStatus::Running);
     d.shutdown(at(7000));
@@ -187,8 +188,8 @@ fn a_shutdown_stops_every_worker_and_completes() {
 
     // A provider that never confirms does not hold the deployment forever.
     let mut d = committed();
-    d.handle_commit_answer(at(5100), peer(2), true);
-    d.handle_commit_answer(at(5200), peer(4), true);
+    d.handle_commit_answer(at(5100), peer(2), Ok(()));
+    d.handle_commit_answer(at(5200), peer(4), Ok(()));
     d.shutdown(at(6000));
     d.handle_timeout(at(6000 + 30_000), &none());
     assert_eq!(d.state(), DeployState::Completed);
@@ -198,7 +199,7 @@ fn a_shutdown_stops_every_worker_and_completes() {
     d.shutdown(at(1));
     assert_eq!(d.state(), DeployState::Completed);
     let mut d = committed();
-    d.handle_commit_answer(at(5100), peer(2), true);
+    d.handle_commit_answer(at(5100), peer(2), Ok(()));
     d.shutdown(at(5150));
     assert_eq!(d.state(), DeployState::Failed);
     assert_eq!(drain(&mut d), vec![Request::Revert(peer(2))]);
@@ -207,8 +208,8 @@ fn a_shutdown_stops_every_worker_and_completes() {
 #[test]
 fn a_short_job_may_end_before_the_other_worker_runs() {
     let mut d = committed();
-    d.handle_commit_answer(at(5100), peer(2), true);
-    d.handle_commit_answer(at(5200), peer(4), true);
+    d.handle_commit_answer(at(5100), peer(2), Ok(()));
+    d.handle_commit_answer(at(5200), peer(4), Ok(()));
     d.handle_status(at(5300), peer(2), WorkerStatus::Running);
     d.handle_status(at(5400), peer(2), WorkerStatus::Ended(Ok(())));
     assert_eq!(d.state(), DeployState::Provisioning);
@@ -216,4 +217,26 @@ fn a_short_job_may_end_before_the_other_worker_runs() {
     assert_eq!(d.state(), DeployState::Running);
     d.handle_status(at(5600), peer(4), WorkerStatus::Ended(Ok(())));
     assert_eq!(d.state(), DeployState::Completed);
+}
+
+#[test]
+fn workers_silent_past_the_run_deadline_fail_the_deployment_and_are_stopped() {
+    let mut d = committed();
+    d.handle_commit_answer(at(5100), peer(2), Ok(()));
+    d.handle_commit_answer(at(5200), peer(4), Ok(()));
+    d.handle_status(at(6000), peer(2), WorkerStatus::Running);
+    d.handle_status(at(6500), peer(4), WorkerStatus::Running);
+    while d.poll_request().is_some() {}
+    let due = d.poll_timeout().unwrap();
+    d.handle_timeout(due, &BTreeMap::new());
+    assert_eq!(d.state(), DeployState::Failed);
+    assert!(d.reason().unwrap().contains("duration limit"));
+    let mut stops = Vec::new();
+    while let Some(r) = d.poll_request() {
+        stops.push(r);
+    }
+    assert_eq!(
+        stops,
+        [Request::Shutdown(peer(2)), Request::Shutdown(peer(4))]
+    );
 }

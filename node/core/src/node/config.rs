@@ -81,6 +81,8 @@ pub struct Config {
     pub dial_backoff_max: Duration,
     /// Failed dials after which a peer learned from others is forgotten.
     pub dial_failures_max: u32,
+    /// Jobs: preferences and policy as a provider, deadlines as a requester.
+    pub jobs: crate::jobs::JobsConfig,
 }
 
 impl Default for Config {
@@ -114,6 +116,7 @@ impl Default for Config {
             dial_backoff_base: Duration::from_secs(10),
             dial_backoff_max: Duration::from_secs(600),
             dial_failures_max: 6,
+            jobs: crate::jobs::JobsConfig::default(),
         }
     }
 }

@@ -157,6 +157,8 @@ pub enum Event {
         /// Why.
         reason: AdvertError,
     },
+    /// Something happened to a job (see [`crate::jobs::JobEvent`]).
+    Job(crate::jobs::JobEvent),
 }
 
 impl Event {
@@ -175,6 +177,7 @@ impl Event {
             Event::AdvertRejected { .. } => "advert-rejected",
             Event::Trimmed { .. } => "trim",
             Event::RttReport { .. } => "rtt-report",
+            Event::Job(e) => e.kind(),
         }
     }
 }

@@ -1,0 +1,344 @@
+//! The service provider's side: its deployments, their messages and their logs.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{HISTORY_KEPT, JobEvent, JobMessage, JobStatus, JobsError, LOG_LINES_KEPT};
+use crate::deployment::{Deadlines, DeployState, Deployment, Request, Worker, WorkerStatus};
+use crate::identity::PeerId;
+use crate::job::JobSpec;
+use crate::offer::Bid;
+use crate::simexec::Stream;
+use crate::time::Timestamp;
+
+/// One log line of a deployment, as the service provider keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LogLine {
+    /// Its place among every line the deployment received (counting dropped ones).
+    pub seq: usize,
+    /// When it arrived.
+    pub at: Timestamp,
+    /// The provider whose worker wrote it.
+    pub peer: PeerId,
+    /// `stdout` or `stderr`.
+    pub stream: &'static str,
+    /// The line.
+    pub line: String,
+}
+
+/// A deployment as shown to the operator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeploymentView {
+    /// Its number on this node.
+    pub id: u64,
+    /// The job's image.
+    pub image: String,
+    /// Workers wanted.
+    pub workers_wanted: u32,
+    /// Where it stands.
+    pub state: DeployState,
+    /// Since when.
+    pub since: Timestamp,
+    /// When it was asked for.
+    pub created: Timestamp,
+    /// Why it ended, if it did.
+    pub reason: Option<String>,
+    /// The chosen providers and where each stands.
+    pub workers: Vec<(PeerId, String)>,
+    /// Log lines received so far.
+    pub log_lines: usize,
+    /// Every state entered: time, state, why.
+    pub transitions: Vec<(Timestamp, DeployState, String)>,
+}
+
+#[derive(Debug)]
+struct Sp {
+    deployment: Deployment,
+    spec: JobSpec,
+    spec_text: String,
+    asked: Vec<PeerId>,
+    created: Timestamp,
+    logs: VecDeque<LogLine>,
+    log_count: usize,
+    /// Transitions already reported as events.
+    reported: usize,
+}
+
+/// The deployments of one node.
+#[derive(Debug, Default)]
+pub(super) struct ServiceProvider {
+    deployments: BTreeMap<u64, Sp>,
+    next: u64,
+    transmits: VecDeque<(PeerId, JobMessage)>,
+    events: VecDeque<JobEvent>,
+}
+
+impl ServiceProvider {
+    pub(super) fn numbered_after(&mut self, id: u64) {
+        self.next = self.next.max(id);
+    }
+
+    pub(super) fn deploy(
+        &mut self,
+        now: Timestamp,
+        spec: JobSpec,
+        deadlines: Deadlines,
+        asked: Vec<PeerId>,
+    ) -> u64 {
+        self.next += 1;
+        let id = self.next;
+        let workers = usize::try_from(spec.workers).unwrap_or(usize::MAX);
+        let spec_text = toml::to_string(&spec).unwrap_or_default();
+        self.deployments.insert(
+            id,
+            Sp {
+                deployment: Deployment::new(now, workers, deadlines),
+                spec,
+                spec_text,
+                asked,
+                created: now,
+                logs: VecDeque::new(),
+                log_count: 0,
+                reported: 0,
+            },
+        );
+        self.pump(id);
+        id
+    }
+
+    pub(super) fn shutdown(&mut self, now: Timestamp, id: u64) -> Result<(), JobsError> {
+        let d = self
+            .deployments
+            .get_mut(&id)
+            .ok_or(JobsError::UnknownDeployment(id))?;
+        d.deployment.shutdown(now);
+        self.pump(id);
+        Ok(())
+    }
+
+    pub(super) fn poll_transmit(&mut self) -> Option<(PeerId, JobMessage)> {
+        self.transmits.pop_front()
+    }
+
+    pub(super) fn poll_event(&mut self) -> Option<JobEvent> {
+        self.events.pop_front()
+    }
+
+    pub(super) fn poll_timeout(&self) -> Option<Timestamp> {
+        self.deployments
+            .values()
+            .filter_map(|d| d.deployment.poll_timeout())
+            .min()
+    }
+
+    pub(super) fn handle_timeout(&mut self, now: Timestamp, rtt: &BTreeMap<PeerId, Duration>) {
+        let due: Vec<u64> = self
+            .deployments
+            .iter()
+            .filter(|(_, d)| d.deployment.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if let Some(d) = self.deployments.get_mut(&id) {
+                d.deployment.handle_timeout(now, rtt);
+            }
+            self.pump(id);
+        }
+    }
+
+    pub(super) fn on_bid(
+        &mut self,
+        now: Timestamp,
+        from: PeerId,
+        bid: &super::SignedBid,
+        rtt: &BTreeMap<PeerId, Duration>,
+    ) {
+        let Some(d) = self.deployments.get_mut(&bid.deployment) else {
+            return;
+        };
+        if !d.asked.contains(&from) {
+            return;
+        }
+        d.deployment.handle_bid(
+            now,
+            Bid {
+                peer: from,
+                price_micros_per_core_hour: bid.price_micros_per_core_hour,
+            },
+            rtt,
+        );
+        self.pump(bid.deployment);
+    }
+
+    pub(super) fn on_commit_answer(
+        &mut self,
+        now: Timestamp,
+        from: PeerId,
+        id: u64,
+        result: Result<(), String>,
+    ) {
+        let Some(d) = self.deployments.get_mut(&id) else {
+            return;
+        };
+        d.deployment.handle_commit_answer(now, from, result);
+        self.pump(id);
+    }
+
+    pub(super) fn on_status(&mut self, now: Timestamp, from: PeerId, id: u64, status: JobStatus) {
+        let Some(d) = self.deployments.get_mut(&id) else {
+            return;
+        };
+        let status = match status {
+            JobStatus::Running => WorkerStatus::Running,
+            JobStatus::Ended(r) => WorkerStatus::Ended(r),
+        };
+        d.deployment.handle_status(now, from, status);
+        self.pump(id);
+    }
+
+    pub(super) fn on_log(
+        &mut self,
+        now: Timestamp,
+        from: PeerId,
+        id: u64,
+        stream: Stream,
+        line: String,
+    ) -> Option<String> {
+        let d = self.deployments.get_mut(&id)?;
+        d.deployment.workers().find(|(p, _)| *p == from)?;
+        if d.logs.len() >= LOG_LINES_KEPT {
+            d.logs.pop_front();
+        }
+        d.logs.push_back(LogLine {
+            seq: d.log_count,
+            at: now,
+            peer: from,
+            stream: match stream {
+                Stream::Stdout => "stdout",
+                Stream::Stderr => "stderr",
+            },
+            line: line.clone(),
+        });
+        d.log_count += 1;
+        Some(line)
+    }
+
+    pub(super) fn live_workers(&self, out: &mut std::collections::BTreeSet<PeerId>) {
+        for d in self.deployments.values() {
+            if !d.deployment.state().is_terminal() {
+                out.extend(d.deployment.workers().map(|(p, _)| p));
+            }
+        }
+    }
+
+    pub(super) fn views(&self) -> Vec<DeploymentView> {
+        self.deployments
+            .keys()
+            .filter_map(|id| self.view(*id))
+            .collect()
+    }
+
+    pub(super) fn view(&self, id: u64) -> Option<DeploymentView> {
+        let d = self.deployments.get(&id)?;
+        Some(DeploymentView {
+            id,
+            image: d.spec.image.clone(),
+            workers_wanted: d.spec.workers,
+            state: d.deployment.state(),
+            since: d.deployment.since(),
+            created: d.created,
+            reason: d.deployment.reason().map(str::to_string),
+            workers: d
+                .deployment
+                .workers()
+                .map(|(p, w)| (p, worker_name(w).to_string()))
+                .collect(),
+            log_lines: d.log_count,
+            transitions: d.deployment.transitions().to_vec(),
+        })
+    }
+
+    pub(super) fn logs(&self, id: u64, from: usize) -> Option<Vec<LogLine>> {
+        let d = self.deployments.get(&id)?;
+        Some(d.logs.iter().filter(|l| l.seq >= from).cloned().collect())
+    }
+
+    /// Sends what deployment `id` asks for and reports its new transitions.
+    fn pump(&mut self, id: u64) {
+        let Some(d) = self.deployments.get_mut(&id) else {
+            return;
+        };
+        while let Some(req) = d.deployment.poll_request() {
+            let (to, msg): (Vec<PeerId>, JobMessage) = match req {
+                Request::BidRequest => (
+                    d.asked.clone(),
+                    JobMessage::BidRequest {
+                        deployment: id,
+                        spec: d.spec_text.clone(),
+                    },
+                ),
+                Request::Commit(p) => (
+                    vec![p],
+                    JobMessage::Commit {
+                        deployment: id,
+                        spec: d.spec_text.clone(),
+                    },
+                ),
+                Request::Revert(p) => (vec![p], JobMessage::Revert { deployment: id }),
+                Request::Shutdown(p) => (vec![p], JobMessage::Shutdown { deployment: id }),
+            };
+            for p in to {
+                self.transmits.push_back((p, msg.clone()));
+            }
+        }
+        let transitions = d.deployment.transitions();
+        let new: Vec<_> = transitions[d.reported.min(transitions.len())..].to_vec();
+        d.reported = transitions.len();
+        for (_, state, why) in new {
+            if state == DeployState::Provisioning {
+                // Phase two: every provider accepted; start them all.
+                for (p, w) in d.deployment.workers() {
+                    if w == Worker::Accepted {
+                        self.transmits
+                            .push_back((p, JobMessage::Start { deployment: id }));
+                    }
+                }
+            }
+            self.events.push_back(JobEvent::Deployment {
+                id,
+                state,
+                reason: why,
+            });
+        }
+        if d.deployment.state().is_terminal() {
+            self.forget_old();
+        }
+    }
+
+    /// Keeps at most [`HISTORY_KEPT`] ended deployments, dropping the oldest.
+    fn forget_old(&mut self) {
+        let ended: Vec<u64> = self
+            .deployments
+            .iter()
+            .filter(|(_, d)| d.deployment.state().is_terminal())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ended.iter().take(ended.len().saturating_sub(HISTORY_KEPT)) {
+            self.deployments.remove(id);
+        }
+    }
+}
+
+fn worker_name(w: Worker) -> &'static str {
+    match w {
+        Worker::Committing => "committing",
+        Worker::Accepted => "accepted",
+        Worker::Running => "running",
+        Worker::Done => "done",
+        Worker::Failed => "failed",
+        Worker::Stopping => "stopping",
+        Worker::Stopped => "stopped",
+    }
+}
