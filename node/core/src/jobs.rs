@@ -518,6 +518,43 @@ impl Jobs {
         Ok(())
     }
 
+    /// Restores a running allocation after a restart (its container was found running):
+    /// its capacity and ports are held again and its status and logs go to `requester`.
+    pub fn restore_running(
+        &mut self,
+        now: Timestamp,
+        id: AllocationId,
+        requester: PeerId,
+        deployment: u64,
+        spec: JobSpec,
+        ports: &[u16],
+    ) -> Result<(), crate::provider::AllocError> {
+        self.allocs
+            .restore_running(now, id, requester, spec.resources.capacity(), ports)?;
+        self.allocations_after(id.0);
+        self.by_deployment.insert((requester, deployment), id);
+        self.cp_jobs.insert(
+            id,
+            CpJob {
+                requester,
+                deployment,
+                spec,
+                stopping: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// The spec of an allocation on this node.
+    pub fn allocation_spec(&self, id: AllocationId) -> Option<&JobSpec> {
+        self.cp_jobs.get(&id).map(|j| &j.spec)
+    }
+
+    /// The spec of one of this node's deployments.
+    pub fn deployment_spec(&self, id: u64) -> Option<&JobSpec> {
+        self.sp.spec(id)
+    }
+
     /// The peers of live jobs: requesters of live allocations, providers of live
     /// deployments.
     pub fn live_peers(&self) -> BTreeSet<PeerId> {
@@ -629,7 +666,8 @@ impl Jobs {
                     ));
                 }
             }
-            ExecEvent::Exited { id, outcome } => self.on_exited(now, id, outcome),
+            ExecEvent::Exited { id, outcome } => self.on_exited(now, id, Err(outcome)),
+            ExecEvent::Failed { id, reason } => self.on_exited(now, id, Ok(reason)),
         }
     }
 
@@ -805,11 +843,22 @@ impl Jobs {
         }
     }
 
-    fn on_exited(&mut self, now: Timestamp, id: AllocationId, outcome: Outcome) {
+    /// A worker ended: with an outcome (`Err`), or could not run (`Ok(why)`).
+    fn on_exited(&mut self, now: Timestamp, id: AllocationId, outcome: Result<String, Outcome>) {
         let Some(a) = self.allocs.get(id) else { return };
         if a.state != AllocState::Running {
             return;
         }
+        let outcome = match outcome {
+            Ok(why) => {
+                let result = self.allocs.finish(now, id, Err(why));
+                if result.is_ok() {
+                    self.ended(id, "");
+                }
+                return;
+            }
+            Err(o) => o,
+        };
         let result = match outcome {
             Outcome::Completed => self.allocs.finish(now, id, Ok(())),
             Outcome::Failed { code } => {

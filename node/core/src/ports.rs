@@ -197,6 +197,28 @@ impl PortAllocator {
         Ok(ports)
     }
 
+    /// Hands exactly `ports` to `job` (restoring a job after a restart), or none at all if
+    /// any is taken or outside the range.
+    pub fn take(&mut self, job: AllocationId, ports: &[u16]) -> Result<(), PortsError> {
+        if self.held.contains_key(&job) {
+            return Err(PortsError::AlreadyHolds(job));
+        }
+        let unique: BTreeSet<u16> = ports.iter().copied().collect();
+        if unique.len() != ports.len() || !ports.iter().all(|p| self.free.contains(p)) {
+            return Err(PortsError::Exhausted {
+                job,
+                asked: ports.len(),
+                free: ports.iter().filter(|p| self.free.contains(p)).count(),
+                range: self.range,
+            });
+        }
+        for p in ports {
+            self.free.remove(p);
+        }
+        self.held.insert(job, ports.to_vec());
+        Ok(())
+    }
+
     /// Returns `job`'s ports to the pool and says which they were.
     pub fn release(&mut self, job: AllocationId) -> Result<Vec<u16>, PortsError> {
         let ports = self.held.remove(&job).ok_or(PortsError::Unknown(job))?;

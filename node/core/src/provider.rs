@@ -215,6 +215,42 @@ impl Allocations {
         Ok(&alloc.ports)
     }
 
+    /// Restores a running allocation after a restart: `request` allocated and exactly
+    /// `ports` taken, all or nothing.
+    pub fn restore_running(
+        &mut self,
+        now: Timestamp,
+        id: AllocationId,
+        requester: PeerId,
+        request: Capacity,
+        ports: &[u16],
+    ) -> Result<(), AllocError> {
+        if self.allocs.contains_key(&id) {
+            return Err(AllocError::Duplicate(id));
+        }
+        self.ledger.lock(id, request, now)?;
+        if !ports.is_empty()
+            && let Err(e) = self.ports.take(id, ports)
+        {
+            self.ledger.release(id)?;
+            return Err(e.into());
+        }
+        self.ledger.start(id)?;
+        self.allocs.insert(
+            id,
+            Alloc {
+                requester,
+                request,
+                ports: ports.to_vec(),
+                state: AllocState::Running,
+                since: now,
+                deadline: now,
+                reason: None,
+            },
+        );
+        Ok(())
+    }
+
     /// A pending allocation's job started.
     pub fn start(&mut self, now: Timestamp, id: AllocationId) -> Result<(), AllocError> {
         self.expect(id, AllocState::Pending, AllocState::Running)?;

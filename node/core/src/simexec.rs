@@ -162,6 +162,14 @@ pub enum ExecEvent {
         /// The text, without its newline.
         line: String,
     },
+    /// The job could not be started or followed (a missing image, an engine error); no
+    /// further events for `id`. Real executors only.
+    Failed {
+        /// The job.
+        id: AllocationId,
+        /// Why, in words.
+        reason: String,
+    },
     /// The job ended; no further events for `id`.
     Exited {
         /// The job.

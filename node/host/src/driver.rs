@@ -8,6 +8,9 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
+use flotilla_core::job::JobSpec;
+use flotilla_core::jobs::{DeploymentView, LogLine};
+use flotilla_core::simexec::ExecEvent;
 use flotilla_core::wire::RTT_QUERY_MAX;
 use flotilla_core::{
     Action, Event, Message, Node, NodeError, PeerId, RttSample, Timestamp, Transmit,
@@ -16,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
 use crate::network::{NetEvent, Network};
+use crate::views::resources::ResourcesView;
 use crate::views::{PeerView, StatusView};
 
 /// Commands queued to the driver at most.
@@ -26,6 +30,19 @@ pub const PINGS_PENDING_MAX: usize = 64;
 pub const PING_WAIT: Duration = Duration::from_secs(15);
 /// Latency queries to other nodes awaiting their report at most.
 pub const RTT_QUERIES_PENDING_MAX: usize = 64;
+
+/// Takes the node's executor commands (the production node runs containers; see
+/// `executor::runner`).
+pub trait JobRunner: Send + std::fmt::Debug {
+    /// Carries out `cmd`; what happens is reported later as [`ExecEvent`]s.
+    fn command(&mut self, cmd: flotilla_core::jobs::ExecCommand);
+}
+
+/// Records job events durably (the production node's local store; see `journal`).
+pub trait JobRecorder: Send + std::fmt::Debug {
+    /// Records `event` of `node` at `now`.
+    fn record(&mut self, node: &Node, now: Timestamp, event: &flotilla_core::jobs::JobEvent);
+}
 
 /// Receives what the node does, for traces, logs and metrics.
 pub trait Observer {
@@ -110,6 +127,35 @@ pub enum Command {
         /// Where the table goes.
         reply: oneshot::Sender<Result<Vec<RttSample>, RttError>>,
     },
+    /// Deploy a job, asking `pinned` providers (every connected peer if empty).
+    Deploy {
+        /// The job.
+        spec: Box<JobSpec>,
+        /// Providers to ask.
+        pinned: Vec<PeerId>,
+        /// The deployment's number, or why not.
+        reply: oneshot::Sender<Result<u64, String>>,
+    },
+    /// This node's deployments.
+    Deployments(oneshot::Sender<Vec<DeploymentView>>),
+    /// Log lines of a deployment from the `from`-th on (`None`: no such deployment).
+    Logs {
+        /// The deployment.
+        id: u64,
+        /// The first line wanted.
+        from: usize,
+        /// The lines.
+        reply: oneshot::Sender<Option<Vec<LogLine>>>,
+    },
+    /// Shut a deployment down.
+    Shutdown {
+        /// The deployment.
+        id: u64,
+        /// Done, or why not.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// The provider's capacity and allocations.
+    Resources(oneshot::Sender<ResourcesView>),
 }
 
 /// A cloneable handle to send [`Command`]s to a running driver.
@@ -133,6 +179,43 @@ impl DriverHandle {
     /// The peer table, or `None` if the driver stopped.
     pub async fn peers(&self) -> Option<Vec<PeerView>> {
         self.ask(Command::Peers).await
+    }
+
+    /// Deploys `spec` (see [`Command::Deploy`]).
+    pub async fn deploy(&self, spec: JobSpec, pinned: Vec<PeerId>) -> Result<u64, String> {
+        let spec = Box::new(spec);
+        self.ask(|reply| Command::Deploy {
+            spec,
+            pinned,
+            reply,
+        })
+        .await
+        .unwrap_or_else(|| Err("the node is shutting down".into()))
+    }
+
+    /// This node's deployments, or `None` if the driver stopped.
+    pub async fn deployments(&self) -> Option<Vec<DeploymentView>> {
+        self.ask(Command::Deployments).await
+    }
+
+    /// Log lines of deployment `id` from the `from`-th on; `None` if there is no such
+    /// deployment (or the driver stopped).
+    pub async fn logs(&self, id: u64, from: usize) -> Option<Vec<LogLine>> {
+        self.ask(|reply| Command::Logs { id, from, reply })
+            .await
+            .flatten()
+    }
+
+    /// Shuts deployment `id` down.
+    pub async fn shutdown(&self, id: u64) -> Result<(), String> {
+        self.ask(|reply| Command::Shutdown { id, reply })
+            .await
+            .unwrap_or_else(|| Err("the node is shutting down".into()))
+    }
+
+    /// The provider's capacity and allocations, or `None` if the driver stopped.
+    pub async fn resources(&self) -> Option<ResourcesView> {
+        self.ask(Command::Resources).await
     }
 
     /// Pings `peer` and waits for the round trip.
@@ -174,6 +257,9 @@ pub struct Driver<N, C, O> {
     commands: mpsc::Receiver<Command>,
     pings: BTreeMap<u64, oneshot::Sender<Result<Duration, PingError>>>,
     rtt_queries: VecDeque<PendingRtts>,
+    runner: Option<Box<dyn JobRunner>>,
+    exec_events: Option<mpsc::Receiver<ExecEvent>>,
+    journal: Option<Box<dyn JobRecorder>>,
 }
 
 impl<N: Network, C: Clock, O: Observer> Driver<N, C, O> {
@@ -188,8 +274,34 @@ impl<N: Network, C: Clock, O: Observer> Driver<N, C, O> {
             commands,
             pings: BTreeMap::new(),
             rtt_queries: VecDeque::new(),
+            runner: None,
+            exec_events: None,
+            journal: None,
         };
         (driver, DriverHandle { tx })
+    }
+
+    /// Runs the node's jobs with `runner`, whose events arrive on `events`. Without a
+    /// runner, every job the node starts fails at once ("no executor").
+    pub fn with_runner(
+        mut self,
+        runner: Box<dyn JobRunner>,
+        events: mpsc::Receiver<ExecEvent>,
+    ) -> Self {
+        self.runner = Some(runner);
+        self.exec_events = Some(events);
+        self
+    }
+
+    /// Records every allocation and deployment, and their transitions, in `journal`.
+    pub fn with_journal(mut self, journal: Box<dyn JobRecorder>) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    /// The node being driven, to restore state before it runs.
+    pub fn node_mut(&mut self) -> &mut Node {
+        &mut self.node
     }
 
     /// The node being driven.
@@ -205,6 +317,10 @@ impl<N: Network, C: Clock, O: Observer> Driver<N, C, O> {
             tokio::select! {
                 biased;
                 Some(cmd) = self.commands.recv() => self.on_command(cmd),
+                Some(ev) = recv_some(&mut self.exec_events) => {
+                    let now = self.clock.now();
+                    self.node.handle_exec(now, ev);
+                }
                 ev = self.net.next_event() => match ev {
                     Some(ev) => self.on_net(ev),
                     None => break,
@@ -295,6 +411,27 @@ impl<N: Network, C: Clock, O: Observer> Driver<N, C, O> {
                 }
             },
             Command::Rtts { from, peers, reply } => self.on_rtts(from, peers, reply),
+            Command::Deploy {
+                spec,
+                pinned,
+                reply,
+            } => {
+                let result = self.node.deploy(now, *spec, &pinned);
+                let _ = reply.send(result.map_err(|e| e.to_string()));
+            }
+            Command::Deployments(reply) => {
+                let _ = reply.send(self.node.deployments());
+            }
+            Command::Logs { id, from, reply } => {
+                let _ = reply.send(self.node.deployment_logs(id, from));
+            }
+            Command::Shutdown { id, reply } => {
+                let result = self.node.shutdown_deployment(now, id);
+                let _ = reply.send(result.map_err(|e| e.to_string()));
+            }
+            Command::Resources(reply) => {
+                let _ = reply.send(ResourcesView::of(&self.node));
+            }
         }
     }
 
@@ -349,6 +486,17 @@ impl<N: Network, C: Clock, O: Observer> Driver<N, C, O> {
     /// Drains the node's outputs in the documented order: actions, transmits, events.
     fn flush(&mut self) {
         let now = self.clock.now();
+        while let Some(cmd) = self.node.poll_exec() {
+            match &mut self.runner {
+                Some(r) => r.command(cmd),
+                None => {
+                    if let flotilla_core::jobs::ExecCommand::Start { id, .. } = cmd {
+                        let reason = "this node has no executor".to_string();
+                        self.node.handle_exec(now, ExecEvent::Failed { id, reason });
+                    }
+                }
+            }
+        }
         while let Some(action) = self.node.poll_action() {
             match action {
                 Action::Dial { id, addr, peer } => self.net.dial(id, &addr, peer),
@@ -374,10 +522,26 @@ impl<N: Network, C: Clock, O: Observer> Driver<N, C, O> {
                     }
                 }
                 Event::RttReport { from, id, rtts } => self.on_rtt_report(*from, *id, rtts),
+                Event::Job(e) => {
+                    if let Some(j) = &mut self.journal {
+                        j.record(&self.node, now, e);
+                    }
+                }
                 _ => {}
             }
         }
         self.net.after_step(&self.node, now);
+    }
+}
+
+/// The next item of an optional channel; pending forever without one or once it closed.
+async fn recv_some<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => match rx.recv().await {
+            Some(v) => Some(v),
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
     }
 }
 

@@ -17,6 +17,7 @@
 //! ```
 
 pub mod docker;
+pub mod runner;
 
 use std::collections::BTreeMap;
 use std::future::Future;

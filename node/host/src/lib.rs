@@ -35,6 +35,8 @@ pub mod driver;
 pub mod executor;
 pub mod framing;
 #[cfg(feature = "host")]
+pub mod journal;
+#[cfg(feature = "host")]
 pub mod keystore;
 #[cfg(feature = "host")]
 pub mod metrics;

@@ -4,6 +4,7 @@
 //! - [`query`]: which peers `GET /peers` and `flotilla peers` list, and in which order.
 
 pub mod query;
+pub mod resources;
 
 use flotilla_core::{Direction, Node, PeerId, Resources, RttSample, Source, Timestamp};
 use serde::{Deserialize, Serialize};

@@ -225,6 +225,10 @@ impl ServiceProvider {
         Some(line)
     }
 
+    pub(super) fn spec(&self, id: u64) -> Option<&JobSpec> {
+        self.deployments.get(&id).map(|d| &d.spec)
+    }
+
     pub(super) fn live_workers(&self, out: &mut std::collections::BTreeSet<PeerId>) {
         for d in self.deployments.values() {
             if !d.deployment.state().is_terminal() {

@@ -1,0 +1,219 @@
+//! Runs the core's executor commands on an [`Executor`]: one task per job that starts its
+//! container, forwards its log lines, waits for its exit (or a stop, or its duration limit),
+//! removes it, and reports each step to the driver as an [`ExecEvent`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_core::PeerId;
+use flotilla_core::capacity::AllocationId;
+use flotilla_core::job::{JobSpec, Ports};
+use flotilla_core::jobs::ExecCommand;
+use flotilla_core::simexec::{ExecEvent, Outcome, Stream};
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::driver::JobRunner;
+
+use super::{ALLOCATION_LABEL, ExecSpec, Executor, Handle, LogStream, PortBinding};
+
+/// Events waiting for the driver at most; job tasks wait when it is full.
+pub const EVENTS_QUEUE_MAX: usize = 1024;
+/// How long a stopped container has to exit before it is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long the log reader may lag behind the exit before the exit is reported anyway.
+pub const LOG_DRAIN_WAIT: Duration = Duration::from_secs(5);
+/// The label naming the node that runs a container.
+pub const NODE_LABEL: &str = "flotilla.node";
+/// The label naming the requester of a container's job.
+pub const REQUESTER_LABEL: &str = "flotilla.requester";
+/// The label naming the requester's deployment number.
+pub const DEPLOYMENT_LABEL: &str = "flotilla.deployment";
+
+/// Runs jobs as containers of `E`.
+#[derive(Debug)]
+pub struct ContainerRunner<E> {
+    executor: Arc<E>,
+    node: PeerId,
+    events: mpsc::Sender<ExecEvent>,
+    stops: BTreeMap<AllocationId, oneshot::Sender<()>>,
+}
+
+impl<E: Executor + 'static> ContainerRunner<E> {
+    /// A runner for node `node`, and the receiver of its events (for the driver).
+    pub fn new(executor: Arc<E>, node: PeerId) -> (Self, mpsc::Receiver<ExecEvent>) {
+        let (events, rx) = mpsc::channel(EVENTS_QUEUE_MAX);
+        (
+            ContainerRunner {
+                executor,
+                node,
+                events,
+                stops: BTreeMap::new(),
+            },
+            rx,
+        )
+    }
+
+    /// The container name of allocation `id` on this node.
+    pub fn container_name(node: &PeerId, id: AllocationId) -> String {
+        format!("flotilla-{}-a{}", node.short().to_lowercase(), id.0)
+    }
+
+    /// Follows a container that is already running (after a restart): its log lines from
+    /// now on, its exit, its duration limit counted from `remaining`.
+    pub fn attach(&mut self, id: AllocationId, handle: Handle, remaining: Duration) {
+        let (stop, stopped) = oneshot::channel();
+        self.stops.retain(|_, s| !s.is_closed());
+        self.stops.insert(id, stop);
+        let (executor, events) = (self.executor.clone(), self.events.clone());
+        tokio::spawn(async move {
+            let _ = events.send(ExecEvent::Started { id }).await;
+            follow(&*executor, &events, id, handle, remaining, stopped).await;
+        });
+    }
+
+    /// The [`ExecSpec`] of one worker of `spec` on this node.
+    pub fn exec_spec(
+        &self,
+        id: AllocationId,
+        requester: &PeerId,
+        deployment: u64,
+        spec: &JobSpec,
+        ports: &[u16],
+    ) -> ExecSpec {
+        let mut e = ExecSpec::new(
+            Self::container_name(&self.node, id),
+            spec.image.clone(),
+            spec.command.clone(),
+        );
+        e.env = spec.env.clone();
+        if !ports.is_empty() {
+            let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+            e.env.insert("FLOTILLA_PORTS".into(), list.join(","));
+        }
+        if spec.resources.millicores > 0 {
+            e.cpu_nanos = Some(spec.resources.millicores * 1_000_000);
+        }
+        if spec.resources.memory_mb > 0 {
+            e.memory_bytes = Some(spec.resources.memory_mb * 1024 * 1024);
+        }
+        e.ports = match &spec.ports {
+            Ports::Map(container) => container
+                .iter()
+                .zip(ports)
+                .map(|(c, h)| PortBinding {
+                    host_port: *h,
+                    container_port: *c,
+                })
+                .collect(),
+            Ports::Host(_) => ports
+                .iter()
+                .map(|p| PortBinding {
+                    host_port: *p,
+                    container_port: *p,
+                })
+                .collect(),
+        };
+        e.labels.insert(ALLOCATION_LABEL.into(), id.0.to_string());
+        e.labels.insert(NODE_LABEL.into(), self.node.to_string());
+        e.labels
+            .insert(REQUESTER_LABEL.into(), requester.to_string());
+        e.labels
+            .insert(DEPLOYMENT_LABEL.into(), deployment.to_string());
+        e
+    }
+}
+
+impl<E: Executor + std::fmt::Debug + 'static> JobRunner for ContainerRunner<E> {
+    fn command(&mut self, cmd: ExecCommand) {
+        match cmd {
+            ExecCommand::Start {
+                id,
+                requester,
+                deployment,
+                spec,
+                ports,
+                limit,
+            } => {
+                let exec = self.exec_spec(id, &requester, deployment, &spec, &ports);
+                let (stop, stopped) = oneshot::channel();
+                self.stops.retain(|_, s| !s.is_closed());
+                self.stops.insert(id, stop);
+                let (executor, events) = (self.executor.clone(), self.events.clone());
+                tokio::spawn(async move {
+                    let handle = match executor.create_and_start(&exec).await {
+                        Ok(h) => h,
+                        Err(e) => {
+                            let reason = e.to_string();
+                            let _ = events.send(ExecEvent::Failed { id, reason }).await;
+                            return;
+                        }
+                    };
+                    let _ = events.send(ExecEvent::Started { id }).await;
+                    follow(&*executor, &events, id, handle, limit, stopped).await;
+                });
+            }
+            ExecCommand::Stop { id } => {
+                if let Some(stop) = self.stops.remove(&id) {
+                    let _ = stop.send(());
+                }
+            }
+        }
+    }
+}
+
+/// Forwards a started container's log lines, waits for its end (exit, stop or limit),
+/// reports it and removes the container.
+async fn follow<E: Executor>(
+    executor: &E,
+    events: &mpsc::Sender<ExecEvent>,
+    id: AllocationId,
+    handle: Handle,
+    limit: Duration,
+    stopped: oneshot::Receiver<()>,
+) {
+    let mut logs = executor.logs(&handle);
+    let log_events = events.clone();
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(l)) = logs.next().await {
+            let stream = match l.stream {
+                LogStream::Stdout => Stream::Stdout,
+                LogStream::Stderr => Stream::Stderr,
+            };
+            let event = ExecEvent::Log {
+                id,
+                stream,
+                line: l.line,
+            };
+            if log_events.send(event).await.is_err() {
+                break;
+            }
+        }
+    });
+    let end = tokio::select! {
+        status = executor.wait(&handle) => match status {
+            Ok(s) if s.success() => Ok(Outcome::Completed),
+            Ok(s) => Ok(Outcome::Failed { code: i32::try_from(s.code).unwrap_or(i32::MIN) }),
+            Err(e) => Err(e.to_string()),
+        },
+        Ok(()) = stopped => {
+            let _ = executor.stop(&handle, STOP_GRACE).await;
+            Ok(Outcome::Stopped)
+        }
+        () = tokio::time::sleep(limit) => {
+            let _ = executor.stop(&handle, STOP_GRACE).await;
+            Ok(Outcome::TimedOut)
+        }
+    };
+    // Every line the container wrote goes out before its end.
+    let _ = tokio::time::timeout(LOG_DRAIN_WAIT, reader).await;
+    let event = match end {
+        Ok(outcome) => ExecEvent::Exited { id, outcome },
+        Err(reason) => ExecEvent::Failed { id, reason },
+    };
+    let _ = events.send(event).await;
+    if let Err(e) = executor.remove(&handle).await {
+        tracing::warn!(allocation = id.0, error = %e, "could not remove a job's container");
+    }
+}

@@ -1,0 +1,210 @@
+//! The node's jobs in its local store: every allocation and deployment and each of their
+//! transitions, written as they happen, and read back after a restart.
+
+use flotilla_core::capacity::AllocationId;
+use flotilla_core::job::JobSpec;
+use flotilla_core::jobs::JobEvent;
+use flotilla_core::{Node, PeerId, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::driver::JobRecorder;
+use crate::store::{Kind, NewRecord, Store};
+
+/// What an allocation record keeps beyond its state: enough to resume it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationRecord {
+    /// The requester's deployment number.
+    pub deployment: u64,
+    /// The job, TOML.
+    pub spec: String,
+    /// The host ports it holds.
+    pub ports: Vec<u16>,
+}
+
+/// What a deployment record keeps beyond its state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentRecord {
+    /// The job, TOML.
+    pub spec: String,
+}
+
+/// The store id of allocation `id`.
+pub fn allocation_key(id: AllocationId) -> String {
+    format!("a{}", id.0)
+}
+
+/// The store id of deployment `id`.
+pub fn deployment_key(id: u64) -> String {
+    format!("d{id}")
+}
+
+/// Writes job events to the store. A failed write is logged, never fatal: the node keeps
+/// running its jobs.
+#[derive(Debug)]
+pub struct Journal {
+    store: Store,
+}
+
+impl Journal {
+    /// A journal writing to `store`.
+    pub fn new(store: Store) -> Self {
+        Journal { store }
+    }
+
+    /// The store.
+    pub fn store(&mut self) -> &mut Store {
+        &mut self.store
+    }
+}
+
+impl JobRecorder for Journal {
+    fn record(&mut self, node: &Node, now: Timestamp, event: &JobEvent) {
+        let at_us = now.as_micros();
+        let result = match event {
+            JobEvent::Allocation {
+                id,
+                requester,
+                deployment,
+                state,
+                reason,
+            } => {
+                let key = allocation_key(*id);
+                if self
+                    .store
+                    .get(Kind::Allocation, &key)
+                    .ok()
+                    .flatten()
+                    .is_none()
+                {
+                    let jobs = node.jobs();
+                    let record = AllocationRecord {
+                        deployment: *deployment,
+                        spec: jobs
+                            .allocation_spec(*id)
+                            .and_then(|s| toml::to_string(s).ok())
+                            .unwrap_or_default(),
+                        ports: jobs
+                            .allocations()
+                            .get(*id)
+                            .map(|a| a.ports.clone())
+                            .unwrap_or_default(),
+                    };
+                    let spec = serde_json::to_string(&record).unwrap_or_default();
+                    let peer = requester.to_string();
+                    self.store.insert(NewRecord {
+                        kind: Kind::Allocation,
+                        id: &key,
+                        peer: Some(&peer),
+                        spec: &spec,
+                        state: state.name(),
+                        detail: reason,
+                        at_us,
+                    })
+                } else {
+                    self.store
+                        .transition(Kind::Allocation, &key, state.name(), reason, at_us)
+                        .map(|_| ())
+                }
+            }
+            JobEvent::Deployment { id, state, reason } => {
+                let key = deployment_key(*id);
+                if self
+                    .store
+                    .get(Kind::Deployment, &key)
+                    .ok()
+                    .flatten()
+                    .is_none()
+                {
+                    let record = DeploymentRecord {
+                        spec: node
+                            .jobs()
+                            .deployment_spec(*id)
+                            .and_then(|s| toml::to_string(s).ok())
+                            .unwrap_or_default(),
+                    };
+                    let spec = serde_json::to_string(&record).unwrap_or_default();
+                    self.store.insert(NewRecord {
+                        kind: Kind::Deployment,
+                        id: &key,
+                        peer: None,
+                        spec: &spec,
+                        state: state.name(),
+                        detail: reason,
+                        at_us,
+                    })
+                } else {
+                    self.store
+                        .transition(Kind::Deployment, &key, state.name(), reason, at_us)
+                        .map(|_| ())
+                }
+            }
+            JobEvent::Log { .. } | JobEvent::Refused { .. } => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not record a job event in the local store");
+        }
+    }
+}
+
+/// A live allocation found in the store at start-up.
+#[derive(Clone, Debug)]
+pub struct StoredAllocation {
+    /// Its id.
+    pub id: AllocationId,
+    /// Its state when the node stopped (`pending` or `running`).
+    pub state: String,
+    /// The requester.
+    pub requester: PeerId,
+    /// What it needs to resume.
+    pub record: AllocationRecord,
+    /// The job.
+    pub spec: JobSpec,
+    /// When it was created (microseconds since the Unix epoch).
+    pub created_at_us: u64,
+}
+
+/// The allocations the store holds as pending or running, and the highest allocation and
+/// deployment numbers it ever used. Records that cannot be read are returned as errors.
+pub fn live_allocations(
+    store: &Store,
+) -> Result<(Vec<Result<StoredAllocation, String>>, u64, u64), crate::store::StoreError> {
+    let number = |id: &str| id[1..].parse::<u64>().unwrap_or(0);
+    let max_alloc = store
+        .list(Kind::Allocation, None)?
+        .iter()
+        .map(|r| number(&r.id))
+        .max()
+        .unwrap_or(0);
+    let max_deployment = store
+        .list(Kind::Deployment, None)?
+        .iter()
+        .map(|r| number(&r.id))
+        .max()
+        .unwrap_or(0);
+    let live = store
+        .list(Kind::Allocation, Some(&["pending", "running"]))?
+        .into_iter()
+        .map(|r| {
+            let bad = |why: String| format!("allocation {} in the store: {why}", r.id);
+            let record: AllocationRecord =
+                serde_json::from_str(&r.spec).map_err(|e| bad(e.to_string()))?;
+            let spec = JobSpec::from_toml_str(&record.spec, std::path::Path::new("stored job"))
+                .map_err(|e| bad(e.to_string()))?;
+            let requester = r
+                .peer
+                .as_deref()
+                .unwrap_or_default()
+                .parse::<PeerId>()
+                .map_err(|e| bad(e.to_string()))?;
+            Ok(StoredAllocation {
+                id: AllocationId(number(&r.id)),
+                state: r.state.clone(),
+                requester,
+                record,
+                spec,
+                created_at_us: r.created_at_us,
+            })
+        })
+        .collect();
+    Ok((live, max_alloc, max_deployment))
+}
