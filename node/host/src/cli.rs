@@ -2,9 +2,11 @@
 //!
 //! Submodules:
 //! - [`rcmgr`]: `limits` and `scopes`, the resource manager's limits and usage;
+//! - [`resources`]: `onboard`, `offboard` and `resources`, a compute provider's capacity;
 //! - [`rtt`]: `rtt`, latency tables.
 
 mod rcmgr;
+mod resources;
 mod rtt;
 
 use std::io::Write;
@@ -86,6 +88,19 @@ pub enum Command {
         from: Option<PeerId>,
         #[command(flatten)]
         output: Output,
+    },
+    /// Offer this machine's capacity (or a share of it) to the network as a compute
+    /// provider; measures the machine the first time (or with --remeasure).
+    Onboard(resources::OnboardArgs),
+    /// Offer nothing any more: the onboarded capacity goes back to zero.
+    Offboard(resources::DataDirArgs),
+    /// Show the capacity this machine registered and the share onboarded.
+    Resources {
+        #[command(flatten)]
+        dir: resources::DataDirArgs,
+        /// Print the stored onboarding as JSON (null if never onboarded).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -200,6 +215,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             from,
             output,
         } => rtt::rtt(&Client::new(api), &peers, from, output.json),
+        Command::Onboard(args) => resources::onboard(&args),
+        Command::Offboard(dir) => resources::offboard(&dir),
+        Command::Resources { dir, json } => resources::resources(&dir, json),
     }
 }
 

@@ -9,6 +9,8 @@
 //! - [`views`]: JSON views of status and peers for the API and CLI;
 //! - [`config`]: the node's TOML configuration and command-line overrides;
 //! - [`keystore`]: the node's persistent ed25519 key;
+//! - [`onboarding`]: a compute provider's registered capacity (measured) and the share of
+//!   it the operator onboards;
 //! - [`p2p`]: the production `Network` on a rust-libp2p swarm;
 //! - [`metrics`]: Prometheus metrics and the observer that feeds them;
 //! - [`rcmgr`]: the resource manager shared by the network and the API, the machine size
@@ -41,6 +43,8 @@ pub mod keystore;
 #[cfg(feature = "host")]
 pub mod metrics;
 pub mod network;
+#[cfg(feature = "host")]
+pub mod onboarding;
 #[cfg(feature = "host")]
 pub mod p2p;
 #[cfg(feature = "host")]

@@ -1,5 +1,6 @@
 //! `flotilla`: run a node (`flotilla node run`) or query a running one (`status`, `peers`,
-//! `ping`, `rtt`, `limits`, `scopes`). Logs go to stderr (`RUST_LOG`, default `info`); results go
+//! `ping`, `rtt`, `limits`, `scopes`), or manage a compute provider's capacity (`onboard`,
+//! `offboard`, `resources`). Logs go to stderr (`RUST_LOG`, default `info`); results go
 //! to stdout.
 
 mod cli;

@@ -45,27 +45,13 @@ impl Machine {
     /// cannot be read falls back to [`FALLBACK_MEMORY_BYTES`] and [`FALLBACK_FDS`], with a
     /// warning.
     pub fn probe() -> Machine {
-        let mut memory_bytes = match sysinfo::System::new() {
-            Ok(mut sys) => {
-                sys.refresh_memory();
-                let total = sys.total_memory();
-                match sys.cgroup_limits() {
-                    Some(cg) if cg.total_memory > 0 => total.min(cg.total_memory),
-                    _ => total,
-                }
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "cannot read system information");
-                0
-            }
-        };
-        if memory_bytes == 0 {
+        let memory_bytes = memory_bytes().unwrap_or_else(|| {
             tracing::warn!(
                 assumed_bytes = FALLBACK_MEMORY_BYTES,
                 "cannot read the machine's memory; limits assume the fallback"
             );
-            memory_bytes = FALLBACK_MEMORY_BYTES;
-        }
+            FALLBACK_MEMORY_BYTES
+        });
         let fds = match rlimit::increase_nofile_limit(u64::MAX) {
             Ok(soft) => soft,
             Err(e) => {
@@ -86,6 +72,21 @@ impl Machine {
     pub fn default_limits(&self) -> Limits {
         Limits::for_machine(self.memory_bytes, self.fds)
     }
+}
+
+/// The machine's memory in bytes (`sysinfo`), or its cgroup's limit if lower; `None` when
+/// it cannot be read.
+pub fn memory_bytes() -> Option<u64> {
+    let mut sys = sysinfo::System::new()
+        .inspect_err(|e| tracing::debug!(error = %e, "cannot read system information"))
+        .ok()?;
+    sys.refresh_memory();
+    let total = sys.total_memory();
+    let bytes = match sys.cgroup_limits() {
+        Some(cg) if cg.total_memory > 0 => total.min(cg.total_memory),
+        _ => total,
+    };
+    (bytes > 0).then_some(bytes)
 }
 
 /// The kind of a scope, as metric labels and log lines name it. Peers, per-peer

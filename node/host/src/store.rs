@@ -9,6 +9,9 @@
 //! older database is upgraded in place, a newer one (written by a later release) is refused
 //! untouched, so nothing stored is lost by running an older binary.
 //!
+//! The store also holds the provider's [`Onboarding`]: its registered capacity and the share
+//! onboarded, one row (schema version 2).
+//!
 //! States are the state machines' own names (`pending`, `running`, ...): the store records,
 //! the state machines decide which transitions are legal.
 
@@ -16,8 +19,51 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::onboarding::Onboarding;
+
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// How long a write waits for another process's (a running node's, or the CLI's).
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Schema version 1: records and their transitions.
+const SCHEMA_V1: &str = "BEGIN;
+     CREATE TABLE IF NOT EXISTS record (
+         kind TEXT NOT NULL,
+         id TEXT NOT NULL,
+         peer TEXT,
+         spec TEXT NOT NULL,
+         state TEXT NOT NULL,
+         created_at_us INTEGER NOT NULL,
+         updated_at_us INTEGER NOT NULL,
+         PRIMARY KEY (kind, id)
+     );
+     CREATE INDEX IF NOT EXISTS record_state ON record (kind, state);
+     CREATE TABLE IF NOT EXISTS transition (
+         seq INTEGER PRIMARY KEY AUTOINCREMENT,
+         kind TEXT NOT NULL,
+         id TEXT NOT NULL,
+         at_us INTEGER NOT NULL,
+         from_state TEXT,
+         to_state TEXT NOT NULL,
+         detail TEXT NOT NULL,
+         FOREIGN KEY (kind, id) REFERENCES record (kind, id)
+     );
+     CREATE INDEX IF NOT EXISTS transition_record ON transition (kind, id, seq);
+     PRAGMA user_version = 1;
+     COMMIT;";
+
+/// Version 1 to 2: the onboarding row (registered and onboarded capacity as JSON).
+const MIGRATE_V2: &str = "BEGIN;
+     CREATE TABLE IF NOT EXISTS onboarding (
+         id INTEGER PRIMARY KEY CHECK (id = 1),
+         registered TEXT NOT NULL,
+         onboarded TEXT NOT NULL,
+         updated_at_us INTEGER NOT NULL
+     );
+     PRAGMA user_version = 2;
+     COMMIT;";
 
 /// The file name of the store in the data directory.
 pub const STORE_FILE: &str = "node.sqlite";
@@ -132,6 +178,12 @@ pub enum StoreError {
         /// Its id.
         id: String,
     },
+    /// The onboarding row is not valid JSON of this build's types.
+    #[error(
+        "the onboarding stored in the local store is unreadable ({0}); run `flotilla onboard \
+         --remeasure` to write it again"
+    )]
+    Onboarding(serde_json::Error),
     /// Any other database error.
     #[error("local store: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -153,6 +205,7 @@ impl Store {
         let conn = Connection::open(path).map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
         Self::init(conn, path)
     }
 
@@ -172,33 +225,10 @@ impl Store {
             });
         }
         if found < 1 {
-            conn.execute_batch(
-                "BEGIN;
-                 CREATE TABLE IF NOT EXISTS record (
-                     kind TEXT NOT NULL,
-                     id TEXT NOT NULL,
-                     peer TEXT,
-                     spec TEXT NOT NULL,
-                     state TEXT NOT NULL,
-                     created_at_us INTEGER NOT NULL,
-                     updated_at_us INTEGER NOT NULL,
-                     PRIMARY KEY (kind, id)
-                 );
-                 CREATE INDEX IF NOT EXISTS record_state ON record (kind, state);
-                 CREATE TABLE IF NOT EXISTS transition (
-                     seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                     kind TEXT NOT NULL,
-                     id TEXT NOT NULL,
-                     at_us INTEGER NOT NULL,
-                     from_state TEXT,
-                     to_state TEXT NOT NULL,
-                     detail TEXT NOT NULL,
-                     FOREIGN KEY (kind, id) REFERENCES record (kind, id)
-                 );
-                 CREATE INDEX IF NOT EXISTS transition_record ON transition (kind, id, seq);
-                 PRAGMA user_version = 1;
-                 COMMIT;",
-            )?;
+            conn.execute_batch(SCHEMA_V1)?;
+        }
+        if found < 2 {
+            conn.execute_batch(MIGRATE_V2)?;
         }
         Ok(Store { conn })
     }
@@ -309,6 +339,45 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// The provider's onboarding, if it was ever onboarded.
+    pub fn onboarding(&self) -> Result<Option<Onboarding>, StoreError> {
+        let row: Option<(String, String)> = self
+            .conn
+            .query_row(
+                "SELECT registered, onboarded FROM onboarding WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((registered, onboarded)) = row else {
+            return Ok(None);
+        };
+        Ok(Some(Onboarding {
+            registered: serde_json::from_str(&registered).map_err(StoreError::Onboarding)?,
+            onboarded: serde_json::from_str(&onboarded).map_err(StoreError::Onboarding)?,
+        }))
+    }
+
+    /// Stores the provider's onboarding, replacing the one before; `at_us` is when, in
+    /// microseconds since the Unix epoch.
+    pub fn set_onboarding(
+        &mut self,
+        onboarding: &Onboarding,
+        at_us: u64,
+    ) -> Result<(), StoreError> {
+        let registered =
+            serde_json::to_string(&onboarding.registered).map_err(StoreError::Onboarding)?;
+        let onboarded =
+            serde_json::to_string(&onboarding.onboarded).map_err(StoreError::Onboarding)?;
+        self.conn.execute(
+            "INSERT INTO onboarding (id, registered, onboarded, updated_at_us)
+             VALUES (1, ?1, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET registered = ?1, onboarded = ?2, updated_at_us = ?3",
+            params![registered, onboarded, at_us as i64],
+        )?;
+        Ok(())
     }
 
     /// The transitions of record `id`, in the order they were logged.

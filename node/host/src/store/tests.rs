@@ -1,6 +1,9 @@
 //! The local store: records, transitions, reopening, schema versions.
 
+use flotilla_core::capacity::Capacity;
+
 use super::*;
+use crate::onboarding::Registered;
 
 fn new<'a>(kind: Kind, id: &'a str, state: &'a str, at_us: u64) -> NewRecord<'a> {
     NewRecord {
@@ -117,7 +120,7 @@ fn a_store_from_a_later_release_is_refused_untouched() {
     }
     let e = Store::open(&path).unwrap_err().to_string();
     assert!(
-        e.contains("schema version 2, newer than this build's 1"),
+        e.contains("schema version 3, newer than this build's 2"),
         "{e}"
     );
     assert!(e.contains("left untouched"), "{e}");
@@ -136,4 +139,114 @@ fn an_unwritable_place_is_a_clear_error() {
         .to_string();
     assert!(e.starts_with("cannot open the local store /proc/"), "{e}");
     assert!(e.contains("writable"), "{e}");
+}
+
+fn onboarding(cores: u64) -> Onboarding {
+    let capacity = Capacity {
+        millicores: 8000,
+        memory_mb: 16384,
+        disk_gb: 100,
+        gpus: 1,
+    };
+    Onboarding {
+        registered: Registered {
+            capacity,
+            cpu_score: 812,
+            measured_at_us: 1_700_000_000_000_000,
+        },
+        onboarded: Capacity {
+            millicores: cores,
+            ..capacity
+        },
+    }
+}
+
+#[test]
+fn the_onboarding_round_trips_and_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(STORE_FILE);
+    {
+        let mut s = Store::open(&path).unwrap();
+        assert_eq!(s.onboarding().unwrap(), None);
+        s.set_onboarding(&onboarding(4000), 10).unwrap();
+        assert_eq!(s.onboarding().unwrap(), Some(onboarding(4000)));
+        s.set_onboarding(&onboarding(1500), 20).unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.onboarding().unwrap(), Some(onboarding(1500)));
+    let (rows, at): (i64, i64) = s
+        .conn
+        .query_row(
+            "SELECT COUNT(*), MAX(updated_at_us) FROM onboarding",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((rows, at), (1, 20));
+}
+
+#[test]
+fn an_unreadable_onboarding_says_how_to_rewrite_it() {
+    let s = Store::in_memory().unwrap();
+    s.conn
+        .execute(
+            "INSERT INTO onboarding VALUES (1, '{\"capacity\": 3}', '{}', 1)",
+            [],
+        )
+        .unwrap();
+    let e = s.onboarding().unwrap_err().to_string();
+    assert!(
+        e.starts_with("the onboarding stored in the local store is unreadable"),
+        "{e}"
+    );
+    assert!(e.contains("flotilla onboard --remeasure"), "{e}");
+}
+
+#[test]
+fn a_schema_1_store_is_upgraded_keeping_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(STORE_FILE);
+    {
+        // Exactly what the release writing schema 1 created.
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        conn.execute_batch(SCHEMA_V1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO record VALUES ('allocation', 'a1', 'p', '{}', 'running', 1, 2);
+             INSERT INTO transition (kind, id, at_us, from_state, to_state, detail)
+                 VALUES ('allocation', 'a1', 1, NULL, 'pending', 'requested'),
+                        ('allocation', 'a1', 2, 'pending', 'running', 'started');
+             INSERT INTO record VALUES ('deployment', 'd1', NULL, '{}', 'preparing', 3, 3);",
+        )
+        .unwrap();
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 1);
+    }
+    let mut s = Store::open(&path).unwrap();
+    let v: i64 = s
+        .conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, SCHEMA_VERSION);
+    let a = s.get(Kind::Allocation, "a1").unwrap().unwrap();
+    assert_eq!(
+        (a.state.as_str(), a.peer.as_deref()),
+        ("running", Some("p"))
+    );
+    let h = s.history(Kind::Allocation, "a1").unwrap();
+    assert_eq!(
+        h.iter().map(|t| t.to.as_str()).collect::<Vec<_>>(),
+        ["pending", "running"]
+    );
+    assert_eq!(s.list(Kind::Deployment, None).unwrap().len(), 1);
+    assert_eq!(s.onboarding().unwrap(), None);
+    s.set_onboarding(&onboarding(2000), 5).unwrap();
+    s.insert(new(Kind::Allocation, "a2", "pending", 6)).unwrap();
+    drop(s);
+    // Reopening an upgraded store changes nothing.
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.onboarding().unwrap(), Some(onboarding(2000)));
+    assert_eq!(s.list(Kind::Allocation, None).unwrap().len(), 2);
 }
