@@ -144,6 +144,8 @@ pub struct Deployment {
     since: Timestamp,
     deadline: Option<Timestamp>,
     bids: Vec<Bid>,
+    /// Providers asked for bids, if known: once every one answered, the choice is made.
+    asked: Option<usize>,
     workers: BTreeMap<PeerId, Worker>,
     reason: Option<String>,
     requests: std::collections::VecDeque<Request>,
@@ -160,6 +162,7 @@ impl Deployment {
             since: now,
             deadline: Some(now + deadlines.bids),
             bids: Vec::new(),
+            asked: None,
             workers: BTreeMap::new(),
             reason: None,
             requests: std::collections::VecDeque::new(),
@@ -167,6 +170,12 @@ impl Deployment {
         };
         d.requests.push_back(Request::BidRequest);
         d
+    }
+
+    /// Says how many providers were asked for bids: once each has bid, the deployment
+    /// chooses without waiting for the bid deadline.
+    pub fn set_asked(&mut self, providers: usize) {
+        self.asked = Some(providers);
     }
 
     /// The current state.
@@ -211,7 +220,9 @@ impl Deployment {
         }
         self.bids.push(bid);
         // Enough bids to choose from: no need to wait for the deadline.
-        if self.bids.len() >= self.workers_wanted * BIDS_PER_WORKER {
+        if self.bids.len() >= self.workers_wanted * BIDS_PER_WORKER
+            || self.asked.is_some_and(|n| self.bids.len() >= n)
+        {
             self.choose(now, rtt);
         }
     }

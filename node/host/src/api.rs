@@ -15,8 +15,11 @@
 //! time, 503 while the node shuts down or is saturated with requests.
 //!
 //! Submodules:
-//! - [`rtt`]: `GET /rtt`, latency tables.
+//! - [`rtt`]: `GET /rtt`, latency tables;
+//! - [`jobs`]: `/deployments` (deploy, list, status, logs, follow, shutdown) and
+//!   `/resources`.
 
+pub mod jobs;
 pub mod rtt;
 
 use std::future::Future;
@@ -149,6 +152,12 @@ fn router(state: ApiState) -> Router {
         .route("/rcmgr/scopes", get(rcmgr_scopes))
         .route("/ping/{peer_id}", post(ping))
         .route("/rtt", get(rtt::rtt))
+        .route("/deployments", get(jobs::list).post(jobs::deploy))
+        .route("/deployments/{id}", get(jobs::status))
+        .route("/deployments/{id}/logs", get(jobs::logs))
+        .route("/deployments/{id}/follow", get(jobs::follow))
+        .route("/deployments/{id}/shutdown", post(jobs::shutdown))
+        .route("/resources", get(jobs::resources))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), limit))
         .with_state(state)

@@ -5,6 +5,7 @@
 //! - [`resources`]: `onboard`, `offboard` and `resources`, a compute provider's capacity;
 //! - [`rtt`]: `rtt`, latency tables.
 
+mod jobs;
 mod rcmgr;
 mod resources;
 mod rtt;
@@ -94,6 +95,11 @@ pub enum Command {
     Onboard(resources::OnboardArgs),
     /// Offer nothing any more: the onboarded capacity goes back to zero.
     Offboard(resources::DataDirArgs),
+    /// Deploy a job: ask providers for bids, commit on the best, start it.
+    Deploy(jobs::DeployArgs),
+    /// This node's deployments: list, status, logs, shutdown.
+    #[command(subcommand)]
+    Deployments(jobs::DeploymentsCommand),
     /// Show the capacity this machine registered and the share onboarded.
     Resources {
         #[command(flatten)]
@@ -215,6 +221,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             from,
             output,
         } => rtt::rtt(&Client::new(api), &peers, from, output.json),
+        Command::Deploy(args) => jobs::deploy(&Client::new(api), &args),
+        Command::Deployments(cmd) => jobs::deployments(&Client::new(api), &cmd),
         Command::Onboard(args) => resources::onboard(&args),
         Command::Offboard(dir) => resources::offboard(&dir),
         Command::Resources { dir, json } => resources::resources(&dir, json),
@@ -316,6 +324,42 @@ impl Client {
             return Ok(body);
         }
         match serde_json::from_str::<ErrorReply>(&body) {
+            Ok(e) => bail!("{}", e.error),
+            Err(_) => bail!("the node API answered {status} to {url}"),
+        }
+    }
+
+    /// Posts `body` as text with `query` parameters; returns the raw body of a successful
+    /// answer.
+    fn post_text(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        body: &str,
+    ) -> anyhow::Result<String> {
+        let url = format!("{}{path}", self.base);
+        let pairs = query.iter().map(|(k, v)| (*k, v.as_str()));
+        let mut response = self
+            .agent
+            .post(&url)
+            .query_pairs(pairs)
+            .content_type("text/plain; charset=utf-8")
+            .send(body)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot reach the node API at {}: is `flotilla node run` running? ({e})",
+                    self.base
+                )
+            })?;
+        let status = response.status();
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .with_context(|| format!("cannot read the answer of {url}"))?;
+        if status.is_success() {
+            return Ok(text);
+        }
+        match serde_json::from_str::<ErrorReply>(&text) {
             Ok(e) => bail!("{}", e.error),
             Err(_) => bail!("the node API answered {status} to {url}"),
         }

@@ -15,6 +15,16 @@
 //! memory_mb = 16384
 //! executors = ["docker"]
 //!
+//! # Jobs, as a compute provider (needs executors above and onboarded capacity:
+//! # `flotilla onboard`). Without `requesters` any peer may deploy here.
+//! [jobs]
+//! price_micros_per_core_hour = 50000  # 0.05 per core-hour
+//! requesters = ["12D3KooW..."]        # only these peers may deploy; others are refused
+//! ports = "31000-31999"               # host ports handed to jobs
+//! queue_max = 16                      # jobs accepted but not yet started, at most
+//! commit_timeout_s = 30               # an accepted job not started by then is released
+//! duration_s_min = 0                  # shorter jobs get no bid
+//!
 //! # Peers: watermarks and filters. A profile (small, standard, data-centre) sets
 //! # watermarks, dial concurrency and a filter; the keys below override it.
 //! [peers]
@@ -209,6 +219,20 @@ struct FileConfig {
     allowlist: AllowlistSection,
     #[serde(default)]
     discovery: DiscoverySection,
+    #[serde(default)]
+    jobs: JobsSection,
+}
+
+/// `[jobs]`: what this node accepts as a compute provider.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobsSection {
+    price_micros_per_core_hour: Option<u64>,
+    requesters: Option<Vec<PeerText>>,
+    ports: Option<String>,
+    queue_max: Option<usize>,
+    commit_timeout_s: Option<u64>,
+    duration_s_min: Option<u64>,
 }
 
 /// `[discovery]`: pools in the DHT and mDNS.
@@ -477,6 +501,7 @@ impl NodeConfig {
             ..flotilla_core::Config::default()
         };
         core.executors = file.resources.executors.clone().unwrap_or_default();
+        apply_jobs(&mut core, &file.jobs, source)?;
         apply_peers(&mut core, &file.peers);
         if let Some(spec) = &file.peers.filter {
             core.filter = spec
@@ -554,6 +579,52 @@ fn resources(r: &ResourcesSection) -> Resources {
         disk_gb: r.disk_gb.unwrap_or(0),
         gpus: r.gpus.unwrap_or(0),
     }
+}
+
+/// `[jobs]` into the core's jobs settings; the executors are `[resources] executors`.
+fn apply_jobs(
+    c: &mut flotilla_core::Config,
+    j: &JobsSection,
+    source: Option<(&Path, &str)>,
+) -> Result<(), ConfigError> {
+    let jobs = &mut c.jobs;
+    jobs.preferences.executors = c.executors.iter().cloned().collect();
+    jobs.preferences.region.clone_from(&c.region);
+    if let Some(p) = j.price_micros_per_core_hour {
+        jobs.preferences.price_micros_per_core_hour = p;
+    }
+    if let Some(d) = j.duration_s_min {
+        jobs.preferences.duration_s_min = d;
+    }
+    if let Some(list) = &j.requesters {
+        jobs.requesters =
+            flotilla_core::jobs::RequesterPolicy::Only(list.iter().map(|p| p.0).collect());
+    }
+    if let Some(text) = &j.ports {
+        jobs.ports = text
+            .parse::<flotilla_core::ports::PortRange>()
+            .map_err(|e| ConfigError::Setting {
+                origin: origin_of(source, "jobs.ports"),
+                key: "jobs.ports".into(),
+                problem: format!("{e}; write e.g. ports = \"31000-31999\""),
+            })?;
+    }
+    if let Some(q) = j.queue_max {
+        jobs.queue_max = q;
+    }
+    if let Some(s) = j.commit_timeout_s {
+        if s == 0 {
+            return Err(ConfigError::Setting {
+                origin: origin_of(source, "jobs.commit_timeout_s"),
+                key: "jobs.commit_timeout_s".into(),
+                problem: "jobs.commit_timeout_s = 0 would release every job before it starts; \
+                          write at least 1 (default 30)"
+                    .into(),
+            });
+        }
+        jobs.commit_timeout = Duration::from_secs(s);
+    }
+    Ok(())
 }
 
 fn apply_peers(c: &mut flotilla_core::Config, p: &PeersSection) {

@@ -14,15 +14,21 @@ use flotilla_core::advert::ADVERT_ADDRS_MAX;
 use flotilla_core::{Node, PeerId, SeedTree};
 use libp2p::Multiaddr;
 
+mod jobs;
+
+pub use jobs::Recovery;
+
 use crate::api::{ApiError, ApiServer};
 use crate::clock::{Clock, TokioClock};
 use crate::config::{ConfigError, NodeConfig};
 use crate::driver::Driver;
+use crate::journal::Journal;
 use crate::keystore::{self, KeystoreError};
 use crate::metrics::{Metrics, MetricsObserver};
 use crate::p2p::addr::{bootstrap_peer, with_p2p};
 use crate::p2p::{P2pError, P2pNetwork};
 use crate::rcmgr::SharedRcmgr;
+use crate::store::{STORE_FILE, Store, StoreError};
 
 /// How long listeners may take to report their addresses at start-up.
 pub const LISTEN_WAIT: Duration = Duration::from_secs(5);
@@ -47,6 +53,9 @@ pub enum RunError {
     /// The API could not start or failed.
     #[error(transparent)]
     Api(#[from] ApiError),
+    /// The local store could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// What a started node reports before it serves.
@@ -113,12 +122,21 @@ pub async fn run(
         .map(|a| a.to_string())
         .collect();
     core.bootstrap = config.bootstrap.iter().map(bootstrap_peer).collect();
+    let mut store = Store::open(&config.data_dir.join(STORE_FILE))?;
+    jobs::registered_from_store(&store, &mut core);
     let clock = TokioClock::system();
     let seed = protocol_seed();
     tracing::debug!(seed, "protocol seed");
-    let node = Node::new(core, keypair, SeedTree::new(seed), clock.now())?;
+    let mut node = Node::new(core, keypair, SeedTree::new(seed), clock.now())?;
+    let (runner, exec_events, recovery) = jobs::prepare(&mut node, &mut store, clock.now()).await?;
+    if recovery != Recovery::default() {
+        tracing::info!(?recovery, "jobs recovered from the local store");
+    }
     let peer_id = node.peer_id();
     let (driver, handle) = Driver::new(node, net, clock, MetricsObserver::new(metrics.clone()));
+    let driver = driver
+        .with_runner(runner, exec_events)
+        .with_journal(Box::new(Journal::new(store)));
 
     let api = ApiServer::bind(config.api, handle, metrics, rcmgr).await?;
     let started = Started {

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{HISTORY_KEPT, JobEvent, JobMessage, JobStatus, JobsError, LOG_LINES_KEPT};
 use crate::deployment::{Deadlines, DeployState, Deployment, Request, Worker, WorkerStatus};
@@ -14,7 +14,7 @@ use crate::simexec::Stream;
 use crate::time::Timestamp;
 
 /// One log line of a deployment, as the service provider keeps it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLine {
     /// Its place among every line the deployment received (counting dropped ones).
     pub seq: usize,
@@ -23,13 +23,13 @@ pub struct LogLine {
     /// The provider whose worker wrote it.
     pub peer: PeerId,
     /// `stdout` or `stderr`.
-    pub stream: &'static str,
+    pub stream: String,
     /// The line.
     pub line: String,
 }
 
 /// A deployment as shown to the operator.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeploymentView {
     /// Its number on this node.
     pub id: u64,
@@ -91,10 +91,12 @@ impl ServiceProvider {
         let id = self.next;
         let workers = usize::try_from(spec.workers).unwrap_or(usize::MAX);
         let spec_text = toml::to_string(&spec).unwrap_or_default();
+        let mut deployment = Deployment::new(now, workers, deadlines);
+        deployment.set_asked(asked.len());
         self.deployments.insert(
             id,
             Sp {
-                deployment: Deployment::new(now, workers, deadlines),
+                deployment,
                 spec,
                 spec_text,
                 asked,
@@ -218,7 +220,8 @@ impl ServiceProvider {
             stream: match stream {
                 Stream::Stdout => "stdout",
                 Stream::Stderr => "stderr",
-            },
+            }
+            .to_string(),
             line: line.clone(),
         });
         d.log_count += 1;

@@ -54,7 +54,10 @@ fn outcomes(events: &[(Timestamp, ExecEvent)]) -> Vec<Outcome> {
 
 fn id_of(event: &ExecEvent) -> AllocationId {
     match event {
-        ExecEvent::Started { id } | ExecEvent::Log { id, .. } | ExecEvent::Exited { id, .. } => *id,
+        ExecEvent::Started { id }
+        | ExecEvent::Log { id, .. }
+        | ExecEvent::Exited { id, .. }
+        | ExecEvent::Failed { id, .. } => *id,
     }
 }
 
