@@ -121,6 +121,12 @@ bench-sim:
 bench-rcmgr:
     cargo bench -p flotilla-core --bench rcmgr
 
+# Jobs with Docker (needs the daemon and busybox-static): request to running, median of 20
+# deployments between two real nodes on loopback, against `docker run` of the same image;
+# prints both medians and their ratio.
+bench-deploy:
+    cargo test -p flotilla-node --test jobs_docker -- --ignored --nocapture request_to_running_benchmark
+
 # One real node on loopback under a flood of connections and streams (node/host/tests/flood):
 # prints connection and stream counts, the honest client's ping success, API answers, peak
 # RSS and the resource manager's refusals.

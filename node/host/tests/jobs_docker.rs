@@ -320,7 +320,7 @@ fn request_to_running_benchmark() -> anyhow::Result<()> {
     }
     let root = tempfile::tempdir()?;
     let (sp, cp) = pair(root.path())?;
-    let job = write_job(root.path(), "echo up; sleep 1", 60)?;
+    let job = write_job(root.path(), "echo up", 60)?;
     let job_text = std::fs::read_to_string(&job)?;
     let mut ours = Vec::new();
     for i in 1..=20u64 {
@@ -336,6 +336,10 @@ fn request_to_running_benchmark() -> anyhow::Result<()> {
             std::thread::sleep(Duration::from_millis(2));
         }
         ours.push(t.elapsed());
+        // One at a time: the next starts once this one has ended and freed its capacity.
+        while !sp.deployment(i)?.state.is_terminal() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     let mut theirs = Vec::new();
     for _ in 0..20 {
