@@ -163,11 +163,13 @@ pub struct StoredAllocation {
     pub created_at_us: u64,
 }
 
+/// Live allocations read from the store (each, or why it cannot be read), and the highest
+/// allocation and deployment numbers ever used.
+pub type StoredJobs = (Vec<Result<StoredAllocation, String>>, u64, u64);
+
 /// The allocations the store holds as pending or running, and the highest allocation and
 /// deployment numbers it ever used. Records that cannot be read are returned as errors.
-pub fn live_allocations(
-    store: &Store,
-) -> Result<(Vec<Result<StoredAllocation, String>>, u64, u64), crate::store::StoreError> {
+pub fn live_allocations(store: &Store) -> Result<StoredJobs, crate::store::StoreError> {
     let number = |id: &str| id[1..].parse::<u64>().unwrap_or(0);
     let max_alloc = store
         .list(Kind::Allocation, None)?

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use flotilla_core::deployment::DeployState;
 use flotilla_core::jobs::DeploymentView;
-use flotilla_node::executor::docker::{BUSYBOX_PATH, DockerExecutor};
 use flotilla_node::executor::ExecError;
-use flotilla_node::views::resources::ResourcesView;
+use flotilla_node::executor::docker::{BUSYBOX_PATH, DockerExecutor};
 use flotilla_node::views::PeerView;
+use flotilla_node::views::resources::ResourcesView;
 
 const BIN: &str = env!("CARGO_BIN_EXE_flotilla");
 const IMAGE: &str = "flotilla-busybox:test";
@@ -34,7 +34,9 @@ fn docker_ready() -> bool {
         false
     };
     if !Path::new(BUSYBOX_PATH).exists() {
-        return skip(format!("{BUSYBOX_PATH} is missing (apt-get install busybox-static)"));
+        return skip(format!(
+            "{BUSYBOX_PATH} is missing (apt-get install busybox-static)"
+        ));
     }
     let rt = tokio::runtime::Runtime::new().expect("a runtime");
     rt.block_on(async {
@@ -121,7 +123,11 @@ impl NodeProc {
     }
 
     fn cli(&self, args: &[&str]) -> anyhow::Result<Output> {
-        Ok(Command::new(BIN).arg("--api").arg(&self.api).args(args).output()?)
+        Ok(Command::new(BIN)
+            .arg("--api")
+            .arg(&self.api)
+            .args(args)
+            .output()?)
     }
 
     fn json<T: serde::de::DeserializeOwned>(&self, args: &[&str]) -> anyhow::Result<T> {
@@ -179,7 +185,11 @@ fn start_cp(dir: &Path, sp: &NodeProc, onboard: bool) -> anyhow::Result<NodeProc
             .args(["onboard", "--share", "50%", "--data-dir"])
             .arg(&data)
             .output()?;
-        ensure!(out.status.success(), "onboard: {}", String::from_utf8_lossy(&out.stderr));
+        ensure!(
+            out.status.success(),
+            "onboard: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let toml = format!(
         "[resources]\nexecutors = [\"docker\"]\n[jobs]\nrequesters = [\"{}\"]\nports = \"31000-31099\"\n",
@@ -195,7 +205,11 @@ fn wait_connected(sp: &NodeProc, cp: &NodeProc) -> anyhow::Result<()> {
         if peers.iter().any(|p| p.peer_id.to_string() == cp.peer_id) {
             return Ok(());
         }
-        ensure!(Instant::now() < deadline, "not connected in 30 s:\n{}", cp.log());
+        ensure!(
+            Instant::now() < deadline,
+            "not connected in 30 s:\n{}",
+            cp.log()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -223,7 +237,11 @@ fn a_service_provider_runs_a_busybox_job_on_a_compute_provider() -> anyhow::Resu
     ensure!(!before.onboarded.is_zero(), "nothing onboarded: {before:?}");
     assert_eq!(before.available, before.onboarded);
 
-    let job = write_job(root.path(), "echo hello from the job; echo oops >&2; echo done", 60)?;
+    let job = write_job(
+        root.path(),
+        "echo hello from the job; echo oops >&2; echo done",
+        60,
+    )?;
     let out = sp.cli(&["deploy", job.to_str().context("path")?, "--follow"])?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     ensure!(
@@ -234,12 +252,19 @@ fn a_service_provider_runs_a_busybox_job_on_a_compute_provider() -> anyhow::Resu
         cp.log()
     );
     eprintln!("{stdout}");
-    let at = |needle: &str| stdout.find(needle).with_context(|| format!("{needle:?} missing"));
+    let at = |needle: &str| {
+        stdout
+            .find(needle)
+            .with_context(|| format!("{needle:?} missing"))
+    };
     let running = at("[running]")?;
     let hello = at("hello from the job")?;
     let oops = at("! oops")?;
     let completed = at("[completed]")?;
-    ensure!(running < completed && hello < completed && oops < completed, "order: {stdout}");
+    ensure!(
+        running < completed && hello < completed && oops < completed,
+        "order: {stdout}"
+    );
 
     let d = sp.deployment(1)?;
     assert_eq!(d.state, DeployState::Completed);
@@ -259,8 +284,14 @@ fn a_service_provider_runs_a_busybox_job_on_a_compute_provider() -> anyhow::Resu
         std::thread::sleep(Duration::from_millis(100));
     }
     // A bad spec is refused before anything is sent, with its line and key.
-    std::fs::write(root.path().join("bad.toml"), "image = \"x\"\nduration_s = 0\n")?;
-    let bad = sp.cli(&["deploy", root.path().join("bad.toml").to_str().context("path")?])?;
+    std::fs::write(
+        root.path().join("bad.toml"),
+        "image = \"x\"\nduration_s = 0\n",
+    )?;
+    let bad = sp.cli(&[
+        "deploy",
+        root.path().join("bad.toml").to_str().context("path")?,
+    ])?;
     ensure!(!bad.status.success());
     let err = String::from_utf8_lossy(&bad.stderr);
     ensure!(err.contains("bad.toml"), "{err}");
@@ -276,22 +307,38 @@ fn a_provider_killed_mid_job_finds_its_container_again() -> anyhow::Result<()> {
     let (sp, cp) = pair(root.path())?;
     let job = write_job(root.path(), "echo started; sleep 6; echo finished", 120)?;
     let out = sp.cli(&["deploy", job.to_str().context("path")?])?;
-    ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     while sp.deployment(1)?.state != DeployState::Running {
-        ensure!(Instant::now() < deadline, "not running in 30 s:\n{}", cp.log());
+        ensure!(
+            Instant::now() < deadline,
+            "not running in 30 s:\n{}",
+            cp.log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let cp_dir = cp.kill9();
     let cp = start_cp(&cp_dir, &sp, false)?;
     let log = cp.log();
-    ensure!(log.contains("re-attached to a running job"), "no re-attach:\n{log}");
+    ensure!(
+        log.contains("re-attached to a running job"),
+        "no re-attach:\n{log}"
+    );
     let r = cp.resources()?;
     ensure!(
-        r.allocations.iter().any(|a| a.id == 1 && a.state == "running"),
+        r.allocations
+            .iter()
+            .any(|a| a.id == 1 && a.state == "running"),
         "allocation not restored: {r:?}"
     );
-    ensure!(r.allocated.millicores == 500, "capacity not held again: {r:?}");
+    ensure!(
+        r.allocated.millicores == 500,
+        "capacity not held again: {r:?}"
+    );
     // The job ends on its own; the provider reports it and the requester completes.
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
@@ -345,9 +392,15 @@ fn request_to_running_benchmark() -> anyhow::Result<()> {
     for _ in 0..20 {
         let t = Instant::now();
         let out = Command::new("docker")
-            .args(["run", "--rm", "--cpus", "0.5", "-m", "64m", IMAGE, "/bin/sh", "-c", "echo up"])
+            .args([
+                "run", "--rm", "--cpus", "0.5", "-m", "64m", IMAGE, "/bin/sh", "-c", "echo up",
+            ])
             .output()?;
-        ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        ensure!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         theirs.push(t.elapsed());
     }
     let median = |v: &mut Vec<Duration>| {
