@@ -81,8 +81,11 @@ pub struct Served {
 pub struct Shelf {
     root: PathBuf,
     registered: Mutex<BTreeMap<String, PathBuf>>,
-    hashes: Mutex<HashMap<PathBuf, (u64, SystemTime, [u8; 32])>>,
+    hashes: Mutex<HashMap<PathBuf, Hashed>>,
 }
+
+/// A cached hash: the file's size and modification time when it was hashed, and the hash.
+type Hashed = (u64, SystemTime, [u8; 32]);
 
 impl Shelf {
     /// A shelf serving the files under `root`, creating the directory if needed.
