@@ -137,6 +137,7 @@ pub async fn run(
         .map(|a| with_p2p(a, local))
         .collect();
 
+    let transfer_control = net.stream_control();
     let mut core = config.core.clone();
     core.listen_addrs = net
         .listen_addrs()
@@ -161,7 +162,9 @@ pub async fn run(
         .with_runner(runner, exec_events)
         .with_journal(Box::new(Journal::new(store)));
 
-    let api = ApiServer::bind(config.api, handle, metrics, rcmgr).await?;
+    let api = ApiServer::bind(config.api, handle, metrics, rcmgr)
+        .await?
+        .with_transfers(transfer_control);
     let started = Started {
         peer_id,
         key_created,

@@ -221,7 +221,7 @@ impl Default for FetchOptions {
 }
 
 /// What a [`fetch`] did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FetchReport {
     /// Size of the whole file.
     pub size: u64,
