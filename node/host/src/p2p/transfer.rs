@@ -314,7 +314,8 @@ async fn timed<T>(f: impl Future<Output = T>) -> Result<T, TransferError> {
 
 /// Fetches `name` from `peer` into `dest`, resuming from `<dest>.part` if it exists, within
 /// `opts` and `rcmgr`'s limits. The file lands at `dest` only when its SHA-256 is the one
-/// the server announced.
+/// the server announced. Two fetches to the same `dest` at once would mix their bytes in
+/// the partial file: callers fetch a destination one at a time.
 pub async fn fetch(
     control: &mut libp2p_stream::Control,
     rcmgr: &SharedRcmgr,
