@@ -9,6 +9,7 @@
 //! | `GET /rcmgr/scopes?top=N` | [`ScopesView`]: usage against limits, the top `N` peers (default 10), refusals |
 //! | `POST /ping/{peer_id}` | [`PingReply`]: `{"rtt_ms": ..}` |
 //! | `GET /rtt?peers=<id>,<id>&from=<id>` | a list of [`RttView`](crate::views::RttView) as JSON: the RTTs measured to `peers` (at most 64; unmeasured ones left out) by this node or, with `from`, by that connected peer (see [`rtt`]) |
+//! | `POST /fetch/{peer_id}?name=<name>&out=<absolute path>&max_bytes=N&session_bytes_max=N` | [`FetchReport`](crate::p2p::transfer::FetchReport): the node fetched the peer's file `name` into `out`, resuming from `<out>.part` (see [`fetch`]) |
 //!
 //! Errors are JSON [`ErrorReply`]s: 400 for a bad peer id, peer query or latency query, 404
 //! for a peer that is not connected, 504 when the pong or latency report does not come in
@@ -17,8 +18,11 @@
 //! Submodules:
 //! - [`rtt`]: `GET /rtt`, latency tables;
 //! - [`jobs`]: `/deployments` (deploy, list, status, logs, follow, shutdown) and
-//!   `/resources`.
+//!   `/resources`;
+//! - [`fetch`]: `POST /fetch/{peer_id}`, a peer's artefact fetched over the transfer
+//!   protocol.
 
+pub mod fetch;
 pub mod jobs;
 pub mod rtt;
 
@@ -91,13 +95,15 @@ struct ApiState {
     metrics: Metrics,
     rcmgr: SharedRcmgr,
     slots: Arc<Semaphore>,
+    /// Opens transfer streams for `POST /fetch`; `None` until [`ApiServer::with_transfers`].
+    transfer: Option<fetch::Transfers>,
 }
 
 /// A bound, not yet serving API.
 #[derive(Debug)]
 pub struct ApiServer {
     listener: tokio::net::TcpListener,
-    router: Router,
+    state: ApiState,
 }
 
 impl ApiServer {
@@ -119,11 +125,15 @@ impl ApiServer {
             metrics,
             rcmgr,
             slots: Arc::new(Semaphore::new(API_REQUESTS_MAX)),
+            transfer: None,
         };
-        Ok(ApiServer {
-            listener,
-            router: router(state),
-        })
+        Ok(ApiServer { listener, state })
+    }
+
+    /// Serves `POST /fetch` with transfer streams opened by `control`.
+    pub fn with_transfers(mut self, control: libp2p_stream::Control) -> Self {
+        self.state.transfer = Some(fetch::Transfers(control));
+        self
     }
 
     /// The address actually bound.
@@ -136,7 +146,7 @@ impl ApiServer {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ApiError> {
-        axum::serve(self.listener, self.router)
+        axum::serve(self.listener, router(self.state))
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(ApiError::Serve)
@@ -158,6 +168,7 @@ fn router(state: ApiState) -> Router {
         .route("/deployments/{id}/follow", get(jobs::follow))
         .route("/deployments/{id}/shutdown", post(jobs::shutdown))
         .route("/resources", get(jobs::resources))
+        .route("/fetch/{peer_id}", post(fetch::fetch))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), limit))
         .with_state(state)
@@ -252,8 +263,8 @@ async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
         "no such endpoint; the API serves GET /status, GET /peers, GET /metrics, \
-         GET /rcmgr/limits, GET /rcmgr/scopes, POST /ping/{peer_id} and \
-         GET /rtt?peers=<peer id>,<peer id>[&from=<peer id>]",
+         GET /rcmgr/limits, GET /rcmgr/scopes, POST /ping/{peer_id}, \
+         POST /fetch/{peer_id}?name=<name>&out=<absolute path> and GET /rtt?peers=<peer id>,<peer id>[&from=<peer id>]",
     )
 }
 

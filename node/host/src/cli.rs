@@ -3,8 +3,10 @@
 //! Submodules:
 //! - [`rcmgr`]: `limits` and `scopes`, the resource manager's limits and usage;
 //! - [`resources`]: `onboard`, `offboard` and `resources`, a compute provider's capacity;
+//! - [`fetch`]: `fetch`, a peer's artefact fetched by the node;
 //! - [`rtt`]: `rtt`, latency tables.
 
+mod fetch;
 mod jobs;
 mod rcmgr;
 mod resources;
@@ -67,6 +69,23 @@ pub enum Command {
         /// Peers listed, those holding most first.
         #[arg(long, value_name = "N", default_value_t = 10)]
         top: usize,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Fetch a file a connected peer serves (under its data directory's `artefacts`) into
+    /// FILE, resuming from FILE.part and checking its SHA-256.
+    Fetch {
+        /// The peer serving the file (as listed by `flotilla peers`).
+        #[arg(value_parser = parse_peer_id)]
+        peer_id: PeerId,
+        /// The file's name on the peer, e.g. `job-42/out.tar`.
+        name: String,
+        /// Where to write it.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Refuse files larger than this many bytes.
+        #[arg(long, value_name = "BYTES")]
+        max_bytes: Option<u64>,
         #[command(flatten)]
         output: Output,
     },
@@ -212,6 +231,20 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(out) => status(&Client::new(api), out.json),
         Command::Peers(args) => peers(&Client::new(api), &args),
         Command::Ping { peer_id, output } => ping(&Client::new(api), peer_id, output.json),
+        Command::Fetch {
+            peer_id,
+            name,
+            out,
+            max_bytes,
+            output,
+        } => fetch::fetch(
+            &Client::new(api),
+            peer_id,
+            &name,
+            &out,
+            max_bytes,
+            output.json,
+        ),
         Command::Limits { config, output } => {
             rcmgr::limits(&Client::new(api), config.as_deref(), output.json)
         }

@@ -7,7 +7,8 @@
 //! - [`discovery`]: pools in the DHT (providing in them, finding their providers) and mDNS;
 //! - [`rcmgr`]: the behaviour enforcing the resource manager's connection limits;
 //! - [`streams`]: writer and reader tasks moving core frames over libp2p streams, within
-//!   the resource manager's stream and memory limits.
+//!   the resource manager's stream and memory limits;
+//! - [`transfer`]: the file transfer protocol for job artefacts and checkpoints.
 //!
 //! Start-up order matters: [`P2pNetwork::start`] builds the swarm and listens, then
 //! [`P2pNetwork::wait_listening`] collects the real listen addresses (port 0 works, and
@@ -20,6 +21,7 @@ pub mod discovery;
 pub mod rcmgr;
 pub mod streams;
 mod swarm_events;
+pub mod transfer;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
@@ -243,6 +245,13 @@ impl P2pNetwork {
     /// The resource manager the network enforces.
     pub fn rcmgr(&self) -> &SharedRcmgr {
         &self.rcmgr
+    }
+
+    /// A handle opening and accepting raw streams on the swarm, e.g. for
+    /// [`transfer::fetch`] and [`transfer::serve`]; streams only move while the network is
+    /// polled.
+    pub fn stream_control(&self) -> libp2p_stream::Control {
+        self.swarm.behaviour().stream.new_control()
     }
 
     /// The node's libp2p peer id.

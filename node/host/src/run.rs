@@ -8,6 +8,7 @@ use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_core::advert::ADVERT_ADDRS_MAX;
@@ -26,6 +27,7 @@ use crate::journal::Journal;
 use crate::keystore::{self, KeystoreError};
 use crate::metrics::{Metrics, MetricsObserver};
 use crate::p2p::addr::{bootstrap_peer, with_p2p};
+use crate::p2p::transfer::{self, Shelf, TRANSFER_PROTOCOL};
 use crate::p2p::{P2pError, P2pNetwork};
 use crate::rcmgr::SharedRcmgr;
 use crate::store::{STORE_FILE, Store, StoreError};
@@ -34,6 +36,8 @@ use crate::store::{STORE_FILE, Store, StoreError};
 pub const LISTEN_WAIT: Duration = Duration::from_secs(5);
 /// How long in-flight API requests may take to finish at shutdown.
 pub const API_DRAIN: Duration = Duration::from_secs(2);
+/// The directory under the data directory whose files the transfer protocol serves.
+pub const ARTEFACTS_DIR: &str = "artefacts";
 
 /// Why the node could not run.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +60,16 @@ pub enum RunError {
     /// The local store could not be opened or read.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The directory of served artefacts could not be created.
+    #[error(
+        "cannot create the artefact directory {dir}: {error}; check that the data directory is writable"
+    )]
+    Artefacts {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
 }
 
 /// What a started node reports before it serves.
@@ -107,6 +121,15 @@ pub async fn run(
         &config.discovery,
     )?;
     net.wait_listening(LISTEN_WAIT).await?;
+    // Files under the artefact directory are served to peers; the task ends with `run`.
+    let dir = config.data_dir.join(ARTEFACTS_DIR);
+    let shelf = Shelf::new(&dir).map_err(|error| RunError::Artefacts { dir, error })?;
+    let incoming = net
+        .stream_control()
+        .accept(TRANSFER_PROTOCOL)
+        .map_err(|e| P2pError::Behaviour(e.to_string()))?;
+    let mut transfers = tokio::task::JoinSet::new();
+    transfers.spawn(transfer::serve(incoming, Arc::new(shelf), rcmgr.clone()));
     let local = net.local_peer_id();
     let listen_addrs: Vec<Multiaddr> = net
         .listen_addrs()
@@ -114,6 +137,7 @@ pub async fn run(
         .map(|a| with_p2p(a, local))
         .collect();
 
+    let transfer_control = net.stream_control();
     let mut core = config.core.clone();
     core.listen_addrs = net
         .listen_addrs()
@@ -138,7 +162,9 @@ pub async fn run(
         .with_runner(runner, exec_events)
         .with_journal(Box::new(Journal::new(store)));
 
-    let api = ApiServer::bind(config.api, handle, metrics, rcmgr).await?;
+    let api = ApiServer::bind(config.api, handle, metrics, rcmgr)
+        .await?
+        .with_transfers(transfer_control);
     let started = Started {
         peer_id,
         key_created,
@@ -158,6 +184,7 @@ pub async fn run(
         _ = shutdown => tracing::info!("shutting down"),
     }
     let _ = stop_api.send(());
+    transfers.abort_all();
     match tokio::time::timeout(API_DRAIN, api_task).await {
         Ok(Ok(result)) => result?,
         Ok(Err(e)) => tracing::warn!(error = %e, "the API task failed"),

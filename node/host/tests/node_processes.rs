@@ -1,6 +1,7 @@
 //! Real `flotilla` processes on loopback: two nodes find each other and measure RTTs, a
 //! key readable by others is refused, bad frames on the core protocol do not bring a
-//! node down, and connections over a configured limit are refused and reported.
+//! node down, connections over a configured limit are refused and reported, and a node
+//! fetches a peer's artefact with `flotilla fetch`.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -253,6 +254,58 @@ fn two_nodes_find_each_other_and_ping() -> anyhow::Result<()> {
     ensure!(
         table.starts_with("PEER ID") && table.contains(&b.peer_id),
         "bad table:\n{table}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_node_fetches_an_artefact_from_its_peer() -> anyhow::Result<()> {
+    use sha2::Digest;
+    let a = NodeProc::start(&[])?;
+    let b = NodeProc::start(&["--bootstrap", a.tcp_addr()?])?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !sees_with_rtt(&b, &a.peer_id)? {
+        ensure!(
+            Instant::now() < deadline,
+            "not connected within 60 s\nb: {}",
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let shelf = a._dir.path().join("data/artefacts/job-1");
+    std::fs::create_dir_all(&shelf)?;
+    let data: Vec<u8> = (0..(1u32 << 20) + 77)
+        .map(|i| (i * 7 + i / 251) as u8)
+        .collect();
+    std::fs::write(shelf.join("out.bin"), &data)?;
+    let out_dir = tempfile::tempdir()?;
+    let dest = out_dir.path().join("got.bin");
+    let dest_text = dest.display().to_string();
+
+    let out = b.cli(&["fetch", &a.peer_id, "job-1/out.bin", "--out", &dest_text])?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success(),
+        "fetch failed: {}\na: {}",
+        String::from_utf8_lossy(&out.stderr),
+        a.log()
+    );
+    let hash: String = sha2::Sha256::digest(&data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    ensure!(
+        stdout.contains(&format!("sha256 {hash}")),
+        "bad output: {stdout}"
+    );
+    ensure!(std::fs::read(&dest)? == data, "the fetched file differs");
+
+    let out = b.cli(&["fetch", &a.peer_id, "../node.toml", "--out", &dest_text])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.code() == Some(1) && stderr.contains("bad name"),
+        "a bad name must be refused: {:?} {stderr}",
+        out.status
     );
     Ok(())
 }

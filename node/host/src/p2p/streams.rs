@@ -73,11 +73,23 @@ impl StreamScope {
         peer: PeerId,
         buffer_bytes: u64,
     ) -> Result<StreamScope, RcmgrError> {
+        Self::open_as(rcmgr, dir, peer, PROTOCOL_NAME, CORE_SERVICE, buffer_bytes)
+    }
+
+    /// Like [`StreamScope::open`], for a stream of `protocol` claimed by `service`.
+    pub fn open_as(
+        rcmgr: &SharedRcmgr,
+        dir: Direction,
+        peer: PeerId,
+        protocol: &str,
+        service: &str,
+        buffer_bytes: u64,
+    ) -> Result<StreamScope, RcmgrError> {
         let handle = rcmgr.try_with(dir, |rm| {
             let h = rm.open_stream_for(dir, peer)?;
             let set = rm
-                .set_protocol(h, PROTOCOL_NAME)
-                .and_then(|()| rm.set_service(h, CORE_SERVICE))
+                .set_protocol(h, protocol)
+                .and_then(|()| rm.set_service(h, service))
                 .and_then(|()| rm.reserve_memory(h, buffer_bytes, PRIORITY_HIGH));
             match set {
                 Ok(()) => Ok(h),
