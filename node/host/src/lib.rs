@@ -53,4 +53,5 @@ pub mod rcmgr;
 pub mod run;
 #[cfg(feature = "host")]
 pub mod store;
+pub mod simrunner;
 pub mod views;
