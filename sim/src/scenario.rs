@@ -23,6 +23,7 @@ mod draw;
 mod expect;
 mod faults;
 mod include;
+mod jobs;
 mod limits;
 mod locate;
 mod raw;
@@ -49,6 +50,7 @@ use include::Locator;
 pub use limits::{FD_LIMIT_DEFAULT, MEMORY_MB_DEFAULT, NodeLimits};
 use locate::describe;
 use raw::RawScenario;
+pub use jobs::{JobsScenario, Providers, TEMPLATES_MAX};
 pub use workload::{FLOOD_RATE_MAX, FloodMessage, Workload, WorkloadKind};
 
 /// Peers at most in one scenario (node indices are 32-bit in the engines).
@@ -163,6 +165,8 @@ pub struct Scenario {
     pub fault_draws: Vec<FaultDraws>,
     /// Timed actions (`[[workload]]`), in file order.
     pub workload: Vec<Workload>,
+    /// Compute providers, service providers and deployments (`[jobs]`), if written.
+    pub jobs: Option<JobsScenario>,
     /// Assertions on the run (`[expect]`).
     pub expect: Expect,
     /// Deliberate failures for testing the simulator (`[debug]`).
