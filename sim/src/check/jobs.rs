@@ -159,3 +159,46 @@ impl Invariant for DeploymentBound {
         self.overdue(ctx.elapsed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine;
+    use crate::scenario::Scenario;
+    use flotilla_core::deployment::DeployState;
+
+    const TEXT: &str = "name = \"b\"\nduration_s = 60\n[peers]\ncount = 4\n[jobs]\nproviders_count = 2\ncores = 2\nmemory_mb = 1024\nservice_providers = 1\ndeploy_at_s = 1\ndeploy_every_s = 10\n[[jobs.templates]]\ncores = 1\nmemory_mb = 64\nduration_s = 100\n";
+
+    fn event(id: u64, state: DeployState) -> Event {
+        Event::Job(JobEvent::Deployment {
+            id,
+            state,
+            reason: String::new(),
+        })
+    }
+
+    #[test]
+    fn a_deployment_live_past_its_bound_breaks_it_unless_its_node_went_down() {
+        let s = Scenario::parse(TEXT, "b.toml").unwrap();
+        let world = engine::world(&s, 1);
+        let node = world.new_node(3, crate::world::World::epoch());
+        let mut inv = DeploymentBound::new(&s, s.jobs.as_ref().unwrap());
+        // 5 + 10 + 120 + 100 + 60 + 30 s.
+        assert_eq!(inv.bound(), Duration::from_secs(325));
+        let at = |s| Ctx {
+            world: &world,
+            elapsed: Duration::from_secs(s),
+        };
+        inv.check_event(&at(10), 3, &event(1, DeployState::Preparing))
+            .unwrap();
+        inv.check_event(&at(20), 3, &event(2, DeployState::Preparing))
+            .unwrap();
+        inv.check_event(&at(30), 3, &event(2, DeployState::Completed))
+            .unwrap();
+        assert!(inv.check_node(&at(335), 3, &node).is_ok());
+        let b = inv.check_node(&at(336), 3, &node).unwrap_err();
+        assert!(b.detail.contains("deployment #1"), "{}", b.detail);
+        inv.node_down(3);
+        assert!(inv.check_node(&at(1000), 3, &node).is_ok());
+    }
+}

@@ -208,3 +208,6 @@ impl Fleet<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -240,3 +240,6 @@ impl Checker<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
