@@ -34,10 +34,10 @@ use flotilla_core::{Event, Node, PeerId, Timestamp};
 use crate::scenario::Scenario;
 use crate::summary::Summary;
 use crate::world::World;
-pub use jobs::{DeploymentBound, JobsCapacity};
 pub use invariants::{
     DebugFails, NoSelfConnection, PeersMax, RttFloor, Symmetry, TrimStorm, UsageWithinLimits,
 };
+pub use jobs::{DeploymentBound, JobsCapacity};
 
 /// Exit code of a run whose simulator panicked.
 pub const EXIT_CRASH: u8 = 127;
@@ -400,7 +400,10 @@ pub fn expectations(scenario: &Scenario, summary: &Summary) -> Vec<String> {
         }
     }
     if e.deployments_completed_min.is_some() || e.deployments_terminal {
-        let j = summary.jobs.clone().unwrap_or_else(|| crate::jobstats::JobTally::default().summary(std::iter::empty()));
+        let j = summary
+            .jobs
+            .clone()
+            .unwrap_or_else(|| crate::jobstats::JobTally::default().summary(std::iter::empty()));
         if let Some(min) = e.deployments_completed_min
             && j.completed_share < min
         {

@@ -229,9 +229,7 @@ mod tests {
             "worker-failed"
         );
         assert_eq!(
-            failure_class(
-                "the workers did not all report an end within the job's duration limit"
-            ),
+            failure_class("the workers did not all report an end within the job's duration limit"),
             "run-timeout"
         );
         assert_eq!(failure_class("something else"), "other");

@@ -47,10 +47,10 @@ pub use expect::{Debug, Expect};
 pub use faults::{Fault, FaultKind, Side, fault_phase_end, fraction_count};
 pub use include::INCLUDE_DEPTH_MAX;
 use include::Locator;
+pub use jobs::{JobsScenario, Providers, TEMPLATES_MAX};
 pub use limits::{FD_LIMIT_DEFAULT, MEMORY_MB_DEFAULT, NodeLimits};
 use locate::describe;
 use raw::RawScenario;
-pub use jobs::{JobsScenario, Providers, TEMPLATES_MAX};
 pub use workload::{FLOOD_RATE_MAX, FloodMessage, Workload, WorkloadKind};
 
 /// Peers at most in one scenario (node indices are 32-bit in the engines).

@@ -314,7 +314,11 @@ impl fmt::Display for Summary {
                 j.deployments_lost,
                 states.join(", "),
                 j.completed_share * 100.0,
-                if reasons.is_empty() { "none".to_string() } else { reasons.join(", ") },
+                if reasons.is_empty() {
+                    "none".to_string()
+                } else {
+                    reasons.join(", ")
+                },
                 j.running_reached,
                 j.to_running_median_s,
                 j.to_running_p95_s,

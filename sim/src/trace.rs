@@ -283,7 +283,12 @@ impl Trace {
                 now,
                 Some(node),
                 e.kind(),
-                format_args!("a{} {}#{deployment} {}", id.0, name(requester), state.name()),
+                format_args!(
+                    "a{} {}#{deployment} {}",
+                    id.0,
+                    name(requester),
+                    state.name()
+                ),
             ),
             JobEvent::Refused {
                 requester,

@@ -59,7 +59,10 @@ impl Invariant for JobsCapacity {
         for (i, n) in nodes.iter().enumerate() {
             if let Some(n) = n {
                 n.jobs().check_invariant().map_err(|e| {
-                    Breach::at(i, format!("the provider's books do not balance at the end: {e}"))
+                    Breach::at(
+                        i,
+                        format!("the provider's books do not balance at the end: {e}"),
+                    )
                 })?;
             }
         }
@@ -127,9 +130,10 @@ impl Invariant for DeploymentBound {
             if let Some(asked) = self.live.remove(&key) {
                 self.by_deadline.remove(&(asked + self.bound, node, *id));
             }
-        } else if !self.live.contains_key(&key) {
-            self.live.insert(key, ctx.elapsed);
-            self.by_deadline.insert((ctx.elapsed + self.bound, node, *id));
+        } else if let std::collections::btree_map::Entry::Vacant(e) = self.live.entry(key) {
+            e.insert(ctx.elapsed);
+            self.by_deadline
+                .insert((ctx.elapsed + self.bound, node, *id));
         }
         Ok(())
     }

@@ -121,7 +121,9 @@ impl Checker<'_> {
             return Err(self.error("jobs.service_providers", msg));
         }
         if j.cores == 0 || j.memory_mb == 0 {
-            let msg = "`jobs.cores` and `jobs.memory_mb` must be at least 1: each provider onboards them".to_string();
+            let msg =
+                "`jobs.cores` and `jobs.memory_mb` must be at least 1: each provider onboards them"
+                    .to_string();
             let key = if j.cores == 0 {
                 "jobs.cores"
             } else {
@@ -142,14 +144,23 @@ impl Checker<'_> {
                 let lo = self.range("jobs.price", lo, 0.0, 1e15, "millionths per core-hour")?;
                 let hi = self.range("jobs.price", hi, 0.0, 1e15, "millionths per core-hour")?;
                 if matches!(p, RawNum::Range(_)) && lo > hi {
-                    return Err(self.error("jobs.price", "`jobs.price` must be [min, max] with min <= max".into()));
+                    return Err(self.error(
+                        "jobs.price",
+                        "`jobs.price` must be [min, max] with min <= max".into(),
+                    ));
                 }
                 (lo as u64, hi as u64)
             }
         };
         let exec = self.exec(j)?;
         let dur_s = duration.as_secs_f64();
-        let at_s = self.range("jobs.deploy_at_s", j.deploy_at_s, 0.0, dur_s, "s (the duration)")?;
+        let at_s = self.range(
+            "jobs.deploy_at_s",
+            j.deploy_at_s,
+            0.0,
+            dur_s,
+            "s (the duration)",
+        )?;
         let until_s = self.range(
             "jobs.deploy_until_s",
             j.deploy_until_s.unwrap_or(dur_s),
@@ -229,7 +240,8 @@ impl Checker<'_> {
         )?;
         let log_lines = j.log_lines.unwrap_or(d.log_lines);
         if log_lines > LOG_LINES_MAX {
-            let msg = format!("`jobs.log_lines` must be at most {LOG_LINES_MAX}, found {log_lines}");
+            let msg =
+                format!("`jobs.log_lines` must be at most {LOG_LINES_MAX}, found {log_lines}");
             return Err(self.error("jobs.log_lines", msg));
         }
         Ok(SimExecConfig {

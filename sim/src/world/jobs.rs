@@ -61,14 +61,10 @@ pub(super) fn roles(
     }
     let pool: Vec<usize> = (bootstrap..n).filter(|&i| !provider[i]).collect();
     let mut rng = root.child(1).rng();
-    let mut sps: Vec<usize> = sample(
-        &mut rng,
-        pool.len(),
-        jobs.service_providers.min(pool.len()),
-    )
-    .into_iter()
-    .map(|j| pool[j])
-    .collect();
+    let mut sps: Vec<usize> = sample(&mut rng, pool.len(), jobs.service_providers.min(pool.len()))
+        .into_iter()
+        .map(|j| pool[j])
+        .collect();
     sps.sort_unstable();
     let mut out = vec![JobRole::None; n];
     for (i, role) in out.iter_mut().enumerate() {

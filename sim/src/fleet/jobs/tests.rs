@@ -60,7 +60,10 @@ fn a_small_workload_deploys_runs_and_ends_the_same_way_twice() {
     let failed = j.by_state.get("failed").copied().unwrap_or(0);
     assert_eq!(completed + failed, j.deployments_asked, "{j:?}");
     assert!(completed > 0 && j.running_reached > 0, "{j:?}");
-    assert!(j.bids_sent > 0 && j.allocations_accepted > 0 && j.log_lines > 0, "{j:?}");
+    assert!(
+        j.bids_sent > 0 && j.allocations_accepted > 0 && j.log_lines > 0,
+        "{j:?}"
+    );
     let text = String::from_utf8_lossy(a.result.trace.text()).into_owned();
     assert!(text.contains(" deployment #1 running"), "no deployment ran");
     assert!(text.contains(" allocation a1 "), "no allocation");
@@ -97,6 +100,9 @@ fn deployments_on_churning_providers_still_end_by_their_deadlines() {
 fn the_turmoil_engine_refuses_jobs() {
     let s = Scenario::parse(SMALL, "jobs.toml").unwrap();
     let e = runner::check_engine(&s, EngineKind::Turmoil).unwrap_err();
-    assert!(matches!(e, RunError::Unsupported("[jobs] deployments")), "{e}");
+    assert!(
+        matches!(e, RunError::Unsupported("[jobs] deployments")),
+        "{e}"
+    );
     assert!(runner::check_engine(&s, EngineKind::Fleet).is_ok());
 }

@@ -42,10 +42,18 @@ fn a_jobs_section_parses_with_its_defaults() {
     assert_eq!((j.capacity.millicores, j.capacity.memory_mb), (4000, 4096));
     assert_eq!((j.price, j.service_providers), ((100, 200), 2));
     assert_eq!(j.deploy_until, Duration::from_secs(60));
-    assert_eq!(j.exec.run_time, (Duration::from_secs(5), Duration::from_secs(10)));
+    assert_eq!(
+        j.exec.run_time,
+        (Duration::from_secs(5), Duration::from_secs(10))
+    );
     assert_eq!(j.templates[0].resources.millicores, 500);
     assert_eq!(j.templates[0].constraints.executor.as_deref(), Some("sim"));
-    assert!(Scenario::parse(&text("", ""), "x.toml").unwrap().jobs.is_none());
+    assert!(
+        Scenario::parse(&text("", ""), "x.toml")
+            .unwrap()
+            .jobs
+            .is_none()
+    );
 }
 
 #[test]
@@ -92,7 +100,10 @@ fn bad_jobs_keys_name_their_line_and_key() {
         assert_eq!(at, line + 4, "{msg}");
         assert!(msg.contains(message), "{msg}");
     }
-    let (line, msg) = err(&text(&JOBS.replace("cores = 4\n", "cores = 4\nbogus = 1\n"), ""));
+    let (line, msg) = err(&text(
+        &JOBS.replace("cores = 4\n", "cores = 4\nbogus = 1\n"),
+        "",
+    ));
     assert_eq!(line, 9, "{msg}");
     assert!(msg.contains("bogus"), "{msg}");
 }
@@ -101,7 +112,10 @@ fn bad_jobs_keys_name_their_line_and_key() {
 fn jobs_expectations_need_a_jobs_section() {
     let (line, msg) = err(&text("", "[expect]\ndeployments_terminal = true\n"));
     assert_eq!(line, 6, "{msg}");
-    assert!(msg.contains("`expect.deployments_terminal` needs a [jobs] section"), "{msg}");
+    assert!(
+        msg.contains("`expect.deployments_terminal` needs a [jobs] section"),
+        "{msg}"
+    );
     let s = Scenario::parse(
         &text(JOBS, "[expect]\ndeployments_completed_min = 0.5\n"),
         "x.toml",
