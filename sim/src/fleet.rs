@@ -20,6 +20,9 @@
 //!   hash maps used only for lookups. The same world gives the same trace, byte for byte.
 //! - **Faults** (module `faults`) come from the [`Plan`]: partitions, crashes and restarts,
 //!   loss bursts and clock skew, on the scenario's schedule and drawn from the seed.
+//! - **Jobs** (module `jobs`, with `[jobs]`): one seeded simulated executor per compute
+//!   provider, drained after every input of its node and woken by its own queue entries;
+//!   the service providers' deployment rounds; a crash drops the executor with its jobs.
 //! - **Checks**: after every step the touched node goes through the plan's invariant
 //!   [`Registry`]; the first violation stops the run. With a liveness bound, probes look
 //!   at the network every second after the fault phase until it has converged.

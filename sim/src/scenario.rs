@@ -3,7 +3,8 @@
 //! A scenario names the run, its seed, duration and engine, the peers and how they start,
 //! where they live (region weights), the latency model and the node profile, and
 //! optionally node classes (`classes`), faults (`faults`, options possibly drawn per seed
-//! in `draw`), a workload (`workload`), expectations and deliberate failures. Unknown keys,
+//! in `draw`), a workload (`workload`), jobs (`jobs`: compute and service providers and
+//! their deployments), expectations and deliberate failures. Unknown keys,
 //! wrong types and impossible values are errors that name the file, the line and the key
 //! and say what to write instead:
 //!
