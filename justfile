@@ -55,6 +55,15 @@ turmoil-100:
     sha256sum out/t100-a/trace.txt out/t100-b/trace.txt
     cmp out/t100-a/trace.txt out/t100-b/trace.txt && echo "turmoil twice: identical"
 
+# Jobs on the network: the deployments scenario (1000+ providers, 50 service providers,
+# churn and a partition) on the fleet engine, then its jobs summary.
+deployments *args="":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo run --release -p flotilla-sim -- run scenarios/deployments.toml --out out/deployments {{args}} \
+        | grep -E '^(scenario|peers|jobs|wall)'
+    echo "summary: out/deployments/summary.json (its \"jobs\" section)"
+
 # Many seeds of a scenario in parallel; lists failing seeds with their replay commands.
 sweep scenario="scenarios/small.toml" seeds="1..50" jobs="2" *args="":
     cargo build --release -p flotilla-sim

@@ -8,6 +8,7 @@
 //! | `partition-heal.toml` | fleet | `partition_heal_fleet_summary`, `partition_heal_fleet_trace` |
 //! | `crash-restart.toml` | fleet | `crash_restart_fleet_summary`, `crash_restart_fleet_trace` |
 //! | `churn-classes.toml` | fleet | `churn_classes_fleet_summary`, `churn_classes_fleet_trace_head` (with every engine line) |
+//! | `deployments.toml` | fleet | `deployments_fleet_summary` (with the `jobs` section), `deployments_fleet_trace_head` (with every engine line and every job line of the first service provider) |
 //! | `scope-exhaustion.toml` | fleet | `scope_exhaustion_fleet_summary`, `scope_exhaustion_fleet_trace_head` (with every `refused` line and every dial refused by a resource limit) |
 //!
 //! The scenarios with faults run through the simulator's checked runner (faults, invariants,
@@ -22,14 +23,16 @@
 //! [`every_scenario_file_is_snapshotted`] fails when a file is added to `scenarios/`
 //! without a row here.
 
+use flotilla_sim::world::JobRole;
 use flotilla_sim::{EngineKind, Trace, runner};
 use flotilla_tests::{Run, head, load, run, scenarios_dir, sha256_hex};
 
 /// Scenario files snapshotted by this binary (sorted), one test each below.
-const COVERED: [&str; 10] = [
+const COVERED: [&str; 11] = [
     "churn-classes.toml",
     "churn.toml",
     "crash-restart.toml",
+    "deployments.toml",
     "latency-filter-off.toml",
     "latency-filter.toml",
     "max-peers.toml",
@@ -171,6 +174,76 @@ fn scope_exhaustion_fleet() {
         &run,
         "scope_exhaustion_fleet_trace_head",
         "trace.txt digest, head, refused lines",
+        &value,
+    );
+}
+
+/// About 1080 compute providers (a tenth churning) and 50 service providers deploying a
+/// job each every 30 s for ten minutes, through a partition: every invariant holds
+/// (`capacity`, `deployment-bound` among them), every deployment ended, most completed.
+#[test]
+fn deployments_fleet() {
+    let file = "deployments.toml";
+    let scenario = load(file).expect("the scenario loads");
+    let outcome = runner::run_checked(&scenario, scenario.seed, EngineKind::Fleet, Trace::new)
+        .expect("the run finishes");
+    assert!(outcome.failure.is_none(), "{:?}", outcome.failure);
+    let roles = |want: fn(&JobRole) -> bool| {
+        outcome
+            .world
+            .peers()
+            .iter()
+            .filter(|p| want(&p.job_role))
+            .count()
+    };
+    assert!(roles(|r| matches!(r, JobRole::Provider { .. })) >= 1000);
+    assert_eq!(roles(|r| matches!(r, JobRole::ServiceProvider { .. })), 50);
+    let first_sp = outcome
+        .world
+        .peers()
+        .iter()
+        .find(|p| matches!(p.job_role, JobRole::ServiceProvider { .. }))
+        .map(|p| p.index)
+        .expect("a service provider");
+    let j = outcome.summary.jobs.clone().expect("a jobs summary");
+    assert!(j.deployments_asked >= 900, "{j:?}");
+    assert!(j.completed_share >= 0.8, "{j:?}");
+    assert_eq!(
+        j.by_state.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["completed", "failed"]
+    );
+    let trace = outcome.result.trace.into_bytes();
+    let run = Run {
+        engine: EngineKind::Fleet,
+        seed: scenario.seed,
+        trace_sha256: sha256_hex(&trace),
+        trace,
+        summary: outcome.summary,
+        neighbours: Vec::new(),
+    };
+    snapshot(
+        file,
+        &run,
+        "deployments_fleet_summary",
+        "summary.json",
+        &run.summary.to_json(),
+    );
+    let text = String::from_utf8_lossy(&run.trace);
+    let sp = format!(" n{first_sp} ");
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" -- ") || (l.contains(&sp) && l.contains(" deployment ")))
+        .collect();
+    let value = format!(
+        "{}\nengine lines and the deployments of n{first_sp}\n{}\n",
+        trace_head(&run, 60),
+        lines.join("\n")
+    );
+    snapshot(
+        file,
+        &run,
+        "deployments_fleet_trace_head",
+        "trace.txt digest, head, engine lines, the first service provider's deployments",
         &value,
     );
 }

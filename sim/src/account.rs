@@ -60,6 +60,26 @@ pub fn frame_bytes(m: &Message) -> u64 {
         Message::Refused { reason } => 4 + reason.len() as u64,
         Message::RttQuery { peers, .. } => 12 + peers.len() as u64 * 33,
         Message::RttReport { rtts, .. } => 12 + rtts.len() as u64 * 53,
+        Message::Job(j) => job_bytes(j),
+    }
+}
+
+/// The estimated body of a jobs message: specs and lines by their length, a bid with its
+/// signature, the rest a few numbers.
+fn job_bytes(m: &flotilla_core::jobs::JobMessage) -> u64 {
+    use flotilla_core::jobs::JobMessage as J;
+    match m {
+        J::BidRequest { spec, .. } | J::Commit { spec, .. } => 12 + spec.len() as u64,
+        J::Bid(_) => 24 + 64,
+        J::CommitAnswer {
+            result: Err(why), ..
+        } => 12 + why.len() as u64,
+        J::Log { line, .. } => 13 + line.len() as u64,
+        J::Status {
+            status: flotilla_core::jobs::JobStatus::Ended(Err(why)),
+            ..
+        } => 12 + why.len() as u64,
+        _ => 12,
     }
 }
 

@@ -22,6 +22,7 @@
 //! ```
 
 mod invariants;
+mod jobs;
 pub mod liveness;
 
 use std::fmt;
@@ -36,6 +37,7 @@ use crate::world::World;
 pub use invariants::{
     DebugFails, NoSelfConnection, PeersMax, RttFloor, Symmetry, TrimStorm, UsageWithinLimits,
 };
+pub use jobs::{DeploymentBound, JobsCapacity};
 
 /// Exit code of a run whose simulator panicked.
 pub const EXIT_CRASH: u8 = 127;
@@ -179,6 +181,9 @@ pub trait Invariant: Send {
         Ok(())
     }
 
+    /// Called when `node` goes down (crashes): what it held is gone.
+    fn node_down(&mut self, _node: usize) {}
+
     /// Called when the run ends, with every running node (`None`: not running).
     fn check_end(
         &mut self,
@@ -224,6 +229,10 @@ impl Registry {
         r.push(Box::new(Symmetry::new(scenario)));
         r.push(Box::new(UsageWithinLimits));
         r.push(Box::new(TrimStorm::new(scenario)));
+        if let Some(jobs) = &scenario.jobs {
+            r.push(Box::new(JobsCapacity::default()));
+            r.push(Box::new(DeploymentBound::new(scenario, jobs)));
+        }
         if let Some(after) = scenario.debug.fail_invariant_after {
             r.push(Box::new(DebugFails { after }));
         }
@@ -282,6 +291,13 @@ impl Registry {
                 .map_err(|b| Self::violation(inv.name(), ctx, b))?;
         }
         Ok(())
+    }
+
+    /// Node `node` went down.
+    pub fn on_down(&mut self, node: usize) {
+        for inv in &mut self.invariants {
+            inv.node_down(node);
+        }
     }
 
     /// Checks the network at the end of the run.
@@ -381,6 +397,31 @@ pub fn expectations(scenario: &Scenario, summary: &Summary) -> Vec<String> {
                 "never converged (converged_within_s {})",
                 bound.as_secs_f64()
             )),
+        }
+    }
+    if e.deployments_completed_min.is_some() || e.deployments_terminal {
+        let j = summary
+            .jobs
+            .clone()
+            .unwrap_or_else(|| crate::jobstats::JobTally::default().summary(std::iter::empty()));
+        if let Some(min) = e.deployments_completed_min
+            && j.completed_share < min
+        {
+            failed.push(format!(
+                "completed share of deployments {} < deployments_completed_min {min}",
+                j.completed_share
+            ));
+        }
+        let live: u64 = j
+            .by_state
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "completed" | "failed"))
+            .map(|(_, v)| v)
+            .sum();
+        if e.deployments_terminal && live > 0 {
+            failed.push(format!(
+                "{live} deployments still live at the end (deployments_terminal)"
+            ));
         }
     }
     if let Some(min) = e.honest_ping_success_min {

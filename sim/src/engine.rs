@@ -92,6 +92,8 @@ pub struct RunResult {
     pub rcmgr: RcmgrStats,
     /// Trims and convergence of watermarks and filters.
     pub company: CompanyStats,
+    /// What became of the deployments of a run with `[jobs]` (fleet engine only).
+    pub jobs: Option<crate::jobstats::JobsSummary>,
 }
 
 /// The world of `scenario` at `seed`, with the simulators' address scheme ([`sim_addr`]).

@@ -20,6 +20,9 @@
 //!   hash maps used only for lookups. The same world gives the same trace, byte for byte.
 //! - **Faults** (module `faults`) come from the [`Plan`]: partitions, crashes and restarts,
 //!   loss bursts and clock skew, on the scenario's schedule and drawn from the seed.
+//! - **Jobs** (module `jobs`, with `[jobs]`): one seeded simulated executor per compute
+//!   provider, drained after every input of its node and woken by its own queue entries;
+//!   the service providers' deployment rounds; a crash drops the executor with its jobs.
 //! - **Checks**: after every step the touched node goes through the plan's invariant
 //!   [`Registry`]; the first violation stops the run. With a liveness bound, probes look
 //!   at the network every second after the fault phase until it has converged.
@@ -27,6 +30,7 @@
 mod attack;
 mod checks;
 mod faults;
+mod jobs;
 mod links;
 mod queue;
 
@@ -100,6 +104,7 @@ struct Fleet<'w> {
     held: attack::HeldSlots,
     company: CompanyStats,
     filter_pass_min: f64,
+    jobs: Option<jobs::FleetJobs>,
 }
 
 /// Runs `world` for `duration` of simulated time, recording into `trace`.
@@ -126,6 +131,8 @@ impl<'w> Fleet<'w> {
     fn new(world: &'w World, trace: Trace, plan: Plan) -> Self {
         let epoch = World::epoch();
         let faults = Faults::new(world, &plan.faults, &plan.workload);
+        let mut first_rounds = Vec::new();
+        let jobs = jobs::FleetJobs::new(world, |at, item| first_rounds.push((at, item)));
         let acct = Accounting::new(world, &faults.flood_nodes(), plan.rcmgr_reported);
         let mut fleet = Fleet {
             world,
@@ -155,6 +162,7 @@ impl<'w> Fleet<'w> {
             held: attack::HeldSlots::default(),
             company: CompanyStats::default(),
             filter_pass_min: plan.filter_pass_min,
+            jobs,
         };
         for (k, (at, _)) in fleet.faults.steps.iter().enumerate() {
             fleet
@@ -168,6 +176,9 @@ impl<'w> Fleet<'w> {
         // The first probe one interval after the last start, so that it follows the starts.
         let first_probe = last_start.unwrap_or_default() + company::CONVERGENCE_PROBE;
         fleet.queue.push(epoch + first_probe, Item::CompanyProbe);
+        for (at, item) in first_rounds {
+            fleet.queue.push(at, item);
+        }
         for p in world.peers() {
             fleet.queue.push(
                 epoch + p.start_offset,
@@ -225,6 +236,8 @@ impl Fleet<'_> {
             Item::CompanyProbe => self.company_probe(),
             Item::Release { slot } => self.release(slot),
             Item::RefusalLines => self.refusal_lines(),
+            Item::Exec { node } => self.on_exec(node as usize),
+            Item::Deploy { node } => self.deploy_round(node as usize),
         }
     }
 
@@ -243,12 +256,14 @@ impl Fleet<'_> {
             self.world.class_name(i),
         );
         self.nodes[i] = Some(node);
+        self.jobs_started(i);
         self.drain(i, false);
     }
 
     /// Drains node `i`'s outputs into the network and the trace, then re-arms its timer.
     fn drain(&mut self, i: usize, fired: bool) {
         let now = self.now;
+        self.pump_exec(i);
         while let Some(action) = self.node(i).and_then(Node::poll_action) {
             match action {
                 Action::Dial { id, addr, peer } => self.dial(i, id, &addr, peer),
@@ -272,6 +287,7 @@ impl Fleet<'_> {
                 Event::Trimmed { .. } => {
                     self.company.trimmed(i, ctx.elapsed);
                 }
+                Event::Job(_) => self.jobs_event(i, &e),
                 _ => {}
             }
             if self.failure.is_none()
@@ -290,6 +306,7 @@ impl Fleet<'_> {
             self.fail(Failure::Invariant(v));
         }
         self.rearm(i, fired);
+        self.rearm_exec(i);
     }
 
     fn rearm(&mut self, i: usize, fired: bool) {
@@ -378,6 +395,10 @@ impl Fleet<'_> {
         self.trace
             .run_ended(end, c.sent, c.delivered, c.dropped, in_flight);
         let world = self.world;
+        let jobs = self.jobs.as_ref().map(|j| {
+            j.tally
+                .summary(self.nodes.iter().flatten().map(|n| n.jobs().stats()))
+        });
         let nodes = self
             .nodes
             .into_iter()
@@ -391,6 +412,7 @@ impl Fleet<'_> {
             trace: self.trace,
             rcmgr: self.acct.stats,
             company: self.company,
+            jobs,
         };
         (result, self.failure)
     }

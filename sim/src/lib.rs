@@ -15,6 +15,7 @@
 //!   honest peers' ping success, the same in both engines;
 //! - [`engine`]: [`EngineKind`], [`RunResult`] and dispatch to an engine;
 //! - [`fleet`]: the discrete-event engine that steps the cores directly;
+//! - [`jobstats`]: the deployments and allocations of a run with `[jobs]`, tallied;
 //! - [`turmoil_engine`]: the engine that runs the async driver on turmoil's simulated TCP;
 //! - [`trace`]: the one-line-per-event trace and its legend;
 //! - [`summary`]: the numbers of a finished run;
@@ -48,6 +49,7 @@ pub mod company;
 pub mod data;
 pub mod engine;
 pub mod fleet;
+pub mod jobstats;
 pub mod overrides;
 pub mod replay;
 pub mod report;

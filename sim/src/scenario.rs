@@ -3,7 +3,8 @@
 //! A scenario names the run, its seed, duration and engine, the peers and how they start,
 //! where they live (region weights), the latency model and the node profile, and
 //! optionally node classes (`classes`), faults (`faults`, options possibly drawn per seed
-//! in `draw`), a workload (`workload`), expectations and deliberate failures. Unknown keys,
+//! in `draw`), a workload (`workload`), jobs (`jobs`: compute and service providers and
+//! their deployments), expectations and deliberate failures. Unknown keys,
 //! wrong types and impossible values are errors that name the file, the line and the key
 //! and say what to write instead:
 //!
@@ -23,6 +24,7 @@ mod draw;
 mod expect;
 mod faults;
 mod include;
+mod jobs;
 mod limits;
 mod locate;
 mod raw;
@@ -46,6 +48,7 @@ pub use expect::{Debug, Expect};
 pub use faults::{Fault, FaultKind, Side, fault_phase_end, fraction_count};
 pub use include::INCLUDE_DEPTH_MAX;
 use include::Locator;
+pub use jobs::{JobsScenario, Providers, TEMPLATES_MAX};
 pub use limits::{FD_LIMIT_DEFAULT, MEMORY_MB_DEFAULT, NodeLimits};
 use locate::describe;
 use raw::RawScenario;
@@ -163,6 +166,8 @@ pub struct Scenario {
     pub fault_draws: Vec<FaultDraws>,
     /// Timed actions (`[[workload]]`), in file order.
     pub workload: Vec<Workload>,
+    /// Compute providers, service providers and deployments (`[jobs]`), if written.
+    pub jobs: Option<JobsScenario>,
     /// Assertions on the run (`[expect]`).
     pub expect: Expect,
     /// Deliberate failures for testing the simulator (`[debug]`).

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::account::RcmgrSummary;
 use crate::company::CompanySummary;
 use crate::engine::{EngineKind, RunResult};
+use crate::jobstats::JobsSummary;
 use crate::world::{STREAM_NETWORK, World};
 
 /// Label under the root seed for drawing the random pairs of the RTT baseline.
@@ -70,6 +71,9 @@ pub struct Summary {
     /// Watermarks and filters: how many peers pass their filters by the latency model,
     /// trims, components and convergence.
     pub company: CompanySummary,
+    /// What became of the deployments (`[jobs]`, fleet engine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<JobsSummary>,
 }
 
 /// What the peers of one `[[classes]]` entry look like at the end of a run.
@@ -190,6 +194,7 @@ impl Summary {
                 World::epoch() + world.duration(),
                 &result.company,
             ),
+            jobs: result.jobs.clone(),
         }
     }
 
@@ -290,7 +295,40 @@ impl fmt::Display for Summary {
             c.components,
             c.trims,
             c.trims_per_node_minute_max
-        )
+        )?;
+        if let Some(j) = &self.jobs {
+            let states: Vec<String> = j.by_state.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            let reasons: Vec<String> = j
+                .failed_by_reason
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            write!(
+                f,
+                "\njobs       {} deployments asked ({} refused at the call, {} lost with their service provider): {}; {:.1}% completed\n\
+                 jobs       failed by reason: {}\n\
+                 jobs       {} reached running, deploy to running median {:.3} s, p95 {:.3} s\n\
+                 jobs       {} bids sent, {} allocations accepted, {} commits refused, {} log lines",
+                j.deployments_asked,
+                j.deploy_errors,
+                j.deployments_lost,
+                states.join(", "),
+                j.completed_share * 100.0,
+                if reasons.is_empty() {
+                    "none".to_string()
+                } else {
+                    reasons.join(", ")
+                },
+                j.running_reached,
+                j.to_running_median_s,
+                j.to_running_p95_s,
+                j.bids_sent,
+                j.allocations_accepted,
+                j.commits_refused,
+                j.log_lines
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -36,6 +36,9 @@
 //! | `converged` | `after=` seconds since the fault phase ended | the liveness phase saw the network converged (engine line, fleet) |
 //! | `failed` | the failure | an invariant broke or the liveness bound passed; the run stops (engine line, fleet) |
 //! | `flood` | `#`index, `sent=` messages, or the kind, `held=`, `refused=`, `unconnected=` | one tick of a `[[workload]]` entry (engine line, fleet) |
+//! | `deployment` | `#`number, state, and for `failed` the reason's class (`too-few-bids`, `commit-refused`, `commit-timeout`, `provision-timeout`, `worker-failed`, `run-timeout`, `shutdown`, `other`) | one of the node's deployments changed state (`[jobs]`) |
+//! | `allocation` | `a`number, requester`#`deployment, state | an allocation on the provider changed state (`[jobs]`; log lines are counted as events, not written) |
+//! | `job-refused` | requester`#`deployment, reason | the provider refused a commit (`[jobs]`) |
 //! | `refused` | `<scope>.<resource>=<count>`... | what the node's resource manager refused in the minute that ends now, at most one line per node and minute (engine line) |
 //!
 //! The trace can stay in memory ([`Trace::new`]) or stream to a writer
@@ -47,7 +50,11 @@ use std::io::{self, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
+use flotilla_core::deployment::DeployState;
+use flotilla_core::jobs::JobEvent;
 use flotilla_core::{Event, PeerId, Timestamp};
+
+use crate::jobstats::failure_class;
 
 use crate::timeline::Timeline;
 use crate::world::{FastMap, World};
@@ -246,6 +253,55 @@ impl Trace {
                 kind,
                 format_args!("{} {}", name(from), reason.label()),
             ),
+            Event::Job(e) => self.job(now, node, e),
+        }
+    }
+
+    /// A job event: deployment and allocation state changes and refusals get a line; log
+    /// lines are only counted (as events).
+    fn job(&mut self, now: Timestamp, node: usize, e: &JobEvent) {
+        let ids = Arc::clone(&self.ids);
+        let name = |p| Name(&ids, Some(p));
+        match e {
+            JobEvent::Deployment { id, state, reason } if *state == DeployState::Failed => self
+                .line(
+                    now,
+                    Some(node),
+                    e.kind(),
+                    format_args!("#{id} {state} {}", failure_class(reason)),
+                ),
+            JobEvent::Deployment { id, state, .. } => {
+                self.line(now, Some(node), e.kind(), format_args!("#{id} {state}"))
+            }
+            JobEvent::Allocation {
+                id,
+                requester,
+                deployment,
+                state,
+                ..
+            } => self.line(
+                now,
+                Some(node),
+                e.kind(),
+                format_args!(
+                    "a{} {}#{deployment} {}",
+                    id.0,
+                    name(requester),
+                    state.name()
+                ),
+            ),
+            JobEvent::Refused {
+                requester,
+                deployment,
+                reason,
+                ..
+            } => self.line(
+                now,
+                Some(node),
+                e.kind(),
+                format_args!("{}#{deployment} {reason}", name(requester)),
+            ),
+            JobEvent::Log { .. } => {}
         }
     }
 

@@ -635,6 +635,7 @@ impl<'w> Engine<'w> {
             trace: self.trace,
             rcmgr,
             company,
+            jobs: None,
         };
         (result, failure)
     }

@@ -29,7 +29,10 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::data::RegionData;
-use crate::scenario::{Churn, Scenario};
+use crate::scenario::{Churn, JobsScenario, Scenario};
+pub use jobs::{JobRole, STREAM_JOBS};
+
+mod jobs;
 
 /// Purpose label under a peer's seed: its region, last-mile delay and start offset.
 pub const PURPOSE_PLACEMENT: u64 = 0x534d_0001;
@@ -96,6 +99,8 @@ pub struct Peer {
     pub class: Option<usize>,
     /// The limits of its resource manager (shared by the peers of one profile).
     pub limits: Arc<Limits>,
+    /// What it does with jobs (`[jobs]`).
+    pub job_role: JobRole,
 }
 
 /// Everything fixed before a run starts.
@@ -121,6 +126,8 @@ pub struct World {
     /// One cache of verified adverts for every node: each advert's signature is checked
     /// once per run instead of once per node (outcomes are the same).
     verified: Arc<VerifiedAdverts>,
+    /// `[jobs]`, if the scenario has it.
+    jobs: Option<Arc<JobsScenario>>,
 }
 
 fn micros(d: Duration) -> u64 {
@@ -194,7 +201,16 @@ impl World {
                 config,
                 class,
                 limits,
+                job_role: JobRole::None,
             });
+        }
+        if let Some(j) = &scenario.jobs {
+            let classes: Vec<Option<usize>> = peers.iter().map(|p| p.class).collect();
+            let roles = jobs::roles(j, seed, &classes, scenario.peers.bootstrap);
+            for (p, role) in peers.iter_mut().zip(roles) {
+                p.job_role = role;
+                jobs::configure(&mut p.config, role, j);
+            }
         }
         let uplink_kbps = peers
             .iter()
@@ -230,6 +246,7 @@ impl World {
             verified: Arc::new(VerifiedAdverts::new(
                 scenario.peers.count.saturating_mul(4).max(1024),
             )),
+            jobs: scenario.jobs.clone().map(Arc::new),
         }
     }
 
@@ -397,6 +414,11 @@ impl World {
         Duration::from_micros(self.one_way_us(from, to, rng))
     }
 
+    /// `[jobs]` of the scenario, if it has one.
+    pub fn jobs(&self) -> Option<&JobsScenario> {
+        self.jobs.as_deref()
+    }
+
     /// The generator of the network's randomness (jitter) for this world.
     pub fn network_rng(&self) -> ChaCha8Rng {
         SeedTree::new(self.seed).child(STREAM_NETWORK).rng()
@@ -411,6 +433,11 @@ impl World {
         match Node::new(p.config.clone(), p.keypair.clone(), p.protocol_seed, now) {
             Ok(mut node) => {
                 node.share_verified_adverts(Arc::clone(&self.verified));
+                if let (JobRole::Provider { .. }, Some(j)) = (p.job_role, &self.jobs)
+                    && let Err(e) = node.jobs_mut().onboard(j.capacity)
+                {
+                    panic!("peer {i} cannot onboard its registered capacity: {e}");
+                }
                 node
             }
             Err(e) => panic!(

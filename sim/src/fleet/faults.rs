@@ -352,6 +352,7 @@ impl Fleet<'_> {
         }
         self.faults.down[i] = true;
         self.faults.incarnation[i] = self.faults.incarnation[i].wrapping_add(1);
+        self.jobs_down(i);
         let was_running = self.nodes[i].take().is_some();
         self.company.stopped(i);
         self.acct.drop_node(i);

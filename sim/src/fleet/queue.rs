@@ -73,6 +73,11 @@ pub(super) enum Item {
     Fault { step: u32 },
     /// What a flood holds in slot `slot` is released.
     Release { slot: u32 },
+    /// Node `node`'s simulated executor is due (valid if its time is still the one
+    /// recorded).
+    Exec { node: u32 },
+    /// Service provider `node` deploys.
+    Deploy { node: u32 },
     /// The `refused` lines of the minute that ends now.
     RefusalLines,
     /// The liveness phase looks at the network.

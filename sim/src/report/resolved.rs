@@ -47,6 +47,8 @@ struct File<'a> {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     workload: Vec<Workload>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    jobs: Option<Jobs<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     expect: Option<Expect>,
     #[serde(skip_serializing_if = "Option::is_none")]
     debug: Option<Debug>,
@@ -184,6 +186,76 @@ impl Workload {
     }
 }
 
+/// `[jobs]`, every key written.
+#[derive(Debug, Serialize)]
+struct Jobs<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider_classes: Option<Vec<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    providers_count: Option<u64>,
+    cores: u64,
+    memory_mb: u64,
+    disk_gb: u64,
+    price: [u64; 2],
+    service_providers: u64,
+    start_delay_s: [f64; 2],
+    run_time_s: [f64; 2],
+    failure_probability: f64,
+    log_lines: u32,
+    deploy_at_s: f64,
+    deploy_until_s: f64,
+    deploy_every_s: f64,
+    templates: Vec<Template>,
+}
+
+/// One `[[jobs.templates]]` entry.
+#[derive(Debug, Serialize)]
+struct Template {
+    cores: f64,
+    memory_mb: u64,
+    duration_s: u64,
+    workers: u32,
+}
+
+impl<'a> Jobs<'a> {
+    fn of(j: &scenario::JobsScenario, classes: &'a [scenario::Class]) -> Jobs<'a> {
+        let (provider_classes, providers_count) = match &j.providers {
+            scenario::Providers::Classes(cs) => (
+                Some(cs.iter().map(|c| classes[*c].name.as_str()).collect()),
+                None,
+            ),
+            scenario::Providers::Count(n) => (None, Some(*n as u64)),
+        };
+        let pair = |(lo, hi): (Duration, Duration)| [seconds(lo), seconds(hi)];
+        Jobs {
+            provider_classes,
+            providers_count,
+            cores: j.capacity.millicores / 1000,
+            memory_mb: j.capacity.memory_mb,
+            disk_gb: j.capacity.disk_gb,
+            price: [j.price.0, j.price.1],
+            service_providers: j.service_providers as u64,
+            start_delay_s: pair(j.exec.start_delay),
+            run_time_s: pair(j.exec.run_time),
+            failure_probability: j.exec.failure_probability,
+            log_lines: j.exec.log_lines,
+            deploy_at_s: seconds(j.deploy_at),
+            deploy_until_s: seconds(j.deploy_until),
+            deploy_every_s: seconds(j.deploy_every),
+            templates: j
+                .templates
+                .iter()
+                .map(|t| Template {
+                    cores: t.resources.millicores as f64 / 1000.0,
+                    memory_mb: t.resources.memory_mb,
+                    duration_s: t.duration_s,
+                    workers: t.workers,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// `[expect]`, the bounds that are set.
 #[derive(Debug, Serialize)]
 struct Expect {
@@ -197,6 +269,10 @@ struct Expect {
     rtt_neighbour_mean_ms_max: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     liveness_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deployments_completed_min: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deployments_terminal: Option<bool>,
 }
 
 /// `[debug]`, the deliberate failures that are set.
@@ -370,12 +446,16 @@ fn expect(e: &scenario::Expect) -> Option<Expect> {
         degree_min_min: e.degree_min_min.map(|d| d as u64),
         rtt_neighbour_mean_ms_max: e.rtt_neighbour_mean_ms_max,
         liveness_s: e.liveness.map(seconds),
+        deployments_completed_min: e.deployments_completed_min,
+        deployments_terminal: e.deployments_terminal.then_some(true),
     };
     let set = out.connected_fraction_min.is_some()
         || out.degree_mean_min.is_some()
         || out.degree_min_min.is_some()
         || out.rtt_neighbour_mean_ms_max.is_some()
-        || out.liveness_s.is_some();
+        || out.liveness_s.is_some()
+        || out.deployments_completed_min.is_some()
+        || out.deployments_terminal.is_some();
     set.then_some(out)
 }
 
@@ -427,6 +507,10 @@ pub fn to_toml(scenario: &Scenario, seed: u64, engine: EngineKind) -> Result<Str
             .map(|f| Fault::of(f, &scenario.data))
             .collect(),
         workload: scenario.workload.iter().map(Workload::of).collect(),
+        jobs: scenario
+            .jobs
+            .as_ref()
+            .map(|j| Jobs::of(j, &scenario.classes)),
         expect: expect(&scenario.expect),
         debug: debug(&scenario.debug),
     };

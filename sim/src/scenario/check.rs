@@ -148,6 +148,13 @@ impl Checker<'_> {
         let expect = self.expect(raw.expect.as_ref(), &checked.latest, &peers, duration)?;
         let class_names: Vec<String> = classes.iter().map(|c| c.name.clone()).collect();
         let workload = self.workload(raw.workload.as_deref(), &peers, duration, &class_names)?;
+        let jobs = self.jobs(raw.jobs.as_ref(), &peers, duration, &class_names)?;
+        if jobs.is_none()
+            && let Some(key) = expect.jobs_key()
+        {
+            let msg = format!("`expect.{key}` needs a [jobs] section: without it nothing deploys");
+            return Err(self.error(&format!("expect.{key}"), msg));
+        }
         let debug = self.debug(raw.debug.as_ref())?;
         Ok(Scenario {
             path: self.path.to_string(),
@@ -166,6 +173,7 @@ impl Checker<'_> {
             faults: checked.faults,
             fault_draws: checked.draws,
             workload,
+            jobs,
             expect,
             debug,
             data,

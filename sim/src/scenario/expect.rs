@@ -41,6 +41,24 @@ pub struct Expect {
     pub trims_per_node_minute_max: Option<u32>,
     /// Most connected components of the overlay at the end.
     pub components_max: Option<u64>,
+    /// Smallest acceptable share of the deployments asked for (`[jobs]`) that completed.
+    pub deployments_completed_min: Option<f64>,
+    /// Every deployment asked for by a service provider that stayed up must have ended
+    /// (completed or failed) by the end of the run.
+    pub deployments_terminal: bool,
+}
+
+impl Expect {
+    /// The first written key that needs `[jobs]`.
+    pub(super) fn jobs_key(&self) -> Option<&'static str> {
+        if self.deployments_completed_min.is_some() {
+            Some("deployments_completed_min")
+        } else if self.deployments_terminal {
+            Some("deployments_terminal")
+        } else {
+            None
+        }
+    }
 }
 
 /// `[debug]`: deliberate failures.
@@ -134,6 +152,11 @@ impl Checker<'_> {
             converged_within,
             trims_per_node_minute_max: raw.trims_per_node_minute_max,
             components_max: raw.components_max,
+            deployments_completed_min: raw
+                .deployments_completed_min
+                .map(|v| self.range("expect.deployments_completed_min", v, 0.0, 1.0, ""))
+                .transpose()?,
+            deployments_terminal: raw.deployments_terminal.unwrap_or(false),
         })
     }
 

@@ -27,6 +27,7 @@ pub(super) struct RawScenario {
     pub classes: Option<Vec<RawClass>>,
     pub faults: Option<Vec<RawFault>>,
     pub workload: Option<Vec<RawWorkload>>,
+    pub jobs: Option<RawJobs>,
     pub expect: Option<RawExpect>,
     pub debug: Option<RawDebug>,
 }
@@ -140,6 +141,8 @@ pub(super) struct RawExpect {
     pub converged_within_s: Option<f64>,
     pub trims_per_node_minute_max: Option<u32>,
     pub components_max: Option<u64>,
+    pub deployments_completed_min: Option<f64>,
+    pub deployments_terminal: Option<bool>,
 }
 
 /// `[debug]`: deliberate failures, to test the failure paths of the simulator itself.
@@ -325,4 +328,36 @@ pub(super) struct RawWorkload {
     pub hold_s: Option<f64>,
     pub memory_bytes: Option<u64>,
     pub handshake: Option<bool>,
+}
+
+/// `[jobs]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawJobs {
+    pub provider_classes: Option<Vec<String>>,
+    pub providers_count: Option<u64>,
+    pub cores: u32,
+    pub memory_mb: u64,
+    pub disk_gb: Option<u64>,
+    pub price: Option<RawNum>,
+    pub service_providers: u64,
+    pub start_delay_s: Option<Vec<f64>>,
+    pub run_time_s: Option<Vec<f64>>,
+    pub failure_probability: Option<f64>,
+    pub log_lines: Option<u32>,
+    pub deploy_at_s: f64,
+    pub deploy_until_s: Option<f64>,
+    pub deploy_every_s: f64,
+    #[serde(default)]
+    pub templates: Vec<RawTemplate>,
+}
+
+/// One `[[jobs.templates]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTemplate {
+    pub cores: f64,
+    pub memory_mb: u64,
+    pub duration_s: u64,
+    pub workers: Option<u32>,
 }
