@@ -51,7 +51,7 @@ pub mod p2p;
 pub mod rcmgr;
 #[cfg(feature = "host")]
 pub mod run;
+pub mod simrunner;
 #[cfg(feature = "host")]
 pub mod store;
-pub mod simrunner;
 pub mod views;
