@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use flotilla_core::jobs::JobEvent;
 use flotilla_core::{Event, Node, Timestamp, Transmit};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -23,6 +24,13 @@ pub const METRICS_PREFIX: &str = "flotilla";
 pub struct KindLabel {
     /// The kind, as in traces.
     pub kind: &'static str,
+}
+
+/// A `state` label: the state a job entered.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    /// The state's name.
+    pub state: &'static str,
 }
 
 /// A `reason` label: why something was refused or dropped.
@@ -83,6 +91,9 @@ pub struct Metrics {
     peers_filtered: Counter,
     peers_dropped: Family<ReasonLabel, Counter>,
     trims: Family<ReasonLabel, Counter>,
+    job_refusals: Family<ReasonLabel, Counter>,
+    deployments: Family<StateLabel, Counter>,
+    allocations: Family<StateLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -111,6 +122,9 @@ impl Metrics {
         let peers_filtered = Counter::default();
         let peers_dropped = Family::<ReasonLabel, Counter>::default();
         let trims = Family::<ReasonLabel, Counter>::default();
+        let job_refusals = Family::<ReasonLabel, Counter>::default();
+        let deployments = Family::<StateLabel, Counter>::default();
+        let allocations = Family::<StateLabel, Counter>::default();
         registry.register(
             "messages_sent",
             "Core messages queued for sending",
@@ -191,8 +205,26 @@ impl Metrics {
             "Trims of the connection manager that closed connections, by cause (high-watermark, pressure)",
             trims.clone(),
         );
+        registry.register(
+            "job_refusals",
+            "Commits this provider refused, by reason (policy: a requester not allowed; other: spec, fit, queue)",
+            job_refusals.clone(),
+        );
+        registry.register(
+            "deployments",
+            "States this node's deployments entered",
+            deployments.clone(),
+        );
+        registry.register(
+            "allocations",
+            "States this provider's allocations entered",
+            allocations.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            job_refusals,
+            deployments,
+            allocations,
             adverts_rejected,
             peers_filtered,
             peers_dropped,
@@ -235,6 +267,20 @@ impl Metrics {
                     flotilla_core::connmgr::TrimCause::Pressure => "pressure",
                 };
                 self.trims.get_or_create(&ReasonLabel { reason }).inc();
+            }
+            Event::Job(JobEvent::Refused { policy, .. }) => {
+                let reason = if *policy { "policy" } else { "other" };
+                self.job_refusals
+                    .get_or_create(&ReasonLabel { reason })
+                    .inc();
+            }
+            Event::Job(JobEvent::Deployment { state, .. }) => {
+                let state = state.name();
+                self.deployments.get_or_create(&StateLabel { state }).inc();
+            }
+            Event::Job(JobEvent::Allocation { state, .. }) => {
+                let state = state.name();
+                self.allocations.get_or_create(&StateLabel { state }).inc();
             }
             _ => {}
         }
@@ -406,8 +452,7 @@ fn log_event(event: &Event) {
 }
 
 /// Logs a job event: state changes at info, log lines at debug, refusals at warn.
-fn log_job(event: &flotilla_core::jobs::JobEvent) {
-    use flotilla_core::jobs::JobEvent;
+fn log_job(event: &JobEvent) {
     match event {
         JobEvent::Deployment { id, state, reason } => {
             tracing::info!(deployment = id, %state, %reason, "deployment")

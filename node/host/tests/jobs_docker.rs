@@ -283,6 +283,12 @@ fn a_service_provider_runs_a_busybox_job_on_a_compute_provider() -> anyhow::Resu
         ensure!(Instant::now() < deadline, "capacity not restored: {now:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
+    let url = format!("http://{}/metrics", cp.api);
+    let metrics = ureq::get(&url).call()?.body_mut().read_to_string()?;
+    ensure!(
+        metrics.contains("flotilla_allocations_total{state=\"completed\"} 1"),
+        "{metrics}"
+    );
     // A bad spec is refused before anything is sent, with its line and key.
     std::fs::write(
         root.path().join("bad.toml"),
