@@ -327,7 +327,7 @@ impl JobEvent {
 }
 
 /// Counters of the jobs protocol.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobStats {
     /// Bids sent.
     pub bids_sent: u64,
@@ -666,8 +666,8 @@ impl Jobs {
                     ));
                 }
             }
-            ExecEvent::Exited { id, outcome } => self.on_exited(now, id, Err(outcome)),
-            ExecEvent::Failed { id, reason } => self.on_exited(now, id, Ok(reason)),
+            ExecEvent::Exited { id, outcome } => self.on_exited(now, id, Ok(outcome)),
+            ExecEvent::Failed { id, reason } => self.on_exited(now, id, Err(reason)),
         }
     }
 
@@ -843,34 +843,24 @@ impl Jobs {
         }
     }
 
-    /// A worker ended: with an outcome (`Err`), or could not run (`Ok(why)`).
-    fn on_exited(&mut self, now: Timestamp, id: AllocationId, outcome: Result<String, Outcome>) {
-        let Some(a) = self.allocs.get(id) else { return };
-        if a.state != AllocState::Running {
+    /// A worker ended: with an `outcome`, or it could not run (`Err(why)`).
+    fn on_exited(&mut self, now: Timestamp, id: AllocationId, outcome: Result<Outcome, String>) {
+        if self.allocs.get(id).map(|a| a.state) != Some(AllocState::Running) {
             return;
         }
-        let outcome = match outcome {
-            Ok(why) => {
-                let result = self.allocs.finish(now, id, Err(why));
-                if result.is_ok() {
-                    self.ended(id, "");
-                }
-                return;
-            }
-            Err(o) => o,
-        };
         let result = match outcome {
-            Outcome::Completed => self.allocs.finish(now, id, Ok(())),
-            Outcome::Failed { code } => {
+            Ok(Outcome::Completed) => self.allocs.finish(now, id, Ok(())),
+            Ok(Outcome::Failed { code }) => {
                 self.allocs
                     .finish(now, id, Err(format!("exited with code {code}")))
             }
-            Outcome::TimedOut => self.allocs.finish(
+            Ok(Outcome::TimedOut) => self.allocs.finish(
                 now,
                 id,
                 Err("reached its duration limit and was stopped".into()),
             ),
-            Outcome::Stopped => self.allocs.stop(now, id, "stopped"),
+            Ok(Outcome::Stopped) => self.allocs.stop(now, id, "stopped"),
+            Err(why) => self.allocs.finish(now, id, Err(why)),
         };
         if result.is_ok() {
             self.ended(id, "");

@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use flotilla_core::PeerId;
 use flotilla_node::api::{ErrorReply, PingReply};
@@ -309,6 +309,14 @@ async fn shutdown_signal() {
     }
 }
 
+/// The error an unsuccessful API answer stands for: its [`ErrorReply`], or the status.
+fn api_error(status: ureq::http::StatusCode, body: &str, url: &str) -> anyhow::Error {
+    match serde_json::from_str::<ErrorReply>(body) {
+        Ok(e) => anyhow::anyhow!("{}", e.error),
+        Err(_) => anyhow::anyhow!("the node API answered {status} to {url}"),
+    }
+}
+
 /// A blocking client of the node API.
 struct Client {
     base: String,
@@ -356,10 +364,7 @@ impl Client {
         if status.is_success() {
             return Ok(body);
         }
-        match serde_json::from_str::<ErrorReply>(&body) {
-            Ok(e) => bail!("{}", e.error),
-            Err(_) => bail!("the node API answered {status} to {url}"),
-        }
+        Err(api_error(status, &body, &url))
     }
 
     /// Posts `body` as text with `query` parameters; returns the raw body of a successful
@@ -392,10 +397,7 @@ impl Client {
         if status.is_success() {
             return Ok(text);
         }
-        match serde_json::from_str::<ErrorReply>(&text) {
-            Ok(e) => bail!("{}", e.error),
-            Err(_) => bail!("the node API answered {status} to {url}"),
-        }
+        Err(api_error(status, &text, &url))
     }
 
     fn json<T: DeserializeOwned>(&self, post: bool, path: &str) -> anyhow::Result<(T, String)> {

@@ -257,7 +257,8 @@ pub struct Driver<N, C, O> {
     commands: mpsc::Receiver<Command>,
     pings: BTreeMap<u64, oneshot::Sender<Result<Duration, PingError>>>,
     rtt_queries: VecDeque<PendingRtts>,
-    runner: Option<Box<dyn JobRunner>>,
+    /// Runs the node's jobs; without one, every job fails at once with the reason.
+    runner: Result<Box<dyn JobRunner>, String>,
     exec_events: Option<mpsc::Receiver<ExecEvent>>,
     journal: Option<Box<dyn JobRecorder>>,
 }
@@ -274,7 +275,7 @@ impl<N: Network, C: Clock, O: Observer> Driver<N, C, O> {
             commands,
             pings: BTreeMap::new(),
             rtt_queries: VecDeque::new(),
-            runner: None,
+            runner: Err("this node has no executor".into()),
             exec_events: None,
             journal: None,
         };
@@ -288,8 +289,15 @@ impl<N: Network, C: Clock, O: Observer> Driver<N, C, O> {
         runner: Box<dyn JobRunner>,
         events: mpsc::Receiver<ExecEvent>,
     ) -> Self {
-        self.runner = Some(runner);
+        self.runner = Ok(runner);
         self.exec_events = Some(events);
+        self
+    }
+
+    /// Runs no jobs: every job the node starts fails at once with `why`.
+    pub fn without_runner(mut self, why: String) -> Self {
+        self.runner = Err(why);
+        self.exec_events = None;
         self
     }
 
@@ -488,10 +496,10 @@ impl<N: Network, C: Clock, O: Observer> Driver<N, C, O> {
         let now = self.clock.now();
         while let Some(cmd) = self.node.poll_exec() {
             match &mut self.runner {
-                Some(r) => r.command(cmd),
-                None => {
+                Ok(r) => r.command(cmd),
+                Err(why) => {
                     if let flotilla_core::jobs::ExecCommand::Start { id, .. } = cmd {
-                        let reason = "this node has no executor".to_string();
+                        let reason = why.clone();
                         self.node.handle_exec(now, ExecEvent::Failed { id, reason });
                     }
                 }

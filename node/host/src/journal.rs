@@ -2,8 +2,10 @@
 //! transitions, written as they happen, and read back after a restart.
 
 use flotilla_core::capacity::AllocationId;
+use flotilla_core::deployment::DeployState;
 use flotilla_core::job::JobSpec;
 use flotilla_core::jobs::JobEvent;
+use flotilla_core::provider::AllocState;
 use flotilla_core::{Node, PeerId, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +59,40 @@ impl Journal {
     }
 }
 
+impl Journal {
+    /// Inserts the record on its first state (`first`), with the `spec` and `peer` it keeps,
+    /// or logs the transition to `state`.
+    #[allow(clippy::too_many_arguments)]
+    fn write(
+        &mut self,
+        kind: Kind,
+        key: &str,
+        first: bool,
+        peer: Option<&str>,
+        spec: impl FnOnce() -> String,
+        state: &str,
+        reason: &str,
+        at_us: u64,
+    ) -> Result<(), crate::store::StoreError> {
+        if first {
+            let spec = spec();
+            self.store.insert(NewRecord {
+                kind,
+                id: key,
+                peer,
+                spec: &spec,
+                state,
+                detail: reason,
+                at_us,
+            })
+        } else {
+            self.store
+                .transition(kind, key, state, reason, at_us)
+                .map(|_| ())
+        }
+    }
+}
+
 impl JobRecorder for Journal {
     fn record(&mut self, node: &Node, now: Timestamp, event: &JobEvent) {
         let at_us = now.as_micros();
@@ -68,14 +104,7 @@ impl JobRecorder for Journal {
                 state,
                 reason,
             } => {
-                let key = allocation_key(*id);
-                if self
-                    .store
-                    .get(Kind::Allocation, &key)
-                    .ok()
-                    .flatten()
-                    .is_none()
-                {
+                let spec = || {
                     let jobs = node.jobs();
                     let record = AllocationRecord {
                         deployment: *deployment,
@@ -89,32 +118,25 @@ impl JobRecorder for Journal {
                             .map(|a| a.ports.clone())
                             .unwrap_or_default(),
                     };
-                    let spec = serde_json::to_string(&record).unwrap_or_default();
-                    let peer = requester.to_string();
-                    self.store.insert(NewRecord {
-                        kind: Kind::Allocation,
-                        id: &key,
-                        peer: Some(&peer),
-                        spec: &spec,
-                        state: state.name(),
-                        detail: reason,
-                        at_us,
-                    })
-                } else {
-                    self.store
-                        .transition(Kind::Allocation, &key, state.name(), reason, at_us)
-                        .map(|_| ())
-                }
+                    serde_json::to_string(&record).unwrap_or_default()
+                };
+                let peer = requester.to_string();
+                // An allocation's first event is its acceptance (pending).
+                let first = *state == AllocState::Pending;
+                let key = allocation_key(*id);
+                self.write(
+                    Kind::Allocation,
+                    &key,
+                    first,
+                    Some(&peer),
+                    spec,
+                    state.name(),
+                    reason,
+                    at_us,
+                )
             }
             JobEvent::Deployment { id, state, reason } => {
-                let key = deployment_key(*id);
-                if self
-                    .store
-                    .get(Kind::Deployment, &key)
-                    .ok()
-                    .flatten()
-                    .is_none()
-                {
+                let spec = || {
                     let record = DeploymentRecord {
                         spec: node
                             .jobs()
@@ -122,21 +144,21 @@ impl JobRecorder for Journal {
                             .and_then(|s| toml::to_string(s).ok())
                             .unwrap_or_default(),
                     };
-                    let spec = serde_json::to_string(&record).unwrap_or_default();
-                    self.store.insert(NewRecord {
-                        kind: Kind::Deployment,
-                        id: &key,
-                        peer: None,
-                        spec: &spec,
-                        state: state.name(),
-                        detail: reason,
-                        at_us,
-                    })
-                } else {
-                    self.store
-                        .transition(Kind::Deployment, &key, state.name(), reason, at_us)
-                        .map(|_| ())
-                }
+                    serde_json::to_string(&record).unwrap_or_default()
+                };
+                // A deployment's first event is its request for bids (preparing).
+                let first = *state == DeployState::Preparing;
+                let key = deployment_key(*id);
+                self.write(
+                    Kind::Deployment,
+                    &key,
+                    first,
+                    None,
+                    spec,
+                    state.name(),
+                    reason,
+                    at_us,
+                )
             }
             JobEvent::Log { .. } | JobEvent::Refused { .. } => Ok(()),
         };

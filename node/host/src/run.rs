@@ -152,15 +152,17 @@ pub async fn run(
     let seed = protocol_seed();
     tracing::debug!(seed, "protocol seed");
     let mut node = Node::new(core, keypair, SeedTree::new(seed), clock.now())?;
-    let (runner, exec_events, recovery) = jobs::prepare(&mut node, &mut store, clock.now()).await?;
+    let (runner, recovery) = jobs::prepare(&mut node, &mut store, clock.now()).await?;
     if recovery != Recovery::default() {
         tracing::info!(?recovery, "jobs recovered from the local store");
     }
     let peer_id = node.peer_id();
     let (driver, handle) = Driver::new(node, net, clock, MetricsObserver::new(metrics.clone()));
-    let driver = driver
-        .with_runner(runner, exec_events)
-        .with_journal(Box::new(Journal::new(store)));
+    let driver = match runner {
+        Ok((runner, events)) => driver.with_runner(Box::new(runner), events),
+        Err(why) => driver.without_runner(why),
+    };
+    let driver = driver.with_journal(Box::new(Journal::new(store)));
 
     let api = ApiServer::bind(config.api, handle, metrics, rcmgr)
         .await?

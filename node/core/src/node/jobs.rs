@@ -40,14 +40,14 @@ impl Node {
             .map(|(p, _)| *p)
             .collect();
         let id = self.jobs.deploy(now, spec, pinned, &connected)?;
-        self.after_jobs(now);
+        self.after_jobs();
         Ok(id)
     }
 
     /// Shuts one of this node's deployments down.
     pub fn shutdown_deployment(&mut self, now: Timestamp, id: u64) -> Result<(), JobsError> {
         self.jobs.shutdown(now, id)?;
-        self.after_jobs(now);
+        self.after_jobs();
         Ok(())
     }
 
@@ -64,7 +64,7 @@ impl Node {
     /// The executor reports on a job it runs for this node.
     pub fn handle_exec(&mut self, now: Timestamp, event: ExecEvent) {
         self.jobs.handle_exec(now, event);
-        self.after_jobs(now);
+        self.after_jobs();
         self.settle();
     }
 
@@ -75,16 +75,21 @@ impl Node {
     }
 
     pub(super) fn on_job_message(&mut self, now: Timestamp, from: PeerId, msg: JobMessage) {
-        let rtt = self.rtt_map();
+        // Only bids are ranked by latency; the other messages (log lines the most) skip the
+        // table.
+        let rtt = match msg {
+            JobMessage::Bid(_) => self.rtt_map(),
+            _ => BTreeMap::new(),
+        };
         self.jobs.handle_message(now, from, msg, &rtt);
-        self.after_jobs(now);
+        self.after_jobs();
     }
 
     pub(super) fn jobs_timeout(&mut self, now: Timestamp) {
         if self.jobs.poll_timeout().is_some_and(|t| t <= now) {
             let rtt = self.rtt_map();
             self.jobs.handle_timeout(now, &rtt);
-            self.after_jobs(now);
+            self.after_jobs();
         }
     }
 
@@ -101,8 +106,7 @@ impl Node {
 
     /// Moves the jobs machine's messages and events out, and protects the connections of
     /// live jobs (requesters of running allocations, providers of live deployments).
-    fn after_jobs(&mut self, now: Timestamp) {
-        let _ = now;
+    fn after_jobs(&mut self) {
         while let Some((to, msg)) = self.jobs.poll_transmit() {
             if self.connections.contains_key(&to) {
                 self.send(to, Message::Job(msg));

@@ -8,7 +8,6 @@ use clap::{Args, Subcommand};
 use flotilla_core::PeerId;
 use flotilla_core::job::JobSpec;
 use flotilla_core::jobs::{DeploymentView, LogLine};
-use flotilla_node::api::ErrorReply;
 use flotilla_node::api::jobs::{DeployReply, FollowItem};
 
 use super::Client;
@@ -198,10 +197,7 @@ fn follow(client: &Client, id: u64, states: bool) -> anyhow::Result<()> {
     })?;
     if !response.status().is_success() {
         let body = response.body_mut().read_to_string().unwrap_or_default();
-        match serde_json::from_str::<ErrorReply>(&body) {
-            Ok(e) => bail!("{}", e.error),
-            Err(_) => bail!("the node API answered {} to {url}", response.status()),
-        }
+        return Err(super::api_error(response.status(), &body, &url));
     }
     let reader = std::io::BufReader::new(response.body_mut().as_reader());
     let mut last = None;

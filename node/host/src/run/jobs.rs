@@ -4,10 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use flotilla_core::jobs::ExecCommand;
 use flotilla_core::{Node, Timestamp};
 
-use crate::driver::JobRunner;
 use crate::executor::docker::DockerExecutor;
 use crate::executor::runner::{ContainerRunner, NODE_LABEL};
 use crate::executor::{ALLOCATION_LABEL, Executor};
@@ -25,24 +23,14 @@ pub struct Recovery {
     pub deployments_failed: Vec<u64>,
 }
 
-/// A runner that fails every job: the node offers no executor that works.
-#[derive(Debug)]
-struct NoRunner {
-    events: tokio::sync::mpsc::Sender<flotilla_core::simexec::ExecEvent>,
-    why: String,
-}
-
-impl JobRunner for NoRunner {
-    fn command(&mut self, cmd: ExecCommand) {
-        if let ExecCommand::Start { id, .. } = cmd {
-            let event = flotilla_core::simexec::ExecEvent::Failed {
-                id,
-                reason: self.why.clone(),
-            };
-            let _ = self.events.try_send(event);
-        }
-    }
-}
+/// How the node runs its jobs: containers (the runner and its events), or not at all and why.
+pub type Runner = Result<
+    (
+        ContainerRunner<DockerExecutor>,
+        tokio::sync::mpsc::Receiver<flotilla_core::simexec::ExecEvent>,
+    ),
+    String,
+>;
 
 /// Applies the store's onboarding to `core` (its registered capacity) before the node
 /// exists.
@@ -61,19 +49,12 @@ pub fn registered_from_store(store: &Store, core: &mut flotilla_core::Config) {
 }
 
 /// Onboards what the store says, connects the executor, and recovers what a previous run
-/// left live. Returns the runner for the driver and its events.
+/// left live. Returns how the node runs its jobs, and what was recovered.
 pub async fn prepare(
     node: &mut Node,
     store: &mut Store,
     now: Timestamp,
-) -> Result<
-    (
-        Box<dyn JobRunner>,
-        tokio::sync::mpsc::Receiver<flotilla_core::simexec::ExecEvent>,
-        Recovery,
-    ),
-    StoreError,
-> {
+) -> Result<(Runner, Recovery), StoreError> {
     if let Some(o) = store.onboarding()? {
         match node.jobs_mut().onboard(o.onboarded) {
             Ok(()) => tracing::info!(onboarded = ?o.onboarded, "capacity onboarded"),
@@ -104,16 +85,12 @@ pub async fn prepare(
     node.jobs_mut().allocations_after(max_alloc);
     node.jobs_mut().deployments_after(max_deployment);
     let at_us = now.as_micros();
-    let (mut runner, events) = match &docker {
-        Some(d) => {
-            let (r, rx) = ContainerRunner::new(d.clone(), node.peer_id());
-            (Some(r), rx)
+    let mut runner: Runner = match &docker {
+        Some(d) => Ok(ContainerRunner::new(d.clone(), node.peer_id())),
+        None if offers_docker => {
+            Err("the Docker daemon was unreachable when the node started".to_string())
         }
-        None => {
-            let (tx, rx) = tokio::sync::mpsc::channel(crate::executor::runner::EVENTS_QUEUE_MAX);
-            drop(tx);
-            (None, rx)
-        }
+        None => Err("this node offers no executor".to_string()),
     };
     for a in live {
         let a = match a {
@@ -141,7 +118,7 @@ pub async fn prepare(
                     &a.record.ports,
                 );
                 match (restored, &mut runner) {
-                    (Ok(()), Some(r)) => {
+                    (Ok(()), Ok((r, _))) => {
                         r.attach(a.id, handle, remaining);
                         recovery.reattached.push(a.id.0);
                         tracing::info!(
@@ -154,7 +131,7 @@ pub async fn prepare(
                         let _ = store.transition(Kind::Allocation, &key, "failed", &why, at_us);
                         recovery.failed.push(a.id.0);
                     }
-                    (Ok(()), None) => {}
+                    (Ok(()), Err(_)) => {}
                 }
             }
             None => {
@@ -186,19 +163,7 @@ pub async fn prepare(
         store.transition(Kind::Deployment, &deployment_key(n), "failed", why, at_us)?;
         recovery.deployments_failed.push(n);
     }
-    let runner: Box<dyn JobRunner> = match runner {
-        Some(r) => Box::new(r),
-        None => {
-            let (tx, rx) = tokio::sync::mpsc::channel(crate::executor::runner::EVENTS_QUEUE_MAX);
-            let why = if offers_docker {
-                "the Docker daemon was unreachable when the node started".to_string()
-            } else {
-                "this node offers no executor".to_string()
-            };
-            return Ok((Box::new(NoRunner { events: tx, why }), rx, recovery));
-        }
-    };
-    Ok((runner, events, recovery))
+    Ok((runner, recovery))
 }
 
 /// The running container of allocation `id` of this node, if there is one.

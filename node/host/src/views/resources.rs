@@ -23,34 +23,7 @@ pub struct ResourcesView {
     /// Allocations, live and recent.
     pub allocations: Vec<AllocationView>,
     /// Counters.
-    pub stats: JobStatsView,
-}
-
-/// Counters of the jobs protocol, as the API shows them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobStatsView {
-    /// Bids sent.
-    pub bids_sent: u64,
-    /// Bid requests not answered because the job did not fit.
-    pub bids_declined: u64,
-    /// Requests from requesters the policy does not allow.
-    pub refused_requesters: u64,
-    /// Commits refused.
-    pub commits_refused: u64,
-    /// Commits accepted.
-    pub commits_accepted: u64,
-}
-
-impl From<JobStats> for JobStatsView {
-    fn from(s: JobStats) -> Self {
-        JobStatsView {
-            bids_sent: s.bids_sent,
-            bids_declined: s.bids_declined,
-            refused_requesters: s.refused_requesters,
-            commits_refused: s.commits_refused,
-            commits_accepted: s.commits_accepted,
-        }
-    }
+    pub stats: JobStats,
 }
 
 /// One allocation, as the API shows it.
@@ -94,7 +67,7 @@ impl ResourcesView {
                     reason: a.reason.clone(),
                 })
                 .collect(),
-            stats: jobs.stats().into(),
+            stats: jobs.stats(),
         }
     }
 }
