@@ -504,11 +504,42 @@ impl Jobs {
         if asked.is_empty() {
             return Err(JobsError::NoPeers);
         }
+        Ok(self.deploy_to(now, spec, Some(asked)))
+    }
+
+    /// Deploys `spec` with its bid request broadcast ([`Jobs::poll_broadcast`]) instead of
+    /// sent to chosen peers: the deployment collects bids until it holds enough or until
+    /// the bid deadline. Returns the deployment's number.
+    pub fn deploy_broadcast(&mut self, now: Timestamp, spec: JobSpec) -> u64 {
+        self.deploy_to(now, spec, None)
+    }
+
+    fn deploy_to(&mut self, now: Timestamp, spec: JobSpec, asked: Option<Vec<PeerId>>) -> u64 {
         let mut deadlines = self.config.deadlines;
         deadlines.run = Duration::from_secs(spec.duration_s) + self.config.run_margin;
         let out = self.sp.deploy(now, spec, deadlines, asked);
         self.flush_sp();
-        Ok(out)
+        out
+    }
+
+    /// The next bid request to broadcast to every provider (gossip), from
+    /// [`Jobs::deploy_broadcast`]. A provider hands a broadcast request it receives to
+    /// [`Jobs::handle_broadcast`].
+    pub fn poll_broadcast(&mut self) -> Option<JobMessage> {
+        self.sp.poll_broadcast()
+    }
+
+    /// A broadcast message published by `from` arrived. Only bid requests are taken this
+    /// way (returns false for anything else, which is dropped); the bid goes back to `from`
+    /// directly.
+    pub fn handle_broadcast(&mut self, from: PeerId, msg: JobMessage) -> bool {
+        match msg {
+            JobMessage::BidRequest { deployment, spec } if from != self.me => {
+                self.on_bid_request(from, deployment, &spec);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Stops one of this node's deployments.

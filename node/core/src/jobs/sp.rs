@@ -58,7 +58,10 @@ struct Sp {
     deployment: Deployment,
     spec: JobSpec,
     spec_text: String,
+    /// Providers asked directly; empty when the request is broadcast.
     asked: Vec<PeerId>,
+    /// The bid request goes out as a broadcast rather than to `asked`.
+    broadcast: bool,
     created: Timestamp,
     logs: VecDeque<LogLine>,
     log_count: usize,
@@ -72,6 +75,7 @@ pub(super) struct ServiceProvider {
     deployments: BTreeMap<u64, Sp>,
     next: u64,
     transmits: VecDeque<(PeerId, JobMessage)>,
+    broadcasts: VecDeque<JobMessage>,
     events: VecDeque<JobEvent>,
 }
 
@@ -85,14 +89,20 @@ impl ServiceProvider {
         now: Timestamp,
         spec: JobSpec,
         deadlines: Deadlines,
-        asked: Vec<PeerId>,
+        asked: Option<Vec<PeerId>>,
     ) -> u64 {
         self.next += 1;
         let id = self.next;
         let workers = usize::try_from(spec.workers).unwrap_or(usize::MAX);
         let spec_text = toml::to_string(&spec).unwrap_or_default();
         let mut deployment = Deployment::new(now, workers, deadlines);
-        deployment.set_asked(asked.len());
+        // Asked directly, the deployment knows how many bids may come; broadcast, it waits
+        // for enough bids or the bid deadline.
+        let broadcast = asked.is_none();
+        let asked = asked.unwrap_or_default();
+        if !broadcast {
+            deployment.set_asked(asked.len());
+        }
         self.deployments.insert(
             id,
             Sp {
@@ -100,6 +110,7 @@ impl ServiceProvider {
                 spec,
                 spec_text,
                 asked,
+                broadcast,
                 created: now,
                 logs: VecDeque::new(),
                 log_count: 0,
@@ -122,6 +133,10 @@ impl ServiceProvider {
 
     pub(super) fn poll_transmit(&mut self) -> Option<(PeerId, JobMessage)> {
         self.transmits.pop_front()
+    }
+
+    pub(super) fn poll_broadcast(&mut self) -> Option<JobMessage> {
+        self.broadcasts.pop_front()
     }
 
     pub(super) fn poll_event(&mut self) -> Option<JobEvent> {
@@ -160,7 +175,8 @@ impl ServiceProvider {
         let Some(d) = self.deployments.get_mut(&bid.deployment) else {
             return;
         };
-        if !d.asked.contains(&from) {
+        // Asked directly, only those asked may bid; broadcast, any provider may.
+        if !d.broadcast && !d.asked.contains(&from) {
             return;
         }
         d.deployment.handle_bid(
@@ -279,6 +295,13 @@ impl ServiceProvider {
         };
         while let Some(req) = d.deployment.poll_request() {
             let (to, msg): (Vec<PeerId>, JobMessage) = match req {
+                Request::BidRequest if d.broadcast => {
+                    self.broadcasts.push_back(JobMessage::BidRequest {
+                        deployment: id,
+                        spec: d.spec_text.clone(),
+                    });
+                    continue;
+                }
                 Request::BidRequest => (
                     d.asked.clone(),
                     JobMessage::BidRequest {

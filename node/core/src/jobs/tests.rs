@@ -102,6 +102,13 @@ impl Net {
                     let from = self.ids[i];
                     self.nodes[j].handle_message(self.now, from, msg, &BTreeMap::new());
                 }
+                while let Some(msg) = self.nodes[i].poll_broadcast() {
+                    moved = true;
+                    let from = self.ids[i];
+                    for j in (0..self.nodes.len()).filter(|j| *j != i) {
+                        assert!(self.nodes[j].handle_broadcast(from, msg.clone()));
+                    }
+                }
                 while let Some(e) = self.nodes[i].poll_event() {
                     moved = true;
                     self.events.push((i, e));
@@ -360,4 +367,42 @@ fn forged_bids_are_dropped() {
     let bid = SignedBid::sign(&key, &net.ids[0], id, 1);
     net.nodes[0].handle_message(net.now, from, JobMessage::Bid(bid), &BTreeMap::new());
     assert_eq!(net.nodes[0].stats().bids_forged, 1);
+}
+
+#[test]
+fn a_broadcast_bid_request_reaches_every_provider_and_waits_for_the_deadline() {
+    let mut net = Net::new(3, |_, _| {});
+    let id = net.nodes[0].deploy_broadcast(net.now, small_job(1));
+    net.pump();
+    // Three bids for one worker are enough to choose at once.
+    assert_eq!(
+        net.states(id),
+        [
+            DeployState::Preparing,
+            DeployState::Committing,
+            DeployState::Provisioning
+        ]
+    );
+    for n in &net.nodes[1..] {
+        assert_eq!(n.stats().bids_sent, 1);
+    }
+    let end = net.later(120);
+    net.run_until(end);
+    let view = net.nodes[0].deployment(id).unwrap();
+    assert_eq!(view.state, DeployState::Completed);
+    assert_eq!(view.workers, vec![(net.ids[1], "done".to_string())]);
+    // Two workers want six bids: with three providers the choice waits for the deadline.
+    let second = net.nodes[0].deploy_broadcast(net.now, small_job(2));
+    net.pump();
+    assert_eq!(net.states(second), [DeployState::Preparing]);
+    let end = net.later(6);
+    net.run_until(end);
+    assert!(net.states(second).contains(&DeployState::Committing));
+    // Only bid requests are taken from a broadcast.
+    let commit = JobMessage::Commit {
+        deployment: 9,
+        spec: String::new(),
+    };
+    let from = net.ids[0];
+    assert!(!net.nodes[1].handle_broadcast(from, commit));
 }

@@ -44,6 +44,29 @@ impl Node {
         Ok(id)
     }
 
+    /// Deploys `spec` with its bid request broadcast: the request comes out of
+    /// [`Node::poll_broadcast`] for the shell to publish to every provider (gossip), and
+    /// providers answer with bids directly. Returns the deployment's number.
+    pub fn deploy_broadcast(&mut self, now: Timestamp, spec: JobSpec) -> u64 {
+        let id = self.jobs.deploy_broadcast(now, spec);
+        self.after_jobs();
+        id
+    }
+
+    /// The next jobs message to publish to every peer (a broadcast bid request).
+    #[must_use]
+    pub fn poll_broadcast(&mut self) -> Option<JobMessage> {
+        self.jobs.poll_broadcast()
+    }
+
+    /// A jobs message published by `from` to every peer (gossip) arrived. Only bid
+    /// requests are accepted this way; returns false if the message was dropped.
+    pub fn handle_broadcast(&mut self, _now: Timestamp, from: PeerId, msg: JobMessage) -> bool {
+        let taken = self.jobs.handle_broadcast(from, msg);
+        self.after_jobs();
+        taken
+    }
+
     /// Shuts one of this node's deployments down.
     pub fn shutdown_deployment(&mut self, now: Timestamp, id: u64) -> Result<(), JobsError> {
         self.jobs.shutdown(now, id)?;
