@@ -160,8 +160,11 @@ pub struct Node {
     jobs: Jobs,
     /// Peers this node protects from trims because a live job involves them.
     job_protected: BTreeSet<PeerId>,
-    /// Job messages dropped because their peer was not connected.
+    /// Job messages dropped: their peer stayed unreachable past the outbox's time limit,
+    /// or its outbox was full.
     jobs_undeliverable: u64,
+    /// Job messages waiting for their peer to connect.
+    job_outbox: BTreeMap<PeerId, jobs::Outbox>,
 }
 
 impl Node {
@@ -203,6 +206,7 @@ impl Node {
             jobs,
             job_protected: BTreeSet::new(),
             jobs_undeliverable: 0,
+            job_outbox: BTreeMap::new(),
             next_maintain: now,
             next_exchange: now + exchange_phase,
             next_explore: now + config.explore_interval + explore_phase,
@@ -330,7 +334,8 @@ impl Node {
             .min(self.next_explore)
             .min(self.next_advert_refresh)
             .min(conn)
-            .min(self.jobs.poll_timeout().unwrap_or(Timestamp::MAX));
+            .min(self.jobs.poll_timeout().unwrap_or(Timestamp::MAX))
+            .min(self.outbox_due());
         Some(t)
     }
 
@@ -394,6 +399,9 @@ impl Node {
             self.next_explore = now + self.config.explore_interval + j;
         }
         self.jobs_timeout(now);
+        if self.outbox_due() <= now {
+            self.outbox_timeout(now);
+        }
     }
 
     /// A connection to `peer` is up. `dial` is set when it answers one of this node's dials.
@@ -737,6 +745,7 @@ impl Node {
                     c.hello = true;
                 }
                 self.events.push_back(Event::Hello { peer: from });
+                self.flush_outbox(now, from);
                 self.enforce_filter(now, from);
             }
             Err(_) => self.drop_peer(from, "bad-hello"),

@@ -115,7 +115,7 @@ impl Node {
         (picks, found)
     }
 
-    fn dial(&mut self, addr: String, peer: Option<PeerId>, explore: bool) {
+    pub(super) fn dial(&mut self, addr: String, peer: Option<PeerId>, explore: bool) {
         let id = DialId(self.next_dial_id);
         self.next_dial_id += 1;
         self.dials.insert(id, Dial { peer, explore });

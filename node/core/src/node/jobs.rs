@@ -1,7 +1,16 @@
 //! The node's part in jobs: it carries the [`Jobs`] machine's messages, hands it the
 //! latency table, and keeps the connections of live jobs out of trims.
+//!
+//! A message to a peer that is not connected waits in that peer's outbox: the node dials
+//! the peer if its table holds an address (again after 1 s, 2 s, 4 s ... up to
+//! [`OUTBOX_RETRY_MAX`] while it stays away), and sends the waiting messages in order once
+//! the peer's hello arrives. A message waits at most [`OUTBOX_TTL`]; an outbox holds at
+//! most [`OUTBOX_MESSAGES_MAX`] messages (log lines give way first). Dropped messages are
+//! counted ([`Node::jobs_undeliverable`]). So a provider's status reaches a requester that
+//! was away for a while (a restart, a partition), and a bid reaches a requester whose
+//! broadcast request came through others.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use super::{Event, Node};
@@ -40,7 +49,7 @@ impl Node {
             .map(|(p, _)| *p)
             .collect();
         let id = self.jobs.deploy(now, spec, pinned, &connected)?;
-        self.after_jobs();
+        self.after_jobs(now);
         Ok(id)
     }
 
@@ -49,7 +58,7 @@ impl Node {
     /// providers answer with bids directly. Returns the deployment's number.
     pub fn deploy_broadcast(&mut self, now: Timestamp, spec: JobSpec) -> u64 {
         let id = self.jobs.deploy_broadcast(now, spec);
-        self.after_jobs();
+        self.after_jobs(now);
         id
     }
 
@@ -61,16 +70,16 @@ impl Node {
 
     /// A jobs message published by `from` to every peer (gossip) arrived. Only bid
     /// requests are accepted this way; returns false if the message was dropped.
-    pub fn handle_broadcast(&mut self, _now: Timestamp, from: PeerId, msg: JobMessage) -> bool {
+    pub fn handle_broadcast(&mut self, now: Timestamp, from: PeerId, msg: JobMessage) -> bool {
         let taken = self.jobs.handle_broadcast(from, msg);
-        self.after_jobs();
+        self.after_jobs(now);
         taken
     }
 
     /// Shuts one of this node's deployments down.
     pub fn shutdown_deployment(&mut self, now: Timestamp, id: u64) -> Result<(), JobsError> {
         self.jobs.shutdown(now, id)?;
-        self.after_jobs();
+        self.after_jobs(now);
         Ok(())
     }
 
@@ -87,7 +96,7 @@ impl Node {
     /// The executor reports on a job it runs for this node.
     pub fn handle_exec(&mut self, now: Timestamp, event: ExecEvent) {
         self.jobs.handle_exec(now, event);
-        self.after_jobs();
+        self.after_jobs(now);
         self.settle();
     }
 
@@ -105,14 +114,14 @@ impl Node {
             _ => BTreeMap::new(),
         };
         self.jobs.handle_message(now, from, msg, &rtt);
-        self.after_jobs();
+        self.after_jobs(now);
     }
 
     pub(super) fn jobs_timeout(&mut self, now: Timestamp) {
         if self.jobs.poll_timeout().is_some_and(|t| t <= now) {
             let rtt = self.rtt_map();
             self.jobs.handle_timeout(now, &rtt);
-            self.after_jobs();
+            self.after_jobs(now);
         }
     }
 
@@ -129,12 +138,12 @@ impl Node {
 
     /// Moves the jobs machine's messages and events out, and protects the connections of
     /// live jobs (requesters of running allocations, providers of live deployments).
-    fn after_jobs(&mut self) {
+    fn after_jobs(&mut self, now: Timestamp) {
         while let Some((to, msg)) = self.jobs.poll_transmit() {
-            if self.connections.contains_key(&to) {
+            if self.connections.contains_key(&to) && !self.job_outbox.contains_key(&to) {
                 self.send(to, Message::Job(msg));
             } else {
-                self.jobs_undeliverable += 1;
+                self.enqueue(now, to, msg);
             }
         }
         while let Some(e) = self.jobs.poll_event() {
@@ -154,8 +163,123 @@ impl Node {
         }
     }
 
-    /// Messages of jobs dropped because their peer was not connected.
+    /// Messages of jobs dropped because their peer stayed unreachable (past
+    /// [`OUTBOX_TTL`], or with a full outbox).
     pub fn jobs_undeliverable(&self) -> u64 {
         self.jobs_undeliverable
     }
+
+    /// Messages of jobs waiting for their peers to connect.
+    pub fn jobs_waiting(&self) -> usize {
+        self.job_outbox.values().map(|o| o.messages.len()).sum()
+    }
+
+    fn enqueue(&mut self, now: Timestamp, to: PeerId, msg: JobMessage) {
+        let fresh = !self.job_outbox.contains_key(&to);
+        let outbox = self.job_outbox.entry(to).or_insert_with(|| Outbox {
+            messages: VecDeque::new(),
+            next_try: now,
+            backoff: OUTBOX_RETRY_FIRST,
+        });
+        if outbox.messages.len() >= OUTBOX_MESSAGES_MAX {
+            let victim = outbox
+                .messages
+                .iter()
+                .position(|(_, m)| matches!(m, JobMessage::Log { .. }))
+                .unwrap_or(0);
+            outbox.messages.remove(victim);
+            self.jobs_undeliverable += 1;
+        }
+        outbox.messages.push_back((now + OUTBOX_TTL, msg));
+        if fresh {
+            self.retry_outbox(now, to);
+        }
+    }
+
+    /// Sends `peer`'s waiting messages if it is connected, else dials it (if its address
+    /// is known and no dial is in flight) and backs off.
+    fn retry_outbox(&mut self, now: Timestamp, peer: PeerId) {
+        if self.connections.contains_key(&peer) {
+            self.flush_outbox(now, peer);
+            return;
+        }
+        let Some(outbox) = self.job_outbox.get_mut(&peer) else {
+            return;
+        };
+        outbox.next_try = now + outbox.backoff;
+        outbox.backoff = (outbox.backoff * 2).min(OUTBOX_RETRY_MAX);
+        let dialing = self.dials.values().any(|d| d.peer == Some(peer));
+        if dialing {
+            return;
+        }
+        if let Some(addr) = self.table.get(&peer).and_then(|e| e.addr_first()).cloned() {
+            self.dial(addr, Some(peer), false);
+        }
+    }
+
+    /// `peer` is connected: its waiting messages go out in order.
+    pub(super) fn flush_outbox(&mut self, now: Timestamp, peer: PeerId) {
+        let Some(outbox) = self.job_outbox.remove(&peer) else {
+            return;
+        };
+        for (expires, msg) in outbox.messages {
+            if expires > now {
+                self.send(peer, Message::Job(msg));
+            } else {
+                self.jobs_undeliverable += 1;
+            }
+        }
+    }
+
+    /// When an outbox next needs attention (a retry or an expiry).
+    pub(super) fn outbox_due(&self) -> Timestamp {
+        self.job_outbox
+            .values()
+            .map(|o| {
+                let expiry = o.messages.front().map_or(Timestamp::MAX, |m| m.0);
+                o.next_try.min(expiry)
+            })
+            .min()
+            .unwrap_or(Timestamp::MAX)
+    }
+
+    /// Drops expired messages and retries the outboxes that are due.
+    pub(super) fn outbox_timeout(&mut self, now: Timestamp) {
+        let mut due = Vec::new();
+        let mut empty = Vec::new();
+        for (peer, o) in &mut self.job_outbox {
+            let before = o.messages.len();
+            o.messages.retain(|(expires, _)| *expires > now);
+            self.jobs_undeliverable += (before - o.messages.len()) as u64;
+            if o.messages.is_empty() {
+                empty.push(*peer);
+            } else if o.next_try <= now {
+                due.push(*peer);
+            }
+        }
+        for p in empty {
+            self.job_outbox.remove(&p);
+        }
+        for p in due {
+            self.retry_outbox(now, p);
+        }
+    }
+}
+
+/// How long a job message waits for its peer at most.
+pub const OUTBOX_TTL: Duration = Duration::from_secs(600);
+/// Messages waiting for one peer at most.
+pub const OUTBOX_MESSAGES_MAX: usize = 1024;
+/// The first retry of an unreachable peer.
+const OUTBOX_RETRY_FIRST: Duration = Duration::from_secs(1);
+/// The longest wait between retries of an unreachable peer.
+pub const OUTBOX_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// Job messages waiting for one peer.
+#[derive(Debug)]
+pub(super) struct Outbox {
+    /// Each message with its expiry.
+    messages: VecDeque<(Timestamp, JobMessage)>,
+    next_try: Timestamp,
+    backoff: Duration,
 }

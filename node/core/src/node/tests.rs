@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::*;
 use crate::connmgr::TrimCause;
 use crate::filter::Filter;
+use crate::simexec::ExecEvent;
 
 const ONE_WAY: Duration = Duration::from_millis(20);
 
@@ -720,4 +721,122 @@ fn an_uptime_filter_is_judged_again_as_time_passes() {
             .sum::<usize>()
             >= 4
     );
+}
+
+/// A provider (the hub, node 0) and a requester (node 1) for the jobs outbox tests. The
+/// hub's job is started by hand; returns the deployment and the job's allocation.
+fn provider_and_requester() -> (Net, u64, crate::capacity::AllocationId) {
+    use crate::advert::Resources;
+    use crate::capacity::Capacity;
+    use crate::jobs::ExecCommand;
+    use crate::offer::Preferences;
+    let hub = hub_id();
+    let mut net = Net::new(2, |i| {
+        let mut c = star_config(i, hub);
+        if i == 0 {
+            c.resources = Resources {
+                cores: 4,
+                memory_mb: 4096,
+                disk_gb: 10,
+                gpus: 0,
+            };
+            c.jobs.preferences = Preferences::new(1000, ["sim"]);
+        }
+        c
+    });
+    net.nodes[0]
+        .jobs_mut()
+        .onboard(Capacity {
+            millicores: 4000,
+            memory_mb: 4096,
+            disk_gb: 10,
+            gpus: 0,
+        })
+        .unwrap();
+    let start = net.now;
+    net.run_until(start + Duration::from_secs(5));
+    let spec = crate::job::JobSpec::from_toml_str(
+        "image = \"busybox\"\nduration_s = 600\n[resources]\ncores = 1\nmemory_mb = 64\n",
+        std::path::Path::new("job.toml"),
+    )
+    .unwrap();
+    let now = net.now;
+    let id = net.nodes[1].deploy(now, spec, &[hub]).unwrap();
+    net.drain(1);
+    net.run_until(now + Duration::from_secs(1));
+    let Some(ExecCommand::Start { id: alloc, .. }) = net.nodes[0].poll_exec() else {
+        panic!("the provider did not start the job");
+    };
+    let now = net.now;
+    net.nodes[0].handle_exec(now, ExecEvent::Started { id: alloc });
+    net.drain(0);
+    net.run_until(now + Duration::from_secs(1));
+    assert_eq!(
+        net.nodes[1].deployments()[0].state,
+        crate::deployment::DeployState::Running
+    );
+    (net, id, alloc)
+}
+
+/// Cuts the link between nodes 0 and 1 without either asking for it.
+fn cut(net: &mut Net) {
+    let (p0, p1) = (net.nodes[0].peer_id(), net.nodes[1].peer_id());
+    let now = net.now;
+    net.nodes[0].handle_disconnected(now, p1);
+    net.nodes[1].handle_disconnected(now, p0);
+    net.in_flight.clear();
+}
+
+#[test]
+fn a_status_sent_while_the_requester_is_away_reaches_it_once_back() {
+    let (mut net, id, alloc) = provider_and_requester();
+    cut(&mut net);
+    // The job ends while the requester is away: the provider keeps its status, dials the
+    // requester at the address of its advert and delivers it.
+    let now = net.now;
+    net.nodes[0].handle_exec(
+        now,
+        ExecEvent::Exited {
+            id: alloc,
+            outcome: crate::simexec::Outcome::Completed,
+        },
+    );
+    assert!(net.nodes[0].jobs_waiting() > 0 || net.nodes[0].poll_action().is_some());
+    net.drain(0);
+    net.run_until(now + Duration::from_secs(5));
+    let view = net.nodes[1].deployments();
+    assert_eq!(
+        view[0].state,
+        crate::deployment::DeployState::Completed,
+        "{view:?}"
+    );
+    assert_eq!(view[0].id, id);
+    assert_eq!(net.nodes[0].jobs_waiting(), 0);
+    assert_eq!(net.nodes[0].jobs_undeliverable(), 0);
+}
+
+#[test]
+fn job_messages_for_an_unreachable_peer_expire_and_are_counted() {
+    let (mut net, _, alloc) = provider_and_requester();
+    cut(&mut net);
+    // The two forget each other: nothing can be dialled, retries back off.
+    let (p0, p1) = (net.nodes[0].peer_id(), net.nodes[1].peer_id());
+    net.nodes[0].table.remove(&p1);
+    net.nodes[1].table.remove(&p0);
+    net.nodes[1].config.bootstrap.clear();
+    let now = net.now;
+    net.nodes[0].handle_exec(
+        now,
+        ExecEvent::Exited {
+            id: alloc,
+            outcome: crate::simexec::Outcome::Completed,
+        },
+    );
+    net.drain(0);
+    assert_eq!(net.nodes[0].jobs_waiting(), 1);
+    net.run_until(now + jobs::OUTBOX_TTL - Duration::from_secs(1));
+    assert_eq!(net.nodes[0].jobs_waiting(), 1, "kept until its time is up");
+    net.run_until(now + jobs::OUTBOX_TTL + jobs::OUTBOX_RETRY_MAX);
+    assert_eq!(net.nodes[0].jobs_waiting(), 0);
+    assert_eq!(net.nodes[0].jobs_undeliverable(), 1);
 }
