@@ -18,7 +18,7 @@
 //! accepted: all or nothing. A worker that fails while provisioning or running fails the
 //! deployment and the others are shut down.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -85,6 +85,8 @@ pub enum Request {
     Revert(PeerId),
     /// Stop the job on a provider.
     Shutdown(PeerId),
+    /// Ask a provider where its worker stands (after the requester's restart).
+    Query(PeerId),
 }
 
 /// How long each phase may take.
@@ -102,6 +104,10 @@ pub struct Deadlines {
     /// job's duration limit plus a margin); past it, the deployment fails and the workers
     /// are told to stop.
     pub run: Duration,
+    /// After a restart, every worker must confirm where it stands within this long
+    /// (queried again after 1 s, 2 s, 4 s ... up to [`QUERY_RETRY_MAX`]); a worker that
+    /// does not fails the deployment.
+    pub confirm: Duration,
 }
 
 impl Default for Deadlines {
@@ -112,6 +118,7 @@ impl Default for Deadlines {
             provision: Duration::from_secs(120),
             shutdown: Duration::from_secs(30),
             run: Duration::from_secs(3600 + 60),
+            confirm: Duration::from_secs(120),
         }
     }
 }
@@ -150,6 +157,13 @@ pub struct Deployment {
     reason: Option<String>,
     requests: std::collections::VecDeque<Request>,
     transitions: Vec<(Timestamp, DeployState, String)>,
+    /// After a restart: the workers that have not confirmed where they stand yet.
+    unconfirmed: BTreeSet<PeerId>,
+    /// When the unconfirmed workers are queried next, the wait after that, and when
+    /// they fail.
+    next_query: Timestamp,
+    query_backoff: Duration,
+    confirm_deadline: Timestamp,
 }
 
 impl Deployment {
@@ -167,9 +181,97 @@ impl Deployment {
             reason: None,
             requests: std::collections::VecDeque::new(),
             transitions: vec![(now, DeployState::Preparing, "bids asked".into())],
+            unconfirmed: BTreeSet::new(),
+            next_query: Timestamp::MAX,
+            query_backoff: QUERY_RETRY_FIRST,
+            confirm_deadline: Timestamp::MAX,
         };
         d.requests.push_back(Request::BidRequest);
         d
+    }
+
+    /// A deployment read back after the requester's restart: it was in `state` since
+    /// `since` with the chosen `workers`. What happens depends on how far it got:
+    ///
+    /// - preparing: no provider was committed; it fails, nothing to undo;
+    /// - committing: every chosen provider is told to revert, and it fails;
+    /// - provisioning, running, shutting down: it resumes (workers are told to start again
+    ///   or to stop again where that was under way, which providers take as no-ops if
+    ///   done) and every worker is queried until it confirms where it stands; a worker
+    ///   that has not confirmed within [`Deadlines::confirm`] fails the deployment.
+    ///
+    /// The run deadline of a running deployment still counts from `since`.
+    pub fn restore(
+        now: Timestamp,
+        workers_wanted: usize,
+        deadlines: Deadlines,
+        state: DeployState,
+        since: Timestamp,
+        workers: &[PeerId],
+    ) -> Self {
+        let mut d = Deployment::new(since, workers_wanted, deadlines);
+        d.requests.clear();
+        d.transitions.clear();
+        d.state = state;
+        d.since = since;
+        let why = "restored after a restart";
+        match state {
+            DeployState::Preparing => {
+                d.transitions.push((now, state, why.into()));
+                d.fail(
+                    now,
+                    "interrupted by a restart before any provider was committed; deploy again"
+                        .into(),
+                );
+                return d;
+            }
+            DeployState::Committing => {
+                d.transitions.push((now, state, why.into()));
+                for p in workers {
+                    d.workers.insert(*p, Worker::Accepted);
+                }
+                d.revert_all(
+                    now,
+                    "interrupted by a restart while committing; every commit was reverted".into(),
+                );
+                return d;
+            }
+            DeployState::Completed | DeployState::Failed => {
+                d.transitions.push((now, state, why.into()));
+                d.deadline = None;
+                return d;
+            }
+            DeployState::Provisioning => {
+                for p in workers {
+                    d.workers.insert(*p, Worker::Accepted);
+                }
+                d.deadline = Some(now + deadlines.provision);
+            }
+            DeployState::Running => {
+                for p in workers {
+                    d.workers.insert(*p, Worker::Running);
+                }
+                d.deadline = Some(since + deadlines.run);
+            }
+            DeployState::ShuttingDown => {
+                for p in workers {
+                    d.workers.insert(*p, Worker::Stopping);
+                    d.requests.push_back(Request::Shutdown(*p));
+                }
+                d.deadline = Some(now + deadlines.shutdown);
+            }
+        }
+        d.transitions.push((now, state, why.into()));
+        d.unconfirmed = workers.iter().copied().collect();
+        d.next_query = now;
+        d.confirm_deadline = now + deadlines.confirm;
+        d.confirm_timeout(now);
+        d
+    }
+
+    /// Workers that have not confirmed where they stand since a restart.
+    pub fn unconfirmed(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.unconfirmed.iter().copied()
     }
 
     /// Says how many providers were asked for bids: once each has bid, the deployment
@@ -210,7 +312,11 @@ impl Deployment {
 
     /// When [`Deployment::handle_timeout`] is next due.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        self.deadline
+        if self.unconfirmed.is_empty() || self.state.is_terminal() {
+            return self.deadline;
+        }
+        let confirm = self.next_query.min(self.confirm_deadline);
+        Some(self.deadline.map_or(confirm, |d| d.min(confirm)))
     }
 
     /// A bid arrived (ignored after the bid phase and from a provider that bid already).
@@ -271,6 +377,7 @@ impl Deployment {
         if self.state.is_terminal() {
             return;
         }
+        self.unconfirmed.remove(&from);
         match status {
             WorkerStatus::Running => {
                 if w == Worker::Accepted {
@@ -327,6 +434,9 @@ impl Deployment {
 
     /// Deadlines due at or before `now` fire.
     pub fn handle_timeout(&mut self, now: Timestamp, rtt: &BTreeMap<PeerId, Duration>) {
+        if !self.unconfirmed.is_empty() && !self.state.is_terminal() {
+            self.confirm_timeout(now);
+        }
         if self.deadline.is_none_or(|d| d > now) {
             return;
         }
@@ -352,6 +462,43 @@ impl Deployment {
                 );
             }
             DeployState::Completed | DeployState::Failed => self.deadline = None,
+        }
+    }
+
+    /// Queries the workers that have not confirmed since a restart, or fails the
+    /// deployment once they have had [`Deadlines::confirm`] to answer.
+    fn confirm_timeout(&mut self, now: Timestamp) {
+        if self.confirm_deadline <= now {
+            let silent: Vec<PeerId> = std::mem::take(&mut self.unconfirmed).into_iter().collect();
+            let names: Vec<String> = silent.iter().map(ToString::to_string).collect();
+            for p in &silent {
+                self.workers.insert(*p, Worker::Failed);
+            }
+            if self.state == DeployState::ShuttingDown {
+                self.finish(
+                    now,
+                    DeployState::Completed,
+                    "shut down (some workers did not confirm)",
+                );
+                return;
+            }
+            self.shut_down_rest(now);
+            self.fail(
+                now,
+                format!(
+                    "after a restart, {} did not confirm their workers within {} s",
+                    names.join(", "),
+                    self.deadlines.confirm.as_secs()
+                ),
+            );
+            return;
+        }
+        if self.next_query <= now {
+            for p in self.unconfirmed.clone() {
+                self.requests.push_back(Request::Query(p));
+            }
+            self.next_query = now + self.query_backoff;
+            self.query_backoff = (self.query_backoff * 2).min(QUERY_RETRY_MAX);
         }
     }
 
@@ -472,6 +619,11 @@ impl Deployment {
 
 /// Bids collected per wanted worker before choosing without waiting for the deadline.
 pub const BIDS_PER_WORKER: usize = 3;
+
+/// The first wait between queries of a worker that has not confirmed since a restart.
+const QUERY_RETRY_FIRST: Duration = Duration::from_secs(1);
+/// The longest wait between such queries.
+pub const QUERY_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// A provider's report on its worker.
 #[derive(Clone, Debug, PartialEq, Eq)]

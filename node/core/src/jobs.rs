@@ -221,6 +221,12 @@ pub enum JobMessage {
         /// The line, without its newline.
         line: String,
     },
+    /// SP to CP: where does my worker stand? (after the requester's restart). Answered
+    /// with a [`JobMessage::Status`] (nothing while the worker waits for its start).
+    Query {
+        /// The deployment.
+        deployment: u64,
+    },
 }
 
 impl JobMessage {
@@ -236,6 +242,7 @@ impl JobMessage {
             JobMessage::Shutdown { .. } => "shutdown",
             JobMessage::Status { .. } => "status",
             JobMessage::Log { .. } => "log",
+            JobMessage::Query { .. } => "query",
         }
     }
 }
@@ -542,6 +549,28 @@ impl Jobs {
         }
     }
 
+    /// Takes one of this node's deployments back after a restart: it was in `state` since
+    /// `since`, created at `created`, with the chosen `workers`. See
+    /// [`Deployment::restore`](crate::deployment::Deployment::restore) for what follows
+    /// from each state; the outcome arrives as [`JobEvent::Deployment`]s.
+    #[allow(clippy::too_many_arguments)]
+    pub fn restore_deployment(
+        &mut self,
+        now: Timestamp,
+        id: u64,
+        spec: JobSpec,
+        state: DeployState,
+        since: Timestamp,
+        created: Timestamp,
+        workers: &[PeerId],
+    ) {
+        let mut deadlines = self.config.deadlines;
+        deadlines.run = Duration::from_secs(spec.duration_s) + self.config.run_margin;
+        self.sp
+            .restore(now, id, spec, deadlines, state, since, created, workers);
+        self.flush_sp();
+    }
+
     /// Stops one of this node's deployments.
     pub fn shutdown(&mut self, now: Timestamp, id: u64) -> Result<(), JobsError> {
         self.sp.shutdown(now, id)?;
@@ -635,6 +664,7 @@ impl Jobs {
             JobMessage::Shutdown { deployment } => {
                 self.on_stop(now, from, deployment, "shut down by the requester")
             }
+            JobMessage::Query { deployment } => self.on_query(from, deployment),
             JobMessage::Bid(bid) => {
                 if bid.verify(&from, &self.me) {
                     self.sp.on_bid(now, from, &bid, rtt);
@@ -830,9 +860,8 @@ impl Jobs {
         };
         let Some(a) = self.allocs.get(id) else { return };
         if a.state != AllocState::Pending {
-            if a.state.is_terminal() {
-                let why = a.reason.clone().unwrap_or_else(|| a.state.to_string());
-                self.status_to(from, deployment, Err(why));
+            if let Some(status) = ended_status(a) {
+                self.status_to(from, deployment, status);
             }
             return;
         }
@@ -851,6 +880,33 @@ impl Jobs {
                 ports,
             });
         }
+    }
+
+    /// The requester asks where its worker stands (it restarted): running, ended, or
+    /// unknown here; a worker still waiting for its start is not answered (the start or
+    /// the commit's expiry will be).
+    fn on_query(&mut self, from: PeerId, deployment: u64) {
+        let alloc = self
+            .by_deployment
+            .get(&(from, deployment))
+            .and_then(|id| self.allocs.get(*id));
+        let status = match alloc {
+            None => JobStatus::Ended(Err(format!(
+                "provider {} holds no worker of deployment {deployment} for this requester \
+                 (never accepted, or ended long ago)",
+                self.me
+            ))),
+            Some(a) => match a.state {
+                AllocState::Pending => return,
+                AllocState::Running => JobStatus::Running,
+                _ => match ended_status(a) {
+                    Some(status) => JobStatus::Ended(status),
+                    None => return,
+                },
+            },
+        };
+        self.transmits
+            .push_back((from, JobMessage::Status { deployment, status }));
     }
 
     fn on_stop(&mut self, now: Timestamp, from: PeerId, deployment: u64, why: &str) {
@@ -963,6 +1019,19 @@ impl Jobs {
         while let Some(e) = self.sp.poll_event() {
             self.events.push_back(e);
         }
+    }
+}
+
+/// What a requester is told of an ended allocation: `Ok` for completed or stopped, the
+/// reason for failed; `None` while it is live.
+fn ended_status(a: &crate::provider::Alloc) -> Option<Result<(), String>> {
+    match a.state {
+        AllocState::Completed | AllocState::Stopped => Some(Ok(())),
+        AllocState::Failed => Some(Err(a
+            .reason
+            .clone()
+            .unwrap_or_else(|| "failed".to_string()))),
+        AllocState::Pending | AllocState::Running => None,
     }
 }
 

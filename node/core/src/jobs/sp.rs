@@ -121,6 +121,40 @@ impl ServiceProvider {
         id
     }
 
+    /// Takes deployment `id` back after a restart; see [`Deployment::restore`].
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn restore(
+        &mut self,
+        now: Timestamp,
+        id: u64,
+        spec: JobSpec,
+        deadlines: Deadlines,
+        state: DeployState,
+        since: Timestamp,
+        created: Timestamp,
+        workers: &[PeerId],
+    ) {
+        self.next = self.next.max(id);
+        let wanted = usize::try_from(spec.workers).unwrap_or(usize::MAX);
+        let spec_text = toml::to_string(&spec).unwrap_or_default();
+        let deployment = Deployment::restore(now, wanted, deadlines, state, since, workers);
+        self.deployments.insert(
+            id,
+            Sp {
+                deployment,
+                spec,
+                spec_text,
+                asked: workers.to_vec(),
+                broadcast: false,
+                created,
+                logs: VecDeque::new(),
+                log_count: 0,
+                reported: 0,
+            },
+        );
+        self.pump(id);
+    }
+
     pub(super) fn shutdown(&mut self, now: Timestamp, id: u64) -> Result<(), JobsError> {
         let d = self
             .deployments
@@ -318,6 +352,7 @@ impl ServiceProvider {
                 ),
                 Request::Revert(p) => (vec![p], JobMessage::Revert { deployment: id }),
                 Request::Shutdown(p) => (vec![p], JobMessage::Shutdown { deployment: id }),
+                Request::Query(p) => (vec![p], JobMessage::Query { deployment: id }),
             };
             for p in to {
                 self.transmits.push_back((p, msg.clone()));

@@ -406,3 +406,143 @@ fn a_broadcast_bid_request_reaches_every_provider_and_waits_for_the_deadline() {
     let from = net.ids[0];
     assert!(!net.nodes[1].handle_broadcast(from, commit));
 }
+
+impl Net {
+    /// Node 0 restarts: a fresh machine with the same key takes back its deployments as
+    /// they were (state, since, created, workers), as the host does from its store.
+    fn restart_requester(&mut self) {
+        let views = self.nodes[0].deployments();
+        let key = Keypair::from_secret([1; 32]);
+        let mut fresh = Jobs::new(key, JobsConfig::default(), MACHINE);
+        for v in views {
+            let spec = self.nodes[0].deployment_spec(v.id).unwrap().clone();
+            let workers: Vec<PeerId> = v.workers.iter().map(|w| w.0).collect();
+            fresh.restore_deployment(self.now, v.id, spec, v.state, v.since, v.created, &workers);
+        }
+        self.nodes[0] = fresh;
+    }
+
+    /// Every message to or from `i` is lost.
+    fn isolate(&mut self, i: usize, on: bool) {
+        if on {
+            self.mute.insert(i);
+        } else {
+            self.mute.remove(&i);
+        }
+    }
+}
+
+#[test]
+fn a_requester_restored_after_a_restart_confirms_its_workers_and_sees_the_end() {
+    let mut net = Net::new(3, |_, _| {});
+    let id = net.deploy(small_job(2));
+    let end = net.later(3);
+    net.run_until(end);
+    assert_eq!(
+        net.nodes[0].deployment(id).unwrap().state,
+        DeployState::Running
+    );
+    // The requester goes away: the workers' end reports are lost, then it restarts.
+    net.isolate(0, true);
+    for i in 1..=3 {
+        net.isolate(i, true);
+    }
+    let end = net.later(30);
+    net.run_until(end);
+    for i in 0..=3 {
+        net.isolate(i, false);
+    }
+    assert_eq!(
+        net.nodes[0].deployment(id).unwrap().state,
+        DeployState::Running
+    );
+    net.restart_requester();
+    net.pump();
+    let view = net.nodes[0].deployment(id).unwrap();
+    assert_eq!(view.state, DeployState::Completed, "{view:?}");
+    assert!(view.workers.iter().all(|w| w.1 == "done"), "{view:?}");
+    // A fresh deployment is numbered after the restored one.
+    let next = net.deploy(small_job(1));
+    assert_eq!(next, id + 1);
+}
+
+#[test]
+fn a_worker_that_never_confirms_after_a_restart_fails_the_deployment() {
+    let mut net = Net::new(3, |_, _| {});
+    let id = net.deploy(small_job(2));
+    let end = net.later(3);
+    net.run_until(end);
+    let workers: Vec<PeerId> = net.nodes[0]
+        .deployment(id)
+        .unwrap()
+        .workers
+        .iter()
+        .map(|w| w.0)
+        .collect();
+    let silent = net.index(&workers[0]);
+    net.restart_requester();
+    net.isolate(silent, true);
+    net.pump();
+    let view = net.nodes[0].deployment(id).unwrap();
+    assert_eq!(
+        view.state,
+        DeployState::Running,
+        "the other worker confirmed"
+    );
+    let end = net.later(60);
+    net.run_until(end);
+    assert_eq!(
+        net.nodes[0].deployment(id).unwrap().state,
+        DeployState::Running
+    );
+    let end = net.later(61);
+    net.run_until(end);
+    let view = net.nodes[0].deployment(id).unwrap();
+    assert_eq!(view.state, DeployState::Failed);
+    let reason = view.reason.unwrap();
+    assert!(
+        reason.contains(&workers[0].to_string()) && reason.contains("did not confirm"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_requester_restarted_while_committing_reverts_every_commit() {
+    // Providers accept but the requester restarts before the commit answers arrive.
+    let mut net = Net::new(2, |_, _| {});
+    let mut spec = small_job(2);
+    spec.workers = 2;
+    let peers = net.ids[1..].to_vec();
+    let id = net.nodes[0].deploy(net.now, spec, &[], &peers).unwrap();
+    // Deliver the bid requests, bids and commits, then lose the commit answers.
+    for _ in 0..4 {
+        let mut out = Vec::new();
+        for i in 0..net.nodes.len() {
+            while let Some(m) = net.nodes[i].poll_transmit() {
+                out.push((i, m));
+            }
+        }
+        for (i, (to, msg)) in out {
+            if i > 0 && matches!(msg, JobMessage::CommitAnswer { .. }) {
+                continue;
+            }
+            let j = net.index(&to);
+            let from = net.ids[i];
+            net.nodes[j].handle_message(net.now, from, msg, &BTreeMap::new());
+        }
+    }
+    assert_eq!(
+        net.nodes[0].deployment(id).unwrap().state,
+        DeployState::Committing
+    );
+    let locked = net.nodes[1].allocations().ledger().available();
+    assert_ne!(locked, MACHINE, "the commit holds capacity");
+    net.restart_requester();
+    net.pump();
+    let view = net.nodes[0].deployment(id).unwrap();
+    assert_eq!(view.state, DeployState::Failed);
+    assert!(view.reason.unwrap().contains("reverted"));
+    for n in &net.nodes[1..] {
+        assert_eq!(n.allocations().ledger().available(), MACHINE);
+    }
+}

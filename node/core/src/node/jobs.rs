@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use super::{Event, Node};
+use crate::deployment::DeployState;
 use crate::identity::PeerId;
 use crate::job::JobSpec;
 use crate::jobs::{DeploymentView, ExecCommand, JobMessage, Jobs, JobsError, LogLine};
@@ -74,6 +75,25 @@ impl Node {
         let taken = self.jobs.handle_broadcast(from, msg);
         self.after_jobs(now);
         taken
+    }
+
+    /// Takes one of this node's deployments back after a restart; see
+    /// [`Jobs::restore_deployment`]. Its workers are queried (through the outbox, so a
+    /// provider not connected yet is dialled when its address is known).
+    #[allow(clippy::too_many_arguments)]
+    pub fn restore_deployment(
+        &mut self,
+        now: Timestamp,
+        id: u64,
+        spec: JobSpec,
+        state: DeployState,
+        since: Timestamp,
+        created: Timestamp,
+        workers: &[PeerId],
+    ) {
+        self.jobs
+            .restore_deployment(now, id, spec, state, since, created, workers);
+        self.after_jobs(now);
     }
 
     /// Shuts one of this node's deployments down.
