@@ -87,6 +87,9 @@ pub enum Request {
     Shutdown(PeerId),
     /// Ask a provider where its worker stands (after the requester's restart).
     Query(PeerId),
+    /// Start the worker on a provider (a replacement worker; the first workers start
+    /// together when the deployment enters provisioning).
+    Start(PeerId),
 }
 
 /// How long each phase may take.
@@ -164,6 +167,26 @@ pub struct Deployment {
     next_query: Timestamp,
     query_backoff: Duration,
     confirm_deadline: Timestamp,
+    /// A running deployment's replacement of one worker, under way.
+    replacement: Option<Replacement>,
+}
+
+/// The replacement of worker `old` while the deployment runs: bids for one worker, a
+/// commit, a start; once the new worker runs, the old one is shut down. If any step fails
+/// the old worker stays.
+#[derive(Clone, Debug)]
+struct Replacement {
+    old: PeerId,
+    phase: ReplacePhase,
+    deadline: Timestamp,
+    bids: Vec<Bid>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReplacePhase {
+    Bidding,
+    Committing(PeerId),
+    Starting(PeerId),
 }
 
 impl Deployment {
@@ -185,6 +208,7 @@ impl Deployment {
             next_query: Timestamp::MAX,
             query_backoff: QUERY_RETRY_FIRST,
             confirm_deadline: Timestamp::MAX,
+            replacement: None,
         };
         d.requests.push_back(Request::BidRequest);
         d
@@ -312,15 +336,59 @@ impl Deployment {
 
     /// When [`Deployment::handle_timeout`] is next due.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        if self.unconfirmed.is_empty() || self.state.is_terminal() {
+        if self.state.is_terminal() {
             return self.deadline;
         }
-        let confirm = self.next_query.min(self.confirm_deadline);
-        Some(self.deadline.map_or(confirm, |d| d.min(confirm)))
+        let mut t = self.deadline.unwrap_or(Timestamp::MAX);
+        if !self.unconfirmed.is_empty() {
+            t = t.min(self.next_query).min(self.confirm_deadline);
+        }
+        if let Some(r) = &self.replacement {
+            t = t.min(r.deadline);
+        }
+        (t != Timestamp::MAX).then_some(t)
+    }
+
+    /// Starts replacing running worker `old` (its RTTs break the job's constraint): asks
+    /// for bids again, commits and starts the best new provider, and shuts `old` down once
+    /// the new worker runs. Returns false (nothing done) unless the deployment runs, `old`
+    /// is one of its running workers and no replacement is under way.
+    pub fn replace_worker(&mut self, now: Timestamp, old: PeerId) -> bool {
+        if self.state != DeployState::Running
+            || self.replacement.is_some()
+            || self.workers.get(&old) != Some(&Worker::Running)
+        {
+            return false;
+        }
+        self.replacement = Some(Replacement {
+            old,
+            phase: ReplacePhase::Bidding,
+            deadline: now + self.deadlines.bids,
+            bids: Vec::new(),
+        });
+        self.requests.push_back(Request::BidRequest);
+        self.note(now, format!("replacing worker {old}: bids asked"));
+        true
+    }
+
+    /// The worker being replaced, while a replacement is under way.
+    pub fn replacing(&self) -> Option<PeerId> {
+        self.replacement.as_ref().map(|r| r.old)
     }
 
     /// A bid arrived (ignored after the bid phase and from a provider that bid already).
     pub fn handle_bid(&mut self, now: Timestamp, bid: Bid, rtt: &BTreeMap<PeerId, Duration>) {
+        if let Some(r) = &mut self.replacement
+            && r.phase == ReplacePhase::Bidding
+        {
+            if !self.workers.contains_key(&bid.peer) && !r.bids.iter().any(|b| b.peer == bid.peer) {
+                r.bids.push(bid);
+                if r.bids.len() >= BIDS_PER_WORKER {
+                    self.choose_replacement(now, rtt);
+                }
+            }
+            return;
+        }
         if self.state != DeployState::Preparing || self.bids.iter().any(|b| b.peer == bid.peer) {
             return;
         }
@@ -342,6 +410,27 @@ impl Deployment {
     ) {
         let accepted = answer.is_ok();
         if self.workers.get(&from) != Some(&Worker::Committing) {
+            return;
+        }
+        if self
+            .replacement
+            .as_ref()
+            .is_some_and(|r| r.phase == ReplacePhase::Committing(from))
+        {
+            match answer {
+                Ok(()) => {
+                    self.workers.insert(from, Worker::Accepted);
+                    self.requests.push_back(Request::Start(from));
+                    if let Some(r) = &mut self.replacement {
+                        r.phase = ReplacePhase::Starting(from);
+                        r.deadline = now + self.deadlines.provision;
+                    }
+                }
+                Err(why) => {
+                    self.workers.remove(&from);
+                    self.abandon_replacement(now, &format!("{from} refused the commit: {why}"));
+                }
+            }
             return;
         }
         if self.state != DeployState::Committing {
@@ -378,10 +467,42 @@ impl Deployment {
             return;
         }
         self.unconfirmed.remove(&from);
+        if w == Worker::Stopping
+            && matches!(status, WorkerStatus::Ended(_))
+            && self.state != DeployState::ShuttingDown
+        {
+            // A worker this deployment let go (replaced): its end is no failure.
+            self.workers.insert(from, Worker::Stopped);
+            self.maybe_finished(now);
+            return;
+        }
+        if let WorkerStatus::Ended(Err(why)) = &status
+            && self
+                .replacement
+                .as_ref()
+                .is_some_and(|r| r.phase == ReplacePhase::Starting(from))
+        {
+            self.workers.remove(&from);
+            self.abandon_replacement(now, &format!("{from} failed to start: {why}"));
+            return;
+        }
         match status {
             WorkerStatus::Running => {
                 if w == Worker::Accepted {
                     self.workers.insert(from, Worker::Running);
+                }
+                let started = self
+                    .replacement
+                    .as_ref()
+                    .filter(|r| r.phase == ReplacePhase::Starting(from))
+                    .map(|r| r.old);
+                if let Some(old) = started {
+                    self.replacement = None;
+                    if self.workers.get(&old) == Some(&Worker::Running) {
+                        self.workers.insert(old, Worker::Stopping);
+                        self.requests.push_back(Request::Shutdown(old));
+                    }
+                    self.note(now, format!("worker {old} replaced by {from}"));
                 }
                 self.progress(now);
             }
@@ -436,6 +557,9 @@ impl Deployment {
     pub fn handle_timeout(&mut self, now: Timestamp, rtt: &BTreeMap<PeerId, Duration>) {
         if !self.unconfirmed.is_empty() && !self.state.is_terminal() {
             self.confirm_timeout(now);
+        }
+        if self.replacement.as_ref().is_some_and(|r| r.deadline <= now) {
+            self.replacement_timeout(now, rtt);
         }
         if self.deadline.is_none_or(|d| d > now) {
             return;
@@ -502,6 +626,58 @@ impl Deployment {
         }
     }
 
+    fn replacement_timeout(&mut self, now: Timestamp, rtt: &BTreeMap<PeerId, Duration>) {
+        let Some(phase) = self.replacement.as_ref().map(|r| r.phase) else {
+            return;
+        };
+        match phase {
+            ReplacePhase::Bidding => self.choose_replacement(now, rtt),
+            ReplacePhase::Committing(p) => {
+                // The commit may still land: revert it.
+                self.workers.remove(&p);
+                self.requests.push_back(Request::Revert(p));
+                self.abandon_replacement(now, &format!("{p} did not answer the commit in time"));
+            }
+            ReplacePhase::Starting(p) => {
+                self.workers.insert(p, Worker::Stopping);
+                self.requests.push_back(Request::Shutdown(p));
+                self.abandon_replacement(now, &format!("{p} did not start in time"));
+            }
+        }
+    }
+
+    fn choose_replacement(&mut self, now: Timestamp, rtt: &BTreeMap<PeerId, Duration>) {
+        let Some(r) = &mut self.replacement else {
+            return;
+        };
+        let ranked = rank(std::mem::take(&mut r.bids), rtt);
+        let Some(best) = ranked.first() else {
+            self.abandon_replacement(now, "no provider bid");
+            return;
+        };
+        let peer = best.peer;
+        r.phase = ReplacePhase::Committing(peer);
+        r.deadline = now + self.deadlines.commit;
+        self.workers.insert(peer, Worker::Committing);
+        self.requests.push_back(Request::Commit(peer));
+    }
+
+    /// The replacement failed: the old worker stays.
+    fn abandon_replacement(&mut self, now: Timestamp, why: &str) {
+        if let Some(r) = self.replacement.take() {
+            self.note(
+                now,
+                format!("worker {} kept, its replacement failed: {why}", r.old),
+            );
+        }
+    }
+
+    /// Records something that happened within the current state (as a transition to the
+    /// same state, without moving its start).
+    fn note(&mut self, now: Timestamp, why: String) {
+        self.transitions.push((now, self.state, why));
+    }
+
     fn choose(&mut self, now: Timestamp, rtt: &BTreeMap<PeerId, Duration>) {
         let ranked = rank(std::mem::take(&mut self.bids), rtt);
         if ranked.len() < self.workers_wanted {
@@ -544,6 +720,12 @@ impl Deployment {
     }
 
     fn shut_down_rest(&mut self, _now: Timestamp) {
+        if let Some(r) = self.replacement.take()
+            && let ReplacePhase::Committing(p) = r.phase
+        {
+            self.workers.insert(p, Worker::Stopped);
+            self.requests.push_back(Request::Revert(p));
+        }
         let live: Vec<PeerId> = self
             .workers
             .iter()

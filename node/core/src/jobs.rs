@@ -47,7 +47,7 @@ use crate::provider::{AllocState, Allocations};
 use crate::simexec::{ExecEvent, Outcome, Stream};
 use crate::time::Timestamp;
 
-pub use sp::{DeploymentView, LogLine};
+pub use sp::{DeploymentView, LogLine, RttPolicy};
 
 /// Log lines a service provider keeps per deployment (older ones are dropped).
 pub const LOG_LINES_KEPT: usize = 1000;
@@ -96,6 +96,9 @@ pub struct JobsConfig {
     pub deadlines: Deadlines,
     /// Added to a job's duration limit for its deployment's run deadline.
     pub run_margin: Duration,
+    /// How this node, as a requester, watches the RTTs between the workers of a job with
+    /// `constraints.rtt_max_ms`, and when it replaces one.
+    pub rtt: RttPolicy,
 }
 
 impl Default for JobsConfig {
@@ -108,6 +111,7 @@ impl Default for JobsConfig {
             queue_max: 16,
             deadlines: Deadlines::default(),
             run_margin: Duration::from_secs(60),
+            rtt: RttPolicy::default(),
         }
     }
 }
@@ -408,7 +412,7 @@ impl Jobs {
         Jobs {
             me: keypair.peer_id(),
             keypair,
-            sp: sp::ServiceProvider::default(),
+            sp: sp::ServiceProvider::new(config.rtt),
             config,
             allocs,
             cp_jobs: BTreeMap::new(),
@@ -568,6 +572,26 @@ impl Jobs {
         deadlines.run = Duration::from_secs(spec.duration_s) + self.config.run_margin;
         self.sp
             .restore(now, id, spec, deadlines, state, since, created, workers);
+        self.flush_sp();
+    }
+
+    /// The next RTT query for a worker of a deployment whose job bounds RTTs:
+    /// (deployment, worker, the other running workers). The answer goes to
+    /// [`Jobs::handle_rtt_report`].
+    pub fn poll_rtt_query(&mut self) -> Option<(u64, PeerId, Vec<PeerId>)> {
+        self.sp.poll_rtt_query()
+    }
+
+    /// Worker `from` of deployment `id` measured these RTTs to the other workers; a worker
+    /// whose RTTs keep breaking the job's bound is replaced.
+    pub fn handle_rtt_report(
+        &mut self,
+        now: Timestamp,
+        id: u64,
+        from: PeerId,
+        rtts: BTreeMap<PeerId, Duration>,
+    ) {
+        self.sp.on_rtt_report(now, id, from, rtts);
         self.flush_sp();
     }
 

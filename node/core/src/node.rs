@@ -165,6 +165,8 @@ pub struct Node {
     jobs_undeliverable: u64,
     /// Job messages waiting for their peer to connect.
     job_outbox: BTreeMap<PeerId, jobs::Outbox>,
+    /// RTT queries asked for the jobs machine: query id to deployment.
+    job_rtt_queries: BTreeMap<u64, u64>,
 }
 
 impl Node {
@@ -207,6 +209,7 @@ impl Node {
             job_protected: BTreeSet::new(),
             jobs_undeliverable: 0,
             job_outbox: BTreeMap::new(),
+            job_rtt_queries: BTreeMap::new(),
             next_maintain: now,
             next_exchange: now + exchange_phase,
             next_explore: now + config.explore_interval + explore_phase,
@@ -555,7 +558,9 @@ impl Node {
             Message::Refused { .. } => {}
             Message::RttQuery { id, peers } => self.on_rtt_query(from, id, peers),
             Message::RttReport { id, rtts } => {
-                if rtts.len() <= RTT_QUERY_MAX {
+                if let Some(deployment) = self.job_rtt_queries.remove(&id) {
+                    self.on_job_rtt_report(now, from, deployment, rtts);
+                } else if rtts.len() <= RTT_QUERY_MAX {
                     self.events.push_back(Event::RttReport { from, id, rtts });
                 }
             }

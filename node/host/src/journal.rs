@@ -23,11 +23,14 @@ pub struct AllocationRecord {
     pub ports: Vec<u16>,
 }
 
-/// What a deployment record keeps beyond its state.
+/// What a deployment record keeps beyond its state: enough to resume it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeploymentRecord {
     /// The job, TOML.
     pub spec: String,
+    /// The chosen providers, once commits were sent.
+    #[serde(default)]
+    pub workers: Vec<String>,
 }
 
 /// The store id of allocation `id`.
@@ -136,12 +139,17 @@ impl JobRecorder for Journal {
                 )
             }
             JobEvent::Deployment { id, state, reason } => {
-                let spec = || {
+                let record = || {
                     let record = DeploymentRecord {
                         spec: node
                             .jobs()
                             .deployment_spec(*id)
                             .and_then(|s| toml::to_string(s).ok())
+                            .unwrap_or_default(),
+                        workers: node
+                            .jobs()
+                            .deployment(*id)
+                            .map(|v| v.workers.iter().map(|w| w.0.to_string()).collect())
                             .unwrap_or_default(),
                     };
                     serde_json::to_string(&record).unwrap_or_default()
@@ -149,16 +157,24 @@ impl JobRecorder for Journal {
                 // A deployment's first event is its request for bids (preparing).
                 let first = *state == DeployState::Preparing;
                 let key = deployment_key(*id);
-                self.write(
+                let written = self.write(
                     Kind::Deployment,
                     &key,
                     first,
                     None,
-                    spec,
+                    record,
                     state.name(),
                     reason,
                     at_us,
-                )
+                );
+                // Commits name the workers: keep them to resume after a restart. The
+                // transition is written first, so a crash between leaves the deployment
+                // committing without workers (restored as failed, nothing started).
+                if written.is_ok() && *state == DeployState::Committing {
+                    self.store.set_spec(Kind::Deployment, &key, &record())
+                } else {
+                    written
+                }
             }
             JobEvent::Log { .. } | JobEvent::Refused { .. } => Ok(()),
         };
@@ -231,4 +247,80 @@ pub fn live_allocations(store: &Store) -> Result<StoredJobs, crate::store::Store
         })
         .collect();
     Ok((live, max_alloc, max_deployment))
+}
+
+/// A live deployment of this node found in the store at start-up.
+#[derive(Clone, Debug)]
+pub struct StoredDeployment {
+    /// Its number.
+    pub id: u64,
+    /// Its state when the node stopped.
+    pub state: DeployState,
+    /// The job.
+    pub spec: JobSpec,
+    /// The chosen providers.
+    pub workers: Vec<PeerId>,
+    /// When it was created and when it entered its state (microseconds since the Unix
+    /// epoch).
+    pub created_at_us: u64,
+    /// When it entered its state.
+    pub since_us: u64,
+}
+
+/// A stored deployment, or why it cannot be read.
+pub type StoredDeploymentRead = Result<StoredDeployment, String>;
+
+/// States of a deployment that is not over.
+pub const LIVE_DEPLOYMENT_STATES: [&str; 5] = [
+    "preparing",
+    "committing",
+    "provisioning",
+    "running",
+    "shutting_down",
+];
+
+/// The deployments the store holds as not over (each with its number, or why it cannot be
+/// read).
+pub fn live_deployments(
+    store: &Store,
+) -> Result<Vec<(u64, StoredDeploymentRead)>, crate::store::StoreError> {
+    Ok(store
+        .list(Kind::Deployment, Some(&LIVE_DEPLOYMENT_STATES))?
+        .into_iter()
+        .map(|r| {
+            let id = r.id[1..].parse::<u64>().unwrap_or(0);
+            let bad = |why: String| format!("deployment {} in the store: {why}", r.id);
+            let read = || {
+                let record: DeploymentRecord =
+                    serde_json::from_str(&r.spec).map_err(|e| bad(e.to_string()))?;
+                let spec = JobSpec::from_toml_str(&record.spec, std::path::Path::new("stored job"))
+                    .map_err(|e| bad(e.to_string()))?;
+                let workers = record
+                    .workers
+                    .iter()
+                    .map(|w| {
+                        w.parse::<PeerId>()
+                            .map_err(|e| bad(format!("worker {w}: {e}")))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let state = match r.state.as_str() {
+                    "preparing" => DeployState::Preparing,
+                    "committing" => DeployState::Committing,
+                    "provisioning" => DeployState::Provisioning,
+                    "running" => DeployState::Running,
+                    "shutting_down" => DeployState::ShuttingDown,
+                    other => return Err(bad(format!("unknown state {other}"))),
+                };
+                Ok(StoredDeployment {
+                    id,
+                    state,
+                    spec,
+                    workers,
+                    created_at_us: r.created_at_us,
+                    since_us: r.updated_at_us,
+                })
+            };
+            (id, read())
+        })
+        .collect())
 }

@@ -311,6 +311,21 @@ impl Store {
         Ok(from)
     }
 
+    /// Replaces what record `id` of `kind` keeps to resume (its `spec` JSON).
+    pub fn set_spec(&mut self, kind: Kind, id: &str, spec: &str) -> Result<(), StoreError> {
+        let changed = self.conn.execute(
+            "UPDATE record SET spec = ?3 WHERE kind = ?1 AND id = ?2",
+            params![kind.table(), id, spec],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::Unknown {
+                kind,
+                id: id.to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// The record `id` of `kind`, if stored.
     pub fn get(&self, kind: Kind, id: &str) -> Result<Option<Record>, StoreError> {
         Ok(self

@@ -425,3 +425,71 @@ fn request_to_running_benchmark() -> anyhow::Result<()> {
     println!("ratio: {:.2}", a.as_secs_f64() / b.as_secs_f64());
     Ok(())
 }
+
+#[test]
+fn a_requester_killed_mid_job_takes_its_deployment_back() -> anyhow::Result<()> {
+    if !docker_ready() {
+        return Ok(());
+    }
+    let root = tempfile::tempdir()?;
+    let (sp, cp) = pair(root.path())?;
+    let job = write_job(root.path(), "echo started; sleep 3; echo finished", 120)?;
+    let out = sp.cli(&["deploy", job.to_str().context("path")?])?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sp.deployment(1)?.state != DeployState::Running {
+        ensure!(
+            Instant::now() < deadline,
+            "not running in 30 s:\n{}",
+            cp.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The requester dies; the job ends while it is away, so the provider's report waits.
+    let sp_dir = sp.kill9();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = cp.resources()?;
+        if r.allocations
+            .iter()
+            .any(|a| a.id == 1 && a.state == "completed")
+        {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "job did not end: {r:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Restarted on the same data dir (a new port: it finds the provider itself), the
+    // requester takes the deployment back, asks its worker, and sees it completed.
+    let sp = NodeProc::start(&sp_dir, "", &["--bootstrap", &cp.tcp])?;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let d = sp.deployment(1)?;
+        if d.state == DeployState::Completed {
+            ensure!(
+                d.transitions
+                    .iter()
+                    .any(|t| t.2.contains("restored after a restart")),
+                "{d:?}"
+            );
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline && !d.state.is_terminal(),
+            "deployment {d:?}\nsp:\n{}\ncp:\n{}",
+            sp.log(),
+            cp.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    ensure!(
+        sp.log().contains("deployment restored after a restart"),
+        "{}",
+        sp.log()
+    );
+    Ok(())
+}

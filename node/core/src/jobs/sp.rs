@@ -62,11 +62,41 @@ struct Sp {
     asked: Vec<PeerId>,
     /// The bid request goes out as a broadcast rather than to `asked`.
     broadcast: bool,
+    /// The latency table between the running workers, when the job bounds it.
+    watch: RttWatch,
     created: Timestamp,
     logs: VecDeque<LogLine>,
     log_count: usize,
     /// Transitions already reported as events.
     reported: usize,
+}
+
+/// What a deployment whose job bounds the RTT between its workers
+/// (`constraints.rtt_max_ms`) knows of that table: each running worker's last report of its
+/// RTTs to the others, and since when some measured pair breaks the bound.
+#[derive(Debug, Default)]
+struct RttWatch {
+    next_check: Option<Timestamp>,
+    reports: BTreeMap<PeerId, BTreeMap<PeerId, Duration>>,
+    breaking_since: Option<Timestamp>,
+}
+
+/// How a service provider watches the RTTs between the workers of its deployments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RttPolicy {
+    /// Each running worker is asked for its RTTs to the others this often.
+    pub check_every: Duration,
+    /// A worker is replaced once measured RTTs have broken the job's bound for this long.
+    pub replace_after: Duration,
+}
+
+impl Default for RttPolicy {
+    fn default() -> Self {
+        RttPolicy {
+            check_every: Duration::from_secs(10),
+            replace_after: Duration::from_secs(30),
+        }
+    }
 }
 
 /// The deployments of one node.
@@ -77,9 +107,37 @@ pub(super) struct ServiceProvider {
     transmits: VecDeque<(PeerId, JobMessage)>,
     broadcasts: VecDeque<JobMessage>,
     events: VecDeque<JobEvent>,
+    rtt_policy: RttPolicy,
+    /// RTT queries to send: (deployment, worker, the other workers).
+    rtt_queries: VecDeque<(u64, PeerId, Vec<PeerId>)>,
+}
+
+impl Sp {
+    /// The earliest of the deployment's deadline and its next RTT check.
+    fn due(&self) -> Option<Timestamp> {
+        match (self.deployment.poll_timeout(), self.watch.next_check) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn running_workers(&self) -> Vec<PeerId> {
+        self.deployment
+            .workers()
+            .filter(|(_, w)| *w == Worker::Running)
+            .map(|(p, _)| p)
+            .collect()
+    }
 }
 
 impl ServiceProvider {
+    pub(super) fn new(rtt_policy: RttPolicy) -> Self {
+        ServiceProvider {
+            rtt_policy,
+            ..ServiceProvider::default()
+        }
+    }
+
     pub(super) fn numbered_after(&mut self, id: u64) {
         self.next = self.next.max(id);
     }
@@ -111,6 +169,7 @@ impl ServiceProvider {
                 spec_text,
                 asked,
                 broadcast,
+                watch: RttWatch::default(),
                 created: now,
                 logs: VecDeque::new(),
                 log_count: 0,
@@ -146,6 +205,7 @@ impl ServiceProvider {
                 spec_text,
                 asked: workers.to_vec(),
                 broadcast: false,
+                watch: RttWatch::default(),
                 created,
                 logs: VecDeque::new(),
                 log_count: 0,
@@ -178,25 +238,107 @@ impl ServiceProvider {
     }
 
     pub(super) fn poll_timeout(&self) -> Option<Timestamp> {
-        self.deployments
-            .values()
-            .filter_map(|d| d.deployment.poll_timeout())
-            .min()
+        self.deployments.values().filter_map(Sp::due).min()
     }
 
     pub(super) fn handle_timeout(&mut self, now: Timestamp, rtt: &BTreeMap<PeerId, Duration>) {
         let due: Vec<u64> = self
             .deployments
             .iter()
-            .filter(|(_, d)| d.deployment.poll_timeout().is_some_and(|t| t <= now))
+            .filter(|(_, d)| d.due().is_some_and(|t| t <= now))
             .map(|(id, _)| *id)
             .collect();
         for id in due {
             if let Some(d) = self.deployments.get_mut(&id) {
-                d.deployment.handle_timeout(now, rtt);
+                if d.deployment.poll_timeout().is_some_and(|t| t <= now) {
+                    d.deployment.handle_timeout(now, rtt);
+                }
+                if d.watch.next_check.is_some_and(|t| t <= now) {
+                    let every = self.rtt_policy.check_every;
+                    d.watch.next_check = Some(now + every);
+                    let running = d.running_workers();
+                    for w in &running {
+                        let others: Vec<PeerId> =
+                            running.iter().filter(|p| *p != w).copied().collect();
+                        self.rtt_queries.push_back((id, *w, others));
+                    }
+                }
             }
             self.pump(id);
         }
+    }
+
+    pub(super) fn poll_rtt_query(&mut self) -> Option<(u64, PeerId, Vec<PeerId>)> {
+        self.rtt_queries.pop_front()
+    }
+
+    /// Worker `from` of deployment `id` reports its RTTs to the other workers. Once some
+    /// measured pair has broken the job's bound for [`RttPolicy::replace_after`], the worker
+    /// in the most breaking pairs (then with the highest RTTs, then by peer id) is replaced.
+    pub(super) fn on_rtt_report(
+        &mut self,
+        now: Timestamp,
+        id: u64,
+        from: PeerId,
+        rtts: BTreeMap<PeerId, Duration>,
+    ) {
+        let after = self.rtt_policy.replace_after;
+        let Some(d) = self.deployments.get_mut(&id) else {
+            return;
+        };
+        let Some(max) = d.spec.constraints.rtt_max_ms else {
+            return;
+        };
+        let running = d.running_workers();
+        if !running.contains(&from) || d.deployment.replacing().is_some() {
+            return;
+        }
+        d.watch.reports.insert(from, rtts);
+        d.watch.reports.retain(|p, _| running.contains(p));
+        let bound = Duration::from_millis(u64::from(max));
+        // Each pair's RTT: the higher of the two ends' measurements, where measured.
+        let mut breaks: BTreeMap<PeerId, (usize, Duration)> = BTreeMap::new();
+        for (a, table) in &d.watch.reports {
+            for (b, rtt) in table {
+                if !running.contains(b) || a == b {
+                    continue;
+                }
+                let back = d.watch.reports.get(b).and_then(|t| t.get(a)).copied();
+                let pair = back.map_or(*rtt, |r| r.max(*rtt));
+                // Count each pair once: from its lower end when both ends measured it.
+                if pair <= bound || (back.is_some() && a > b) {
+                    continue;
+                }
+                {
+                    for p in [a, b] {
+                        let e = breaks.entry(*p).or_default();
+                        e.0 += 1;
+                        e.1 += pair;
+                    }
+                }
+            }
+        }
+        if breaks.is_empty() {
+            d.watch.breaking_since = None;
+            return;
+        }
+        let since = *d.watch.breaking_since.get_or_insert(now);
+        if now.saturating_since(since) < after {
+            return;
+        }
+        let slow = breaks
+            .iter()
+            .max_by(|x, y| x.1.cmp(y.1).then(y.0.cmp(x.0)))
+            .map(|(p, _)| *p);
+        if let Some(slow) = slow
+            && d.deployment.replace_worker(now, slow)
+        {
+            d.watch = RttWatch {
+                next_check: d.watch.next_check,
+                ..RttWatch::default()
+            };
+        }
+        self.pump(id);
     }
 
     pub(super) fn on_bid(
@@ -353,6 +495,7 @@ impl ServiceProvider {
                 Request::Revert(p) => (vec![p], JobMessage::Revert { deployment: id }),
                 Request::Shutdown(p) => (vec![p], JobMessage::Shutdown { deployment: id }),
                 Request::Query(p) => (vec![p], JobMessage::Query { deployment: id }),
+                Request::Start(p) => (vec![p], JobMessage::Start { deployment: id }),
             };
             for p in to {
                 self.transmits.push_back((p, msg.clone()));
@@ -376,6 +519,16 @@ impl ServiceProvider {
                 state,
                 reason: why,
             });
+        }
+        // The RTT watch runs while the deployment runs, if its job bounds the RTT between
+        // two or more workers.
+        let watched = d.deployment.state() == DeployState::Running
+            && d.spec.constraints.rtt_max_ms.is_some()
+            && d.spec.workers > 1;
+        if !watched {
+            d.watch = RttWatch::default();
+        } else if d.watch.next_check.is_none() {
+            d.watch.next_check = Some(d.deployment.since() + self.rtt_policy.check_every);
         }
         if d.deployment.state().is_terminal() {
             self.forget_old();

@@ -35,6 +35,8 @@ struct Net {
     events: Vec<(usize, JobEvent)>,
     /// Node indexes whose messages are dropped.
     mute: BTreeSet<usize>,
+    /// The RTT between two nodes, as their latency tables would report it.
+    rtt: fn(usize, usize) -> Duration,
 }
 
 impl Net {
@@ -68,6 +70,7 @@ impl Net {
             now: Timestamp::from_micros(1_000_000),
             events: Vec::new(),
             mute: BTreeSet::new(),
+            rtt: |_, _| Duration::from_millis(10),
         }
     }
 
@@ -101,6 +104,18 @@ impl Net {
                     let j = self.index(&to);
                     let from = self.ids[i];
                     self.nodes[j].handle_message(self.now, from, msg, &BTreeMap::new());
+                }
+                while let Some((id, to, peers)) = self.nodes[i].poll_rtt_query() {
+                    moved = true;
+                    let j = self.index(&to);
+                    if self.mute.contains(&j) {
+                        continue;
+                    }
+                    let table = peers
+                        .iter()
+                        .map(|p| (*p, (self.rtt)(j, self.index(p))))
+                        .collect();
+                    self.nodes[i].handle_rtt_report(self.now, id, to, table);
                 }
                 while let Some(msg) = self.nodes[i].poll_broadcast() {
                     moved = true;
@@ -545,4 +560,126 @@ fn a_requester_restarted_while_committing_reverts_every_commit() {
     for n in &net.nodes[1..] {
         assert_eq!(n.allocations().ledger().available(), MACHINE);
     }
+}
+
+/// Jobs that run for 5 to 7 minutes on every provider.
+fn long_runs(net: &mut Net) {
+    for (i, e) in net.execs.iter_mut().enumerate() {
+        let exec = SimExecConfig {
+            start_delay: (Duration::from_millis(100), Duration::from_millis(500)),
+            run_time: (Duration::from_secs(300), Duration::from_secs(420)),
+            failure_probability: 0.0,
+            log_lines: 1,
+        };
+        *e = SimExecutor::new(exec, SeedTree::new(8).child(i as u64)).unwrap();
+    }
+}
+
+fn rtt_bound_job() -> JobSpec {
+    spec(
+        "image = \"busybox\"\nduration_s = 600\nworkers = 2\n\
+         [resources]\ncores = 1\nmemory_mb = 256\n[constraints]\nrtt_max_ms = 50\n",
+    )
+}
+
+#[test]
+fn a_worker_far_from_the_others_is_replaced_and_the_job_goes_on() {
+    let mut net = Net::new(4, |_, _| {});
+    long_runs(&mut net);
+    // Provider 1, the cheapest, is 200 ms from everyone; the others 10 ms apart.
+    net.rtt = |a, b| {
+        if a == 1 || b == 1 {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_millis(10)
+        }
+    };
+    let id = net.deploy(rtt_bound_job());
+    let end = net.later(5);
+    net.run_until(end);
+    let view = net.nodes[0].deployment(id).unwrap();
+    assert_eq!(view.state, DeployState::Running);
+    let chosen: Vec<PeerId> = view.workers.iter().map(|w| w.0).collect();
+    assert!(
+        chosen.contains(&net.ids[1]) && chosen.contains(&net.ids[2]),
+        "{view:?}"
+    );
+    // The bound is broken from the first check (10 s after running); not replaced yet at
+    // 30 s of breaking.
+    let end = net.later(30);
+    net.run_until(end);
+    assert_eq!(net.nodes[0].deployment(id).unwrap().workers.len(), 2);
+    let end = net.later(15);
+    net.run_until(end);
+    let view = net.nodes[0].deployment(id).unwrap();
+    assert_eq!(view.state, DeployState::Running, "{view:?}");
+    let workers: BTreeMap<PeerId, String> = view.workers.iter().cloned().collect();
+    assert_eq!(
+        workers.get(&net.ids[1]).map(String::as_str),
+        Some("stopped"),
+        "{view:?}"
+    );
+    assert_eq!(
+        workers.get(&net.ids[2]).map(String::as_str),
+        Some("running")
+    );
+    assert_eq!(
+        workers.get(&net.ids[3]).map(String::as_str),
+        Some("running")
+    );
+    assert!(
+        view.transitions.iter().any(|t| t
+            .2
+            .contains(&format!("worker {} replaced by {}", net.ids[1], net.ids[3]))),
+        "{view:?}"
+    );
+    // The replaced provider got its capacity back; the job runs to its end.
+    assert_eq!(net.nodes[1].allocations().ledger().available(), MACHINE);
+    let end = net.later(600);
+    net.run_until(end);
+    let view = net.nodes[0].deployment(id).unwrap();
+    assert_eq!(view.state, DeployState::Completed, "{view:?}");
+    for n in &net.nodes[1..] {
+        assert_eq!(n.allocations().ledger().available(), MACHINE);
+    }
+}
+
+#[test]
+fn workers_within_the_rtt_bound_are_kept() {
+    let mut net = Net::new(4, |_, _| {});
+    long_runs(&mut net);
+    net.rtt = |_, _| Duration::from_millis(40);
+    let id = net.deploy(rtt_bound_job());
+    let end = net.later(120);
+    net.run_until(end);
+    let view = net.nodes[0].deployment(id).unwrap();
+    assert_eq!(view.state, DeployState::Running);
+    assert_eq!(view.workers.len(), 2);
+    assert!(view.workers.iter().all(|w| w.1 == "running"), "{view:?}");
+}
+
+#[test]
+fn a_failed_replacement_keeps_the_old_worker() {
+    // Only two providers: no third one can bid, so the far worker stays.
+    let mut net = Net::new(2, |_, _| {});
+    long_runs(&mut net);
+    net.rtt = |a, b| {
+        if a == 1 || b == 1 {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_millis(10)
+        }
+    };
+    let id = net.deploy(rtt_bound_job());
+    let end = net.later(60);
+    net.run_until(end);
+    let view = net.nodes[0].deployment(id).unwrap();
+    assert_eq!(view.state, DeployState::Running, "{view:?}");
+    assert!(view.workers.iter().all(|w| w.1 == "running"), "{view:?}");
+    assert!(
+        view.transitions.iter().any(|t| t
+            .2
+            .contains("kept, its replacement failed: no provider bid")),
+        "{view:?}"
+    );
 }

@@ -166,6 +166,15 @@ impl Node {
                 self.enqueue(now, to, msg);
             }
         }
+        while let Some((deployment, to, peers)) = self.jobs.poll_rtt_query() {
+            // A worker not connected now is asked at the next check.
+            if let Ok(id) = self.query_rtts(to, peers) {
+                self.job_rtt_queries.insert(id, deployment);
+                while self.job_rtt_queries.len() > RTT_QUERIES_KEPT {
+                    self.job_rtt_queries.pop_first();
+                }
+            }
+        }
         while let Some(e) = self.jobs.poll_event() {
             self.events.push_back(Event::Job(e));
         }
@@ -181,6 +190,23 @@ impl Node {
                 self.job_protected.insert(p);
             }
         }
+    }
+
+    /// A worker answered an RTT query asked for deployment `deployment`.
+    pub(super) fn on_job_rtt_report(
+        &mut self,
+        now: Timestamp,
+        from: PeerId,
+        deployment: u64,
+        rtts: Vec<crate::wire::RttSample>,
+    ) {
+        let rtts = rtts
+            .iter()
+            .take(crate::wire::RTT_QUERY_MAX)
+            .map(|s| (s.peer, Duration::from_micros(s.ewma_us)))
+            .collect();
+        self.jobs.handle_rtt_report(now, deployment, from, rtts);
+        self.after_jobs(now);
     }
 
     /// Messages of jobs dropped because their peer stayed unreachable (past
@@ -285,6 +311,9 @@ impl Node {
         }
     }
 }
+
+/// Unanswered RTT queries of jobs remembered at most (the oldest are forgotten).
+const RTT_QUERIES_KEPT: usize = 1024;
 
 /// How long a job message waits for its peer at most.
 pub const OUTBOX_TTL: Duration = Duration::from_secs(600);

@@ -19,7 +19,9 @@ pub struct Recovery {
     pub reattached: Vec<u64>,
     /// Allocations marked failed (container gone, or never started).
     pub failed: Vec<u64>,
-    /// Deployments of this node marked failed (their state machines did not survive).
+    /// Deployments of this node taken back (see `Node::restore_deployment`).
+    pub deployments_restored: Vec<u64>,
+    /// Deployments of this node marked failed (their records could not be read).
     pub deployments_failed: Vec<u64>,
 }
 
@@ -150,18 +152,32 @@ pub async fn prepare(
             }
         }
     }
-    let live_states = [
-        "preparing",
-        "committing",
-        "provisioning",
-        "running",
-        "shutting_down",
-    ];
-    for d in store.list(Kind::Deployment, Some(&live_states))? {
-        let n = d.id[1..].parse::<u64>().unwrap_or(0);
-        let why = "this node restarted while it ran; its workers end by their duration limit";
-        store.transition(Kind::Deployment, &deployment_key(n), "failed", why, at_us)?;
-        recovery.deployments_failed.push(n);
+    for (n, d) in journal::live_deployments(store)? {
+        match d {
+            Ok(d) => {
+                node.restore_deployment(
+                    now,
+                    d.id,
+                    d.spec,
+                    d.state,
+                    Timestamp::from_micros(d.since_us),
+                    Timestamp::from_micros(d.created_at_us),
+                    &d.workers,
+                );
+                recovery.deployments_restored.push(n);
+                tracing::info!(
+                    deployment = n,
+                    state = %d.state,
+                    "deployment restored after a restart; confirming with its workers"
+                );
+            }
+            Err(why) => {
+                let why = format!("could not be restored after a restart: {why}");
+                store.transition(Kind::Deployment, &deployment_key(n), "failed", &why, at_us)?;
+                recovery.deployments_failed.push(n);
+                tracing::warn!(deployment = n, %why, "deployment failed at start-up");
+            }
+        }
     }
     Ok((runner, recovery))
 }
