@@ -97,6 +97,7 @@
 pub mod connection;
 mod faults;
 pub mod host;
+mod jobs;
 pub mod network;
 mod recorder;
 
@@ -106,6 +107,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use flotilla_core::{Node, Timestamp};
 use flotilla_node::clock::Clock;
+use flotilla_node::simrunner::SimRunner;
 use rand::Rng;
 use tokio::sync::watch;
 
@@ -200,6 +202,8 @@ struct Engine<'w> {
     added: Vec<bool>,
     /// Peers by start offset (ties by index): hosts join turmoil in this order.
     pending: Vec<usize>,
+    /// Each service provider's first deployment round, after the run's start.
+    first_rounds: Vec<Option<Duration>>,
     next_pending: usize,
     /// Each link's one-way delay, `a * n + b` with `a < b`.
     delays: Vec<Duration>,
@@ -241,6 +245,10 @@ impl<'w> Engine<'w> {
         let (halt, _) = watch::channel(false);
         let mut pending: Vec<usize> = (0..n).collect();
         pending.sort_by_key(|i| world.peer(*i).start_offset);
+        let mut first_rounds = vec![None; n];
+        for (i, at) in world.first_rounds() {
+            first_rounds[i] = Some(at);
+        }
         Engine {
             world,
             sim,
@@ -261,6 +269,7 @@ impl<'w> Engine<'w> {
             down: vec![false; n],
             added: vec![false; n],
             pending,
+            first_rounds,
             next_pending: 0,
             delays,
             next_probe: liveness.map_or(Timestamp::MAX, |(from, _)| from),
@@ -371,6 +380,7 @@ impl<'w> Engine<'w> {
             last_mile: p.last_mile,
             bootstrap: p.bootstrap,
             class: self.world.class_name(i).map(str::to_string),
+            first_round: self.first_rounds[i],
         };
         let ctl = Ctl {
             recorder: Recorder {
@@ -613,6 +623,10 @@ impl<'w> Engine<'w> {
                 checks.failure = Some(failure);
             }
         }
+        let jobs = shared
+            .jobs
+            .as_ref()
+            .map(|j| j.summary(nodes.iter().flatten()));
         let (sent, delivered) = (shared.sent(), shared.delivered());
         let dropped = self.dropped.load(Ordering::Relaxed);
         let in_flight = sent.saturating_sub(delivered + dropped);
@@ -635,7 +649,7 @@ impl<'w> Engine<'w> {
             trace: self.trace,
             rcmgr,
             company,
-            jobs: None,
+            jobs,
         };
         (result, failure)
     }
@@ -680,6 +694,8 @@ struct Start {
     bootstrap: bool,
     /// Its class in `[[classes]]`, if the scenario has classes.
     class: Option<String>,
+    /// Its first deployment round, if it is a service provider (`[jobs]`).
+    first_round: Option<Duration>,
 }
 
 /// What the engine hands every host: the recorder, the halt signal, the clock skew.
@@ -724,6 +740,7 @@ async fn host(spec: HostSpec, start: Start, ctl: Ctl) -> turmoil::Result {
     let net = net
         .stop_at(tokio::time::Instant::now() + left)
         .count_drops_in(Arc::clone(&spec.messages_dropped));
+    let halt = ctl.halt.clone();
     let net = Checked {
         inner: net,
         index,
@@ -732,9 +749,35 @@ async fn host(spec: HostSpec, start: Start, ctl: Ctl) -> turmoil::Result {
         dropped: spec.messages_dropped,
     };
     let clock = SkewClock::new(now, ctl.skew_us);
-    let node =
+    let mut node =
         Node::new(spec.config, spec.keypair, spec.seed, clock.now()).map_err(HostError::Config)?;
-    let (driver, _handle) = flotilla_node::driver::Driver::new(node, net, clock, ctl.recorder);
+    let world = Arc::clone(&shared.lock().checks.world);
+    world
+        .onboard(index, &mut node)
+        .map_err(HostError::Onboard)?;
+    let exec = {
+        let mut shared = shared.lock();
+        shared.jobs.as_mut().and_then(|j| j.executor(&world, index))
+    };
+    let (driver, handle) =
+        flotilla_node::driver::Driver::new(node, net, clock.clone(), ctl.recorder);
+    let driver = match exec {
+        Some(exec) => {
+            let (runner, events) = SimRunner::spawn(exec, clock);
+            driver.with_runner(Box::new(runner), events)
+        }
+        None => driver,
+    };
+    if let Some(first) = start.first_round {
+        tokio::spawn(jobs::deploy_rounds(
+            handle,
+            shared.clone(),
+            index,
+            first,
+            spec.end,
+            halt,
+        ));
+    }
     let node = driver.run().await;
     shared.lock().finished(index, node);
     Ok(())
