@@ -9,7 +9,8 @@
 //! - `faults`: the network wrapper of a checked run (loss bursts, per-step checks, halt)
 //!   and the skewable driver clock;
 //! - `recorder`: the trace records, message counters, invariant checks and liveness views
-//!   the hosts share with the engine loop.
+//!   the hosts share with the engine loop;
+//! - `jobs`: the executors, deployment rounds and tally of `[jobs]`.
 //!
 //! [`run_with`] runs a [`World`] the way the fleet engine does, with the same trace format,
 //! the same [`Plan`] (faults, invariants, liveness, `[debug]`) and the same exit codes: one
@@ -57,6 +58,32 @@
 //! frame is a stream on the core protocol while the driver handles it. Refusals reach the
 //! engine's counts and `refused` lines, and each operation the `usage-within-limits`
 //! check. `[[workload]]` floods stay fleet-only.
+//!
+//! Jobs (`[jobs]`) use the world's plan, as on the fleet engine: the same compute
+//! providers, capacities, prices and seeded executors ([`World::executor`]: a fresh seed
+//! per start), the same service providers and deployment times ([`World::first_rounds`]).
+//! A provider's host onboards its capacity into the node and gives the driver a
+//! [`SimRunner`]: the simulated executor in a task of the host on the node's clock, its
+//! events fed back through the driver's executor channel. A service provider's host deploys
+//! the templates in turn through the driver's handle (the API's `Deploy` command). Job
+//! events reach the trace (the same `deployment`, `allocation` and `job-refused` lines),
+//! the `jobs` summary and the `capacity` and `deployment-bound` checks (per event, and
+//! after every driver step) through the host's observer. Approximated on turmoil as
+//! follows:
+//!
+//! - a deployment round fires at the first tick boundary at or after its time (the fleet
+//!   engine: at its time), and a round that falls while the service provider is down is
+//!   skipped, as on the fleet engine;
+//! - an executor event reaches the node at the first tick boundary at or after it is due,
+//!   so a job's start, logs and exit come up to a tick later than on the fleet engine, and
+//!   the times from deploy to running come out on tick boundaries;
+//! - a crash stops the host's software with its executor task: the provider's jobs vanish
+//!   and their service providers end the deployments by their deadlines; a crashed
+//!   service provider's live deployments count as lost and its job counters as of its last
+//!   step still reach the summary;
+//! - bids, commits and job reports travel over the simulated TCP like every message, so
+//!   the numbers (bids, allocations, times) differ from the fleet engine's while the
+//!   deployments asked and their outcomes mostly agree.
 //!
 //! Checks: every driver step ends with the plan's per-node checks, every event goes through
 //! the per-event ones; the loop stops after the step of the first violation (its `failed`
