@@ -20,7 +20,8 @@
 
 use std::time::Duration;
 
-use flotilla_core::jobs::JobStats;
+use flotilla_core::job::JobSpec;
+use flotilla_core::jobs::{JobEvent, JobStats};
 use flotilla_core::simexec::SimExecutor;
 use flotilla_core::{Node, Timestamp};
 use flotilla_node::driver::DriverHandle;
@@ -69,7 +70,7 @@ impl JobsState {
     }
 
     /// The job service provider `i` deploys in its next round.
-    fn next_template(&mut self, world: &World, i: usize) -> Option<flotilla_core::job::JobSpec> {
+    fn next_template(&mut self, world: &World, i: usize) -> Option<JobSpec> {
         let (Some(j), JobRole::ServiceProvider { ordinal }) =
             (world.jobs(), world.peer(i).job_role)
         else {
@@ -81,7 +82,7 @@ impl JobsState {
     }
 
     /// Node `i` reported a job event at `at` (since the run's start).
-    pub(super) fn event(&mut self, i: usize, at: Duration, e: &flotilla_core::jobs::JobEvent) {
+    pub(super) fn event(&mut self, i: usize, at: Duration, e: &JobEvent) {
         self.tally.event(i, at, e);
     }
 
