@@ -105,8 +105,10 @@ impl JobsState {
 
 /// The deployment rounds of service provider `index` from now on, through `handle`: the
 /// first at `first` after the run's start, then every `deploy_every_s` while before
-/// `deploy_until_s` and `end`; rounds already past (the host was down) are skipped. Ends
-/// when the engine halts the run.
+/// `deploy_until_s` and `end`. Rounds already past when the node starts (it had not
+/// started, or its host was down) are skipped, as on the fleet engine; since a host starts
+/// its node at a tick boundary, so is a round that falls between the node's start time and
+/// that boundary. Ends when the engine halts the run.
 pub(super) async fn deploy_rounds(
     handle: DriverHandle,
     shared: SharedRef,
