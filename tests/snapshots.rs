@@ -9,6 +9,7 @@
 //! | `crash-restart.toml` | fleet | `crash_restart_fleet_summary`, `crash_restart_fleet_trace` |
 //! | `churn-classes.toml` | fleet | `churn_classes_fleet_summary`, `churn_classes_fleet_trace_head` (with every engine line) |
 //! | `deployments.toml` | fleet | `deployments_fleet_summary` (with the `jobs` section), `deployments_fleet_trace_head` (with every engine line and every job line of the first service provider) |
+//! | `deployments-small.toml` | both | `deployments_small_fleet_summary`, `deployments_small_turmoil_summary`, `deployments_small_turmoil_trace_head` (with every engine line and every deployment line) |
 //! | `scope-exhaustion.toml` | fleet | `scope_exhaustion_fleet_summary`, `scope_exhaustion_fleet_trace_head` (with every `refused` line and every dial refused by a resource limit) |
 //!
 //! The scenarios with faults run through the simulator's checked runner (faults, invariants,
@@ -28,10 +29,11 @@ use flotilla_sim::{EngineKind, Trace, runner};
 use flotilla_tests::{Run, head, load, run, scenarios_dir, sha256_hex};
 
 /// Scenario files snapshotted by this binary (sorted), one test each below.
-const COVERED: [&str; 11] = [
+const COVERED: [&str; 12] = [
     "churn-classes.toml",
     "churn.toml",
     "crash-restart.toml",
+    "deployments-small.toml",
     "deployments.toml",
     "latency-filter-off.toml",
     "latency-filter.toml",
@@ -246,6 +248,66 @@ fn deployments_fleet() {
         "trace.txt digest, head, engine lines, the first service provider's deployments",
         &value,
     );
+}
+
+/// Thirty peers, 24 compute providers and 3 service providers deploying every 15 s for a
+/// minute, on both engines with every check: on each, every invariant holds (`capacity`,
+/// `deployment-bound` among them), every one of the 12 deployments ended and most
+/// completed. The numbers differ between the engines (turmoil's tick, its TCP); both
+/// summaries and the turmoil run's deployment lines are snapshotted.
+#[test]
+fn deployments_small_both_engines() {
+    let file = "deployments-small.toml";
+    let scenario = load(file).expect("the scenario loads");
+    for engine in [EngineKind::Fleet, EngineKind::Turmoil] {
+        let outcome = runner::run_checked(&scenario, scenario.seed, engine, Trace::new)
+            .expect("the run finishes");
+        assert!(outcome.failure.is_none(), "{engine}: {:?}", outcome.failure);
+        let j = outcome.summary.jobs.clone().expect("a jobs summary");
+        assert_eq!(
+            (j.deployments_asked, j.deploy_errors),
+            (12, 0),
+            "{engine}: {j:?}"
+        );
+        let completed = j.by_state.get("completed").copied().unwrap_or(0);
+        let failed = j.by_state.get("failed").copied().unwrap_or(0);
+        assert_eq!(completed + failed, j.deployments_asked, "{engine}: {j:?}");
+        assert!(completed >= 9, "{engine}: {j:?}");
+        assert!(
+            j.running_reached >= completed && j.allocations_accepted >= completed,
+            "{engine}: {j:?}"
+        );
+        let trace = outcome.result.trace.into_bytes();
+        let run = Run {
+            engine,
+            seed: scenario.seed,
+            trace_sha256: sha256_hex(&trace),
+            trace,
+            summary: outcome.summary,
+            neighbours: Vec::new(),
+        };
+        let summary = format!("deployments_small_{engine}_summary");
+        snapshot(file, &run, &summary, "summary.json", &run.summary.to_json());
+        if engine == EngineKind::Turmoil {
+            let text = String::from_utf8_lossy(&run.trace);
+            let lines: Vec<&str> = text
+                .lines()
+                .filter(|l| l.contains(" -- ") || l.contains(" deployment "))
+                .collect();
+            let value = format!(
+                "{}\nengine lines and deployment lines\n{}\n",
+                trace_head(&run, 60),
+                lines.join("\n")
+            );
+            snapshot(
+                file,
+                &run,
+                "deployments_small_turmoil_trace_head",
+                "trace.txt digest, head, engine lines, deployment lines",
+                &value,
+            );
+        }
+    }
 }
 
 /// The summary, the head of the trace and its engine and trim lines of a checked fleet run

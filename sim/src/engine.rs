@@ -92,7 +92,7 @@ pub struct RunResult {
     pub rcmgr: RcmgrStats,
     /// Trims and convergence of watermarks and filters.
     pub company: CompanyStats,
-    /// What became of the deployments of a run with `[jobs]` (fleet engine only).
+    /// What became of the deployments of a run with `[jobs]`.
     pub jobs: Option<crate::jobstats::JobsSummary>,
 }
 

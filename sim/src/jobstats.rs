@@ -1,5 +1,5 @@
 //! Jobs in a run (`[jobs]`): what the service providers asked for and what became of it,
-//! tallied from the nodes' job events by the fleet engine and reported in the summary.
+//! tallied from the nodes' job events by either engine and reported in the summary.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

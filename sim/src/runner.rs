@@ -107,8 +107,8 @@ pub fn run_checked(
 
 /// Fails if `scenario` asks for something `engine` cannot do. Both engines run every
 /// fault, invariant, liveness bound and `[debug]` setting today; this is where a feature
-/// one engine lacks is refused with exit code 2 (the turmoil engine: loss, uplinks,
-/// `[[workload]]` and `[jobs]`).
+/// one engine lacks is refused with exit code 2 (the turmoil engine: loss, uplinks and
+/// `[[workload]]`).
 pub fn check_engine(scenario: &Scenario, engine: EngineKind) -> Result<(), RunError> {
     if engine == EngineKind::Turmoil {
         if scenario.latency.loss > 0.0 {
@@ -119,9 +119,6 @@ pub fn check_engine(scenario: &Scenario, engine: EngineKind) -> Result<(), RunEr
         }
         if !scenario.workload.is_empty() {
             return Err(RunError::Unsupported("[[workload]] floods"));
-        }
-        if scenario.jobs.is_some() {
-            return Err(RunError::Unsupported("[jobs] deployments"));
         }
     }
     Ok(())

@@ -71,7 +71,7 @@ pub struct Summary {
     /// Watermarks and filters: how many peers pass their filters by the latency model,
     /// trims, components and convergence.
     pub company: CompanySummary,
-    /// What became of the deployments (`[jobs]`, fleet engine).
+    /// What became of the deployments (`[jobs]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jobs: Option<JobsSummary>,
 }

@@ -9,7 +9,8 @@
 //! - `faults`: the network wrapper of a checked run (loss bursts, per-step checks, halt)
 //!   and the skewable driver clock;
 //! - `recorder`: the trace records, message counters, invariant checks and liveness views
-//!   the hosts share with the engine loop.
+//!   the hosts share with the engine loop;
+//! - `jobs`: the executors, deployment rounds and tally of `[jobs]`.
 //!
 //! [`run_with`] runs a [`World`] the way the fleet engine does, with the same trace format,
 //! the same [`Plan`] (faults, invariants, liveness, `[debug]`) and the same exit codes: one
@@ -58,6 +59,32 @@
 //! engine's counts and `refused` lines, and each operation the `usage-within-limits`
 //! check. `[[workload]]` floods stay fleet-only.
 //!
+//! Jobs (`[jobs]`) use the world's plan, as on the fleet engine: the same compute
+//! providers, capacities, prices and seeded executors ([`World::executor`]: a fresh seed
+//! per start), the same service providers and deployment times ([`World::first_rounds`]).
+//! A provider's host onboards its capacity into the node and gives the driver a
+//! [`SimRunner`]: the simulated executor in a task of the host on the node's clock, its
+//! events fed back through the driver's executor channel. A service provider's host deploys
+//! the templates in turn through the driver's handle (the API's `Deploy` command). Job
+//! events reach the trace (the same `deployment`, `allocation` and `job-refused` lines),
+//! the `jobs` summary and the `capacity` and `deployment-bound` checks (per event, and
+//! after every driver step) through the host's observer. Approximated on turmoil as
+//! follows:
+//!
+//! - a deployment round fires at the first tick boundary at or after its time (the fleet
+//!   engine: at its time), and a round that falls while the service provider is down is
+//!   skipped, as on the fleet engine;
+//! - an executor event reaches the node at the first tick boundary at or after it is due,
+//!   so a job's start, logs and exit come up to a tick later than on the fleet engine, and
+//!   the times from deploy to running come out on tick boundaries;
+//! - a crash stops the host's software with its executor task: the provider's jobs vanish
+//!   and their service providers end the deployments by their deadlines; a crashed
+//!   service provider's live deployments count as lost and its job counters as of its last
+//!   step still reach the summary;
+//! - bids, commits and job reports travel over the simulated TCP like every message, so
+//!   the numbers (bids, allocations, times) differ from the fleet engine's while the
+//!   deployments asked and their outcomes mostly agree.
+//!
 //! Checks: every driver step ends with the plan's per-node checks, every event goes through
 //! the per-event ones; the loop stops after the step of the first violation (its `failed`
 //! line in time order, the rest of that step's lines dropped). Liveness probes run at the
@@ -97,6 +124,7 @@
 pub mod connection;
 mod faults;
 pub mod host;
+mod jobs;
 pub mod network;
 mod recorder;
 
@@ -106,6 +134,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use flotilla_core::{Node, Timestamp};
 use flotilla_node::clock::Clock;
+use flotilla_node::simrunner::SimRunner;
 use rand::Rng;
 use tokio::sync::watch;
 
@@ -200,6 +229,8 @@ struct Engine<'w> {
     added: Vec<bool>,
     /// Peers by start offset (ties by index): hosts join turmoil in this order.
     pending: Vec<usize>,
+    /// Each service provider's first deployment round, after the run's start.
+    first_rounds: Vec<Option<Duration>>,
     next_pending: usize,
     /// Each link's one-way delay, `a * n + b` with `a < b`.
     delays: Vec<Duration>,
@@ -241,6 +272,10 @@ impl<'w> Engine<'w> {
         let (halt, _) = watch::channel(false);
         let mut pending: Vec<usize> = (0..n).collect();
         pending.sort_by_key(|i| world.peer(*i).start_offset);
+        let mut first_rounds = vec![None; n];
+        for (i, at) in world.first_rounds() {
+            first_rounds[i] = Some(at);
+        }
         Engine {
             world,
             sim,
@@ -261,6 +296,7 @@ impl<'w> Engine<'w> {
             down: vec![false; n],
             added: vec![false; n],
             pending,
+            first_rounds,
             next_pending: 0,
             delays,
             next_probe: liveness.map_or(Timestamp::MAX, |(from, _)| from),
@@ -371,6 +407,7 @@ impl<'w> Engine<'w> {
             last_mile: p.last_mile,
             bootstrap: p.bootstrap,
             class: self.world.class_name(i).map(str::to_string),
+            first_round: self.first_rounds[i],
         };
         let ctl = Ctl {
             recorder: Recorder {
@@ -613,6 +650,10 @@ impl<'w> Engine<'w> {
                 checks.failure = Some(failure);
             }
         }
+        let jobs = shared
+            .jobs
+            .as_ref()
+            .map(|j| j.summary(nodes.iter().flatten()));
         let (sent, delivered) = (shared.sent(), shared.delivered());
         let dropped = self.dropped.load(Ordering::Relaxed);
         let in_flight = sent.saturating_sub(delivered + dropped);
@@ -635,7 +676,7 @@ impl<'w> Engine<'w> {
             trace: self.trace,
             rcmgr,
             company,
-            jobs: None,
+            jobs,
         };
         (result, failure)
     }
@@ -680,6 +721,8 @@ struct Start {
     bootstrap: bool,
     /// Its class in `[[classes]]`, if the scenario has classes.
     class: Option<String>,
+    /// Its first deployment round, if it is a service provider (`[jobs]`).
+    first_round: Option<Duration>,
 }
 
 /// What the engine hands every host: the recorder, the halt signal, the clock skew.
@@ -724,6 +767,7 @@ async fn host(spec: HostSpec, start: Start, ctl: Ctl) -> turmoil::Result {
     let net = net
         .stop_at(tokio::time::Instant::now() + left)
         .count_drops_in(Arc::clone(&spec.messages_dropped));
+    let halt = ctl.halt.clone();
     let net = Checked {
         inner: net,
         index,
@@ -732,9 +776,35 @@ async fn host(spec: HostSpec, start: Start, ctl: Ctl) -> turmoil::Result {
         dropped: spec.messages_dropped,
     };
     let clock = SkewClock::new(now, ctl.skew_us);
-    let node =
+    let mut node =
         Node::new(spec.config, spec.keypair, spec.seed, clock.now()).map_err(HostError::Config)?;
-    let (driver, _handle) = flotilla_node::driver::Driver::new(node, net, clock, ctl.recorder);
+    let world = Arc::clone(&shared.lock().checks.world);
+    world
+        .onboard(index, &mut node)
+        .map_err(HostError::Onboard)?;
+    let exec = {
+        let mut shared = shared.lock();
+        shared.jobs.as_mut().and_then(|j| j.executor(&world, index))
+    };
+    let (driver, handle) =
+        flotilla_node::driver::Driver::new(node, net, clock.clone(), ctl.recorder);
+    let driver = match exec {
+        Some(exec) => {
+            let (runner, events) = SimRunner::spawn(exec, clock);
+            driver.with_runner(Box::new(runner), events)
+        }
+        None => driver,
+    };
+    if let Some(first) = start.first_round {
+        tokio::spawn(jobs::deploy_rounds(
+            handle,
+            shared.clone(),
+            index,
+            first,
+            spec.end,
+            halt,
+        ));
+    }
     let node = driver.run().await;
     shared.lock().finished(index, node);
     Ok(())

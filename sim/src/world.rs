@@ -30,7 +30,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::data::RegionData;
 use crate::scenario::{Churn, JobsScenario, Scenario};
-pub use jobs::{JobRole, STREAM_JOBS};
+pub use jobs::{JobRole, PURPOSE_EXEC, STREAM_JOBS};
 
 mod jobs;
 
@@ -433,10 +433,8 @@ impl World {
         match Node::new(p.config.clone(), p.keypair.clone(), p.protocol_seed, now) {
             Ok(mut node) => {
                 node.share_verified_adverts(Arc::clone(&self.verified));
-                if let (JobRole::Provider { .. }, Some(j)) = (p.job_role, &self.jobs)
-                    && let Err(e) = node.jobs_mut().onboard(j.capacity)
-                {
-                    panic!("peer {i} cannot onboard its registered capacity: {e}");
+                if let Err(e) = self.onboard(i, &mut node) {
+                    panic!("{e}");
                 }
                 node
             }

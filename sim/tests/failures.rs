@@ -283,7 +283,7 @@ fn sweep_lists_failing_seeds_with_their_replay_commands() {
 }
 
 #[test]
-fn loss_uplinks_floods_and_jobs_on_the_turmoil_engine_are_usage_errors() {
+fn loss_uplinks_and_floods_on_the_turmoil_engine_are_usage_errors() {
     let class = "[[classes]]\nname = \"c\"\nweight = 1\n";
     for (extra, what) in [
         (
@@ -297,10 +297,6 @@ fn loss_uplinks_floods_and_jobs_on_the_turmoil_engine_are_usage_errors() {
         (
             "[[workload]]\nkind = \"flood\"\nat_s = 1\nrate_per_s = 1\ncount = 1\n".to_string(),
             "[[workload]] floods",
-        ),
-        (
-            "[jobs]\nproviders_count = 1\ncores = 1\nmemory_mb = 64\nservice_providers = 1\ndeploy_at_s = 1\ndeploy_every_s = 5\n[[jobs.templates]]\ncores = 1\nmemory_mb = 64\nduration_s = 10\n".to_string(),
-            "[jobs] deployments",
         ),
     ] {
         let (dir, path) = scenario("unmodelled", &extra);

@@ -1,9 +1,9 @@
 //! Jobs in the fleet engine (`[jobs]`): one simulated executor per compute provider, the
 //! service providers' deployment rounds, and the tally of what became of them.
 //!
-//! - **Executors**: a provider gets a [`SimExecutor`] when it starts, seeded from its
-//!   peer's seed tree (`protocol_seed.child(PURPOSE_EXEC).child(start)`, `start` counting
-//!   its starts), so runs are deterministic and a restarted provider draws afresh. After
+//! - **Executors**: a provider gets a [`SimExecutor`] when it starts
+//!   ([`World::executor`]: seeded from its peer's seed tree, `start` counting its starts),
+//!   so runs are deterministic and a restarted provider draws afresh. After
 //!   every input of a node the engine hands its [`ExecCommand`]s to the executor and feeds
 //!   the executor's ready events back with `handle_exec`, until neither has more; the
 //!   executor's next deadline is an [`Item::Exec`] in the queue beside the node's timer
@@ -12,8 +12,10 @@
 //!   providers end the deployments by their deadlines.
 //! - **Deployments**: from `deploy_at_s` to `deploy_until_s` every service provider
 //!   deploys every `deploy_every_s` seconds (the `k`-th of `n` starting `k / n` of a
-//!   period late, so rounds are spread), the templates in turn from its own place in them;
-//!   a deploy the core refuses (no connected peer) is counted.
+//!   period late, so rounds are spread: [`World::first_rounds`]), the templates in turn
+//!   from its own place in them ([`JobsScenario::template`](crate::scenario::JobsScenario));
+//!   a deploy the core refuses (no connected peer) is counted; a round that finds its
+//!   service provider down is skipped.
 
 use flotilla_core::jobs::ExecCommand;
 use flotilla_core::simexec::SimExecutor;
@@ -24,9 +26,6 @@ use super::queue::Item;
 use crate::check;
 use crate::jobstats::JobTally;
 use crate::world::{JobRole, World};
-
-/// Purpose label under a peer's protocol seed: its simulated executor.
-pub const PURPOSE_EXEC: u64 = 0x534d_0003;
 
 /// The jobs state of a run.
 #[derive(Debug)]
@@ -46,22 +45,9 @@ impl FleetJobs {
     /// The jobs of `world`, if it has `[jobs]`; the first deployment round of every service
     /// provider is handed to `push`.
     pub(super) fn new(world: &World, mut push: impl FnMut(Timestamp, Item)) -> Option<FleetJobs> {
-        let j = world.jobs()?;
-        let sps: Vec<(usize, usize)> = world
-            .peers()
-            .iter()
-            .filter_map(|p| match p.job_role {
-                JobRole::ServiceProvider { ordinal } => Some((p.index, ordinal)),
-                _ => None,
-            })
-            .collect();
-        let n = sps.len().max(1) as u32;
-        for &(i, ordinal) in &sps {
-            let offset = j.deploy_every * ordinal as u32 / n;
-            let at = j.deploy_at + offset;
-            if at < j.deploy_until {
-                push(World::epoch() + at, Item::Deploy { node: i as u32 });
-            }
+        world.jobs()?;
+        for (i, at) in world.first_rounds() {
+            push(World::epoch() + at, Item::Deploy { node: i as u32 });
         }
         let len = world.len();
         Some(FleetJobs {
@@ -81,17 +67,11 @@ impl Fleet<'_> {
         let Some(jobs) = self.jobs.as_mut() else {
             return;
         };
-        let (Some(j), JobRole::Provider { .. }) = (world.jobs(), world.peer(i).job_role) else {
+        if !matches!(world.peer(i).job_role, JobRole::Provider { .. }) {
             return;
-        };
-        let seed = world
-            .peer(i)
-            .protocol_seed
-            .child(PURPOSE_EXEC)
-            .child(jobs.starts[i]);
+        }
+        jobs.exec[i] = world.executor(i, jobs.starts[i]);
         jobs.starts[i] += 1;
-        // The scenario check validated the executor's settings.
-        jobs.exec[i] = SimExecutor::new(j.exec.clone(), seed).ok();
     }
 
     /// Node `i` crashed: its executor's jobs vanish, its live deployments are lost.
@@ -193,9 +173,9 @@ impl Fleet<'_> {
         let JobRole::ServiceProvider { ordinal } = world.peer(i).job_role else {
             return;
         };
-        let k = (ordinal + jobs.rounds[i]) % j.templates.len();
+        let spec = j.template(ordinal, jobs.rounds[i]).clone();
         jobs.rounds[i] += 1;
-        if Node::deploy(node, now, j.templates[k].clone(), &[]).is_err() {
+        if Node::deploy(node, now, spec, &[]).is_err() {
             jobs.tally.deploy_refused();
         }
         self.drain(i, false);

@@ -1,5 +1,5 @@
-//! `[jobs]`: compute providers, service providers and a deployment workload (fleet engine
-//! only).
+//! `[jobs]`: compute providers, service providers and a deployment workload (both
+//! engines).
 //!
 //! Compute providers are every peer of the classes in `provider_classes`, or
 //! `providers_count` non-bootstrap peers drawn from the seed. Each onboards `cores`,

@@ -28,6 +28,9 @@ pub enum HostError {
     /// The node refused its configuration.
     #[error("node configuration is invalid: {0}")]
     Config(#[from] ConfigError),
+    /// The node refused the capacity its peer registers (`[jobs]`).
+    #[error("{0}")]
+    Onboard(String),
     /// The code is not running inside a turmoil host.
     #[error("not inside a turmoil host; run nodes through `turmoil::Sim::host`")]
     NotSimulated,

@@ -1,6 +1,6 @@
 //! What the turmoil hosts of one run share with the engine loop: the records for the trace,
 //! the message counters, the invariant checks, the connection views of the liveness probe,
-//! the loss bursts, and the nodes handed back at the end.
+//! the loss bursts, the jobs tally, and the nodes handed back at the end.
 //!
 //! Hosts are ticked one after another within a simulation step, so their records arrive
 //! grouped by host, not by time. [`Shared::drain_into`] sorts each step's records by virtual
@@ -20,6 +20,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::host::sim_now;
+use super::jobs::JobsState;
 use super::network::RcmgrReport;
 use crate::account::{Accounting, REFUSAL_LINE_PERIOD, Refusal};
 use crate::check::liveness::Links;
@@ -128,6 +129,8 @@ pub(super) struct Shared {
     pub(super) refusals_due: Option<Timestamp>,
     /// Trims counted (this engine does not probe for convergence).
     pub(super) company: CompanyStats,
+    /// The jobs of a run with `[jobs]`.
+    pub(super) jobs: Option<JobsState>,
 }
 
 /// A handle to the [`Shared`] state of a run.
@@ -147,6 +150,7 @@ impl SharedRef {
             bursts: Vec::new(),
             rng: crate::schedule::loss_rng(&world),
         };
+        let jobs = JobsState::new(&world);
         let checks = Checks {
             world,
             registry,
@@ -165,6 +169,7 @@ impl SharedRef {
             loss,
             acct,
             refusals_due: None,
+            jobs,
         })))
     }
 
@@ -203,9 +208,14 @@ impl Shared {
         self.nodes.insert(node, state);
     }
 
-    /// Node `node` crashed: it is not running and has no view.
+    /// Node `node` crashed: it is not running and has no view; the invariants forget it,
+    /// its live deployments are lost.
     pub(super) fn crashed(&mut self, node: usize) {
         self.running[node] = false;
+        self.checks.registry.on_down(node);
+        if let Some(jobs) = self.jobs.as_mut() {
+            jobs.down(node);
+        }
         if let Some(views) = self.checks.views.as_mut() {
             views[node] = None;
         }
@@ -341,6 +351,9 @@ impl Shared {
 
     /// The per-step checks of node `index`, right after its driver drained its outputs.
     pub(super) fn after_step(&mut self, index: usize, node: &Node, now: Timestamp) {
+        if let Some(jobs) = self.jobs.as_mut() {
+            jobs.stepped(index, node);
+        }
         if self.checks.failure.is_some() {
             return;
         }
@@ -401,6 +414,11 @@ impl Observer for Recorder {
             }
             Event::Trimmed { .. } => {
                 shared.company.trimmed(self.index, ctx.elapsed);
+            }
+            Event::Job(e) => {
+                if let Some(jobs) = shared.jobs.as_mut() {
+                    jobs.event(self.index, ctx.elapsed, e);
+                }
             }
             _ => {}
         }

@@ -486,3 +486,57 @@ fn tick_trade_off() {
         );
     }
 }
+
+/// Ten peers, seven compute providers and two service providers deploying every 10 s, with
+/// a provider and a service provider crashing while jobs run and restarting later.
+const JOBS: &str = "name = \"jobs\"\nseed = 2\nduration_s = 90\n\
+                    [peers]\ncount = 10\nbootstrap = 1\nstart_spread_s = 5\n\
+                    [jobs]\nproviders_count = 7\ncores = 2\nmemory_mb = 2048\n\
+                    service_providers = 2\nstart_delay_s = [0.5, 1]\nrun_time_s = [5, 15]\n\
+                    log_lines = 1\ndeploy_at_s = 10\ndeploy_until_s = 50\ndeploy_every_s = 10\n\
+                    [[jobs.templates]]\ncores = 1\nmemory_mb = 256\nduration_s = 30\n";
+
+#[test]
+fn jobs_run_through_crashes_and_repeat_byte_for_byte() {
+    let mut s = Scenario::parse(JOBS, "jobs.toml").unwrap();
+    let world = engine::world(&s, s.seed);
+    let role = |want: fn(&crate::world::JobRole) -> bool| {
+        world
+            .peers()
+            .iter()
+            .find(|p| want(&p.job_role))
+            .map(|p| p.index)
+            .unwrap()
+    };
+    let provider = role(|r| matches!(r, crate::world::JobRole::Provider { .. }));
+    let sp = role(|r| matches!(r, crate::world::JobRole::ServiceProvider { ordinal: 0 }));
+    let faults = format!(
+        "name = \"x\"\nduration_s = 90\n[peers]\ncount = 10\n\
+         [[faults]]\nkind = \"crash\"\nnodes = [{provider}, {sp}]\nat_s = 32\nrestart_after_s = 10\n"
+    );
+    s.faults = Scenario::parse(&faults, "x.toml").unwrap().faults;
+    let run = |engine| crate::runner::run_checked(&s, s.seed, engine, Trace::new).unwrap();
+    let a = run(EngineKind::Turmoil);
+    assert_eq!(a.failure, None);
+    let j = a.summary.jobs.clone().expect("a jobs summary");
+    let text = String::from_utf8_lossy(a.result.trace.text()).into_owned();
+    assert!(text.contains(&format!(" n{sp} crash running")), "{text}");
+    assert!(
+        text.contains(&format!(" n{provider} crash running")),
+        "{text}"
+    );
+    assert!(text.contains(" deployment #1 running"), "{text}");
+    assert!(text.contains(" allocation a1 "), "{text}");
+    let completed = j.by_state.get("completed").copied().unwrap_or(0);
+    assert!(completed >= 3 && j.log_lines > 0, "{j:?}");
+    // The first service provider misses its round at 40 s (down from 32 s to 42 s): three
+    // rounds, the second four, as on the fleet engine.
+    let fleet = run(EngineKind::Fleet);
+    assert_eq!(fleet.failure, None);
+    let f = fleet.summary.jobs.expect("a jobs summary");
+    assert_eq!(j.deployments_asked + j.deploy_errors, 7, "{j:?}");
+    assert_eq!(f.deployments_asked + f.deploy_errors, 7, "{f:?}");
+    let b = run(EngineKind::Turmoil);
+    assert_eq!(a.result.trace.text(), b.result.trace.text());
+    assert_eq!(a.summary.to_json(), b.summary.to_json());
+}

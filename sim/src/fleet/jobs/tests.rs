@@ -1,8 +1,8 @@
-//! Jobs on the fleet engine: a small deployment workload, churning providers, and the
-//! turmoil engine's refusal.
+//! Jobs on the fleet engine: a small deployment workload, churning providers; both
+//! engines take `[jobs]`.
 
 use crate::engine::EngineKind;
-use crate::runner::{self, RunError};
+use crate::runner;
 use crate::scenario::Scenario;
 use crate::trace::Trace;
 
@@ -97,12 +97,8 @@ fn deployments_on_churning_providers_still_end_by_their_deadlines() {
 }
 
 #[test]
-fn the_turmoil_engine_refuses_jobs() {
+fn both_engines_take_jobs() {
     let s = Scenario::parse(SMALL, "jobs.toml").unwrap();
-    let e = runner::check_engine(&s, EngineKind::Turmoil).unwrap_err();
-    assert!(
-        matches!(e, RunError::Unsupported("[jobs] deployments")),
-        "{e}"
-    );
+    assert!(runner::check_engine(&s, EngineKind::Turmoil).is_ok());
     assert!(runner::check_engine(&s, EngineKind::Fleet).is_ok());
 }
