@@ -24,6 +24,10 @@
 //! queue_max = 16                      # jobs accepted but not yet started, at most
 //! commit_timeout_s = 30               # an accepted job not started by then is released
 //! duration_s_min = 0                  # shorter jobs get no bid
+//! # As a service provider: jobs with constraints.rtt_max_ms have their workers' RTTs
+//! # checked this often, and a worker breaking the bound this long is replaced.
+//! rtt_check_s = 10
+//! rtt_replace_after_s = 30
 //!
 //! # Peers: watermarks and filters. A profile (small, standard, data-centre) sets
 //! # watermarks, dial concurrency and a filter; the keys below override it.
@@ -233,6 +237,8 @@ struct JobsSection {
     queue_max: Option<usize>,
     commit_timeout_s: Option<u64>,
     duration_s_min: Option<u64>,
+    rtt_check_s: Option<u64>,
+    rtt_replace_after_s: Option<u64>,
 }
 
 /// `[discovery]`: pools in the DHT and mDNS.
@@ -623,6 +629,21 @@ fn apply_jobs(
             });
         }
         jobs.commit_timeout = Duration::from_secs(s);
+    }
+    if let Some(s) = j.rtt_check_s {
+        if s == 0 {
+            return Err(ConfigError::Setting {
+                origin: origin_of(source, "jobs.rtt_check_s"),
+                key: "jobs.rtt_check_s".into(),
+                problem: "jobs.rtt_check_s = 0 would ask the workers without pause; \
+                          write at least 1 (default 10)"
+                    .into(),
+            });
+        }
+        jobs.rtt.check_every = Duration::from_secs(s);
+    }
+    if let Some(s) = j.rtt_replace_after_s {
+        jobs.rtt.replace_after = Duration::from_secs(s);
     }
     Ok(())
 }

@@ -358,3 +358,15 @@ fn a_high_watermark_above_the_connection_limit_names_both_keys() {
         .to_string();
     assert!(err.contains("pressure_per_mille"), "{err}");
 }
+
+#[test]
+fn job_rtt_settings_apply_and_zero_checks_are_refused() {
+    let c = parse("[jobs]\nrtt_check_s = 5\nrtt_replace_after_s = 90\n").unwrap();
+    assert_eq!(c.core.jobs.rtt.check_every, Duration::from_secs(5));
+    assert_eq!(c.core.jobs.rtt.replace_after, Duration::from_secs(90));
+    let e = parse("[jobs]\nrtt_check_s = 0\n").unwrap_err().to_string();
+    assert!(
+        e.contains("node.toml:2") && e.contains("jobs.rtt_check_s") && e.contains("at least 1"),
+        "{e}"
+    );
+}
