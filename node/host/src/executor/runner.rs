@@ -1,8 +1,14 @@
 //! Runs the core's executor commands on an [`Executor`]: one task per job that starts its
 //! container, forwards its log lines, waits for its exit (or a stop, or its duration limit),
 //! removes it, and reports each step to the driver as an [`ExecEvent`].
+//!
+//! What a job's container gets besides its spec: the environment variable `FLOTILLA_PORTS`
+//! (its host ports, comma-separated) when it has ports, and, when the runner has an artefact
+//! root ([`ContainerRunner::with_artefacts`]), a writable directory at `/artefacts` whose
+//! files the requester fetches afterwards (see [`artefacts`](super::artefacts)).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +22,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::driver::JobRunner;
 
-use super::{ALLOCATION_LABEL, ExecSpec, Executor, Handle, LogStream, PortBinding};
+use super::artefacts;
+use super::{ALLOCATION_LABEL, BindMount, ExecSpec, Executor, Handle, LogStream, PortBinding};
 
 /// Events waiting for the driver at most; job tasks wait when it is full.
 pub const EVENTS_QUEUE_MAX: usize = 1024;
@@ -38,6 +45,9 @@ pub struct ContainerRunner<E> {
     node: PeerId,
     events: mpsc::Sender<ExecEvent>,
     stops: BTreeMap<AllocationId, oneshot::Sender<()>>,
+    /// The absolute directory holding each allocation's artefact directory; `None`: jobs
+    /// get no `/artefacts`.
+    artefacts: Option<PathBuf>,
 }
 
 impl<E: Executor + 'static> ContainerRunner<E> {
@@ -50,14 +60,24 @@ impl<E: Executor + 'static> ContainerRunner<E> {
                 node,
                 events,
                 stops: BTreeMap::new(),
+                artefacts: None,
             },
             rx,
         )
     }
 
-    /// The container name of allocation `id` on this node.
+    /// Gives every job started from now on a writable `/artefacts`: the directory
+    /// [`artefacts::dir_name`] under `root` (absolute: the Docker daemon resolves it), created
+    /// before the container starts.
+    pub fn with_artefacts(mut self, root: impl Into<PathBuf>) -> Self {
+        self.artefacts = Some(root.into());
+        self
+    }
+
+    /// The container name of allocation `id` on node `node`: the node's whole peer id makes
+    /// it unique on a Docker daemon that several nodes share.
     pub fn container_name(node: &PeerId, id: AllocationId) -> String {
-        format!("flotilla-{}-a{}", node.short().to_lowercase(), id.0)
+        format!("flotilla-{node}-a{}", id.0)
     }
 
     /// Follows a container that is already running (after a restart): its log lines from
@@ -121,6 +141,13 @@ impl<E: Executor + 'static> ContainerRunner<E> {
             .insert(REQUESTER_LABEL.into(), requester.to_string());
         e.labels
             .insert(DEPLOYMENT_LABEL.into(), deployment.to_string());
+        if let Some(root) = &self.artefacts {
+            e.mounts.push(BindMount {
+                host: root.join(artefacts::dir_name(requester, deployment)),
+                container: artefacts::CONTAINER_PATH.into(),
+                read_only: false,
+            });
+        }
         e
     }
 }
@@ -141,7 +168,12 @@ impl<E: Executor + std::fmt::Debug + 'static> JobRunner for ContainerRunner<E> {
                 self.stops.retain(|_, s| !s.is_closed());
                 self.stops.insert(id, stop);
                 let (executor, events) = (self.executor.clone(), self.events.clone());
+                let dirs: Vec<PathBuf> = exec.mounts.iter().map(|m| m.host.clone()).collect();
                 tokio::spawn(async move {
+                    if let Err(reason) = make_dirs(dirs).await {
+                        let _ = events.send(ExecEvent::Failed { id, reason }).await;
+                        return;
+                    }
                     let handle = match executor.create_and_start(&exec).await {
                         Ok(h) => h,
                         Err(e) => {
@@ -161,6 +193,23 @@ impl<E: Executor + std::fmt::Debug + 'static> JobRunner for ContainerRunner<E> {
             }
         }
     }
+}
+
+/// Creates the host directories of a job's mounts, writable by anyone; why not otherwise.
+async fn make_dirs(dirs: Vec<PathBuf>) -> Result<(), String> {
+    tokio::task::spawn_blocking(move || {
+        for dir in dirs {
+            artefacts::prepare(&dir).map_err(|e| {
+                format!(
+                    "cannot create the artefact directory {}: {e}; check that the provider's data directory is writable",
+                    dir.display()
+                )
+            })?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| format!("creating the artefact directory failed: {e}"))?
 }
 
 /// Forwards a started container's log lines, waits for its end (exit, stop or limit),
