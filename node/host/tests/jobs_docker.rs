@@ -290,6 +290,10 @@ fn a_service_provider_runs_a_busybox_job_on_a_compute_provider() -> anyhow::Resu
     }
     // The file the job wrote to /artefacts, fetched by its requester over the transfer
     // protocol from the provider's artefact directory of this deployment.
+    let status = sp.cli(&["deployments", "status", "1"])?;
+    let status = String::from_utf8_lossy(&status.stdout);
+    let hint = format!("flotilla fetch PROVIDER d1-{}/FILE", sp.peer_id);
+    ensure!(status.contains(&hint), "{hint:?} not in:\n{status}");
     let name = format!("d1-{}/result.txt", sp.peer_id);
     let on_cp = cp.dir.join("data/artefacts").join(&name);
     ensure!(on_cp.exists(), "{} missing:\n{}", on_cp.display(), cp.log());
