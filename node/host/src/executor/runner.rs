@@ -266,3 +266,110 @@ async fn follow<E: Executor>(
         tracing::warn!(allocation = id.0, error = %e, "could not remove a job's container");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::{ExecError, ExecState, ExitStatus, LogLine};
+    use flotilla_core::{Keypair, SeedTree};
+    use futures::stream::BoxStream;
+
+    /// An engine that starts nothing.
+    #[derive(Debug)]
+    struct NoEngine;
+
+    fn refused<T>() -> Result<T, ExecError> {
+        Err(ExecError::NotFound("no engine in this test".into()))
+    }
+
+    impl Executor for NoEngine {
+        async fn create_and_start(&self, _: &ExecSpec) -> Result<Handle, ExecError> {
+            refused()
+        }
+        fn logs(&self, _: &Handle) -> BoxStream<'static, Result<LogLine, ExecError>> {
+            futures::stream::empty().boxed()
+        }
+        async fn wait(&self, _: &Handle) -> Result<ExitStatus, ExecError> {
+            refused()
+        }
+        async fn stop(&self, _: &Handle, _: Duration) -> Result<(), ExecError> {
+            refused()
+        }
+        async fn remove(&self, _: &Handle) -> Result<(), ExecError> {
+            refused()
+        }
+        async fn inspect(&self, _: &Handle) -> Result<ExecState, ExecError> {
+            refused()
+        }
+        async fn find(&self, _: &str, _: &str) -> Result<Vec<Handle>, ExecError> {
+            refused()
+        }
+    }
+
+    fn peer(seed: u64) -> PeerId {
+        Keypair::generate(&mut SeedTree::new(seed).rng()).peer_id()
+    }
+
+    fn spec() -> JobSpec {
+        JobSpec::from_toml_str(
+            "image = \"busybox\"\ncommand = [\"true\"]\nduration_s = 60\n\
+             [resources]\ncores = 0.5\nmemory_mb = 64\n",
+            std::path::Path::new("job.toml"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn container_names_differ_between_nodes_sharing_a_daemon() {
+        let (a, b) = (peer(1), peer(2));
+        let id = AllocationId(4);
+        let name = ContainerRunner::<NoEngine>::container_name(&a, id);
+        assert_eq!(name, format!("flotilla-{a}-a4"));
+        assert_ne!(name, ContainerRunner::<NoEngine>::container_name(&b, id));
+        ExecSpec::new(name, "img", ["sh"]).validate().unwrap();
+    }
+
+    #[tokio::test]
+    async fn each_job_gets_its_own_writable_artefact_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let requester = peer(3);
+        let (plain, _) = ContainerRunner::new(Arc::new(NoEngine), peer(1));
+        let e = plain.exec_spec(AllocationId(1), &requester, 7, &spec(), &[]);
+        assert!(e.mounts.is_empty(), "{e:?}");
+
+        let (runner, mut events) = ContainerRunner::new(Arc::new(NoEngine), peer(1));
+        let mut runner = runner.with_artefacts(root.path());
+        let e = runner.exec_spec(AllocationId(1), &requester, 7, &spec(), &[]);
+        let dir = root.path().join(format!("d7-{requester}"));
+        assert_eq!(
+            e.mounts,
+            [BindMount {
+                host: dir.clone(),
+                container: "/artefacts".into(),
+                read_only: false,
+            }]
+        );
+        e.validate().unwrap();
+
+        // Starting creates it, before the engine is asked (here it refuses).
+        runner.command(ExecCommand::Start {
+            id: AllocationId(1),
+            requester,
+            deployment: 7,
+            spec: Box::new(spec()),
+            ports: vec![],
+            limit: Duration::from_secs(60),
+        });
+        let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            matches!(&event, ExecEvent::Failed { reason, .. } if reason.contains("no engine")),
+            "{event:?}"
+        );
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o777);
+    }
+}
