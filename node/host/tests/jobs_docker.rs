@@ -1,6 +1,8 @@
 //! Jobs end to end with real `flotilla` processes and the local Docker daemon: a service
 //! provider deploys a busybox job on a compute provider, follows it to completion and
-//! fetches the file the job wrote to `/artefacts`; a provider killed with SIGKILL while its job runs finds the job again after a restart.
+//! fetches the file the job wrote to `/artefacts`, and the running provider onboards more
+//! through the CLI; a provider refuses to offboard what its running job holds, and killed
+//! with SIGKILL while the job runs finds it again after a restart.
 //! `request_to_running_benchmark` (ignored; `just bench-deploy`) measures request to
 //! running against `docker run`.
 //!
