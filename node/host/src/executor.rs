@@ -44,7 +44,7 @@ pub struct ExecSpec {
     pub name: String,
     /// A locally present image (nothing is pulled).
     pub image: String,
-    /// The command and its arguments; replaces the image's default command.
+    /// The command and its arguments; replaces the image's default command unless empty.
     pub command: Vec<String>,
     /// Environment variables, name to value.
     pub env: BTreeMap<String, String>,
@@ -208,8 +208,10 @@ impl ExecSpec {
                 self.image
             ));
         }
-        if self.command.is_empty() || self.command[0].is_empty() {
-            return bad("command must name a program to run".into());
+        if self.command.first().is_some_and(String::is_empty) {
+            return bad(
+                "command must name a program to run (or be empty for the image's own)".into(),
+            );
         }
         if let Some(key) = self
             .env

@@ -201,7 +201,7 @@ fn create_body(spec: &ExecSpec) -> ContainerCreateBody {
     };
     ContainerCreateBody {
         image: Some(spec.image.clone()),
-        cmd: Some(spec.command.clone()),
+        cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
         env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
         labels: Some(
             spec.labels

@@ -25,6 +25,9 @@ fn a_plain_spec_is_valid() {
     s.env.insert("A".into(), "b=c".into());
     s.validate().unwrap();
     assert_eq!(s.cpu_nanos, Some(500_000_000));
+    // No command: the image's own runs.
+    s.command.clear();
+    s.validate().unwrap();
 }
 
 #[test]
@@ -52,7 +55,7 @@ fn bad_specs_say_what_to_fix() {
     );
     refused(
         &ExecSpec {
-            command: vec![],
+            command: vec![String::new(), "x".into()],
             ..spec()
         },
         "command",
