@@ -46,6 +46,12 @@
 //!   executor: docker
 //! ```
 //!
+//! What a worker's container gets besides the spec (on a Docker provider): a writable
+//! directory `/artefacts`, whose files stay on the provider after the job and are served to
+//! the requester alone as `d<deployment>-<requester peer id>/<file>` (`flotilla fetch
+//! <provider> d1-<your peer id>/out.tar --out out.tar`); and with `ports`, the variable
+//! `FLOTILLA_PORTS`, its host ports comma-separated.
+//!
 //! ```
 //! use flotilla_core::job::JobSpec;
 //! use std::path::Path;

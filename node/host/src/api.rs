@@ -9,6 +9,7 @@
 //! | `GET /rcmgr/scopes?top=N` | [`ScopesView`]: usage against limits, the top `N` peers (default 10), refusals |
 //! | `POST /ping/{peer_id}` | [`PingReply`]: `{"rtt_ms": ..}` |
 //! | `GET /rtt?peers=<id>,<id>&from=<id>` | a list of [`RttView`](crate::views::RttView) as JSON: the RTTs measured to `peers` (at most 64; unmeasured ones left out) by this node or, with `from`, by that connected peer (see [`rtt`]) |
+//! | `GET /resources`, `POST /resources/onboard`, `POST /resources/offboard`, `PUT /resources/onboarded` | the provider's live capacity, and changes to what it offers (see [`jobs`]) |
 //! | `POST /fetch/{peer_id}?name=<name>&out=<absolute path>&max_bytes=N&session_bytes_max=N` | [`FetchReport`](crate::p2p::transfer::FetchReport): the node fetched the peer's file `name` into `out`, resuming from `<out>.part` (see [`fetch`]) |
 //!
 //! Errors are JSON [`ErrorReply`]s: 400 for a bad peer id, peer query or latency query, 404
@@ -18,7 +19,7 @@
 //! Submodules:
 //! - [`rtt`]: `GET /rtt`, latency tables;
 //! - [`jobs`]: `/deployments` (deploy, list, status, logs, follow, shutdown) and
-//!   `/resources`;
+//!   `/resources` (the live ledger, onboard, offboard);
 //! - [`fetch`]: `POST /fetch/{peer_id}`, a peer's artefact fetched over the transfer
 //!   protocol.
 
@@ -97,6 +98,11 @@ struct ApiState {
     slots: Arc<Semaphore>,
     /// Opens transfer streams for `POST /fetch`; `None` until [`ApiServer::with_transfers`].
     transfer: Option<fetch::Transfers>,
+    /// The local store that keeps onboarding changes; `None` until
+    /// [`ApiServer::with_store`] (changes are then live only).
+    store: Option<std::path::PathBuf>,
+    /// Held by one onboarding change at a time, so that the store keeps the last one.
+    onboarding: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A bound, not yet serving API.
@@ -126,6 +132,8 @@ impl ApiServer {
             rcmgr,
             slots: Arc::new(Semaphore::new(API_REQUESTS_MAX)),
             transfer: None,
+            store: None,
+            onboarding: Arc::new(tokio::sync::Mutex::new(())),
         };
         Ok(ApiServer { listener, state })
     }
@@ -133,6 +141,13 @@ impl ApiServer {
     /// Serves `POST /fetch` with transfer streams opened by `control`.
     pub fn with_transfers(mut self, control: libp2p_stream::Control) -> Self {
         self.state.transfer = Some(fetch::Transfers(control));
+        self
+    }
+
+    /// Keeps onboarding changes (`/resources/onboard`, ...) in the store at `path` too, so
+    /// that the node starts with them again.
+    pub fn with_store(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.state.store = Some(path.into());
         self
     }
 
@@ -168,6 +183,12 @@ fn router(state: ApiState) -> Router {
         .route("/deployments/{id}/follow", get(jobs::follow))
         .route("/deployments/{id}/shutdown", post(jobs::shutdown))
         .route("/resources", get(jobs::resources))
+        .route("/resources/onboard", post(jobs::onboard))
+        .route("/resources/offboard", post(jobs::offboard))
+        .route(
+            "/resources/onboarded",
+            axum::routing::put(jobs::set_onboarded),
+        )
         .route("/fetch/{peer_id}", post(fetch::fetch))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), limit))
@@ -263,7 +284,9 @@ async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
         "no such endpoint; the API serves GET /status, GET /peers, GET /metrics, \
-         GET /rcmgr/limits, GET /rcmgr/scopes, POST /ping/{peer_id}, \
+         GET /rcmgr/limits, GET /rcmgr/scopes, POST /ping/{peer_id}, /deployments..., \
+         GET /resources, POST /resources/onboard, POST /resources/offboard, \
+         PUT /resources/onboarded, \
          POST /fetch/{peer_id}?name=<name>&out=<absolute path> and GET /rtt?peers=<peer id>,<peer id>[&from=<peer id>]",
     )
 }
@@ -308,7 +331,7 @@ mod tests {
     }
 
     /// A network on which nothing ever happens.
-    struct Idle;
+    pub(super) struct Idle;
 
     impl Network for Idle {
         async fn next_event(&mut self) -> Option<NetEvent> {

@@ -110,20 +110,24 @@ pub enum Command {
         output: Output,
     },
     /// Offer this machine's capacity (or a share of it) to the network as a compute
-    /// provider; measures the machine the first time (or with --remeasure).
+    /// provider; measures the machine the first time (or with --remeasure). A node running
+    /// on the data directory applies it at once; otherwise the next start does.
     Onboard(resources::OnboardArgs),
-    /// Offer nothing any more: the onboarded capacity goes back to zero.
+    /// Offer nothing any more: the onboarded capacity goes back to zero (a running node
+    /// refuses while allocations hold some of it, naming them).
     Offboard(resources::DataDirArgs),
     /// Deploy a job: ask providers for bids, commit on the best, start it.
     Deploy(jobs::DeployArgs),
     /// This node's deployments: list, status, logs, shutdown.
     #[command(subcommand)]
     Deployments(jobs::DeploymentsCommand),
-    /// Show the capacity this machine registered and the share onboarded.
+    /// Show the capacity this machine registered and the share onboarded, and the running
+    /// node's live ledger (allocated, locked, available) and allocations.
     Resources {
         #[command(flatten)]
         dir: resources::DataDirArgs,
-        /// Print the stored onboarding as JSON (null if never onboarded).
+        /// Print `{"stored": .., "live": ..}` as JSON: the stored onboarding and the running
+        /// node's ledger (each null if absent).
         #[arg(long)]
         json: bool,
     },
@@ -256,9 +260,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         } => rtt::rtt(&Client::new(api), &peers, from, output.json),
         Command::Deploy(args) => jobs::deploy(&Client::new(api), &args),
         Command::Deployments(cmd) => jobs::deployments(&Client::new(api), &cmd),
-        Command::Onboard(args) => resources::onboard(&args),
-        Command::Offboard(dir) => resources::offboard(&dir),
-        Command::Resources { dir, json } => resources::resources(&dir, json),
+        Command::Onboard(args) => resources::onboard(&args, api),
+        Command::Offboard(dir) => resources::offboard(&dir, api),
+        Command::Resources { dir, json } => resources::resources(&dir, json, api),
     }
 }
 
@@ -389,6 +393,26 @@ impl Client {
                     self.base
                 )
             })?;
+        let status = response.status();
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .with_context(|| format!("cannot read the answer of {url}"))?;
+        if status.is_success() {
+            return Ok(text);
+        }
+        Err(api_error(status, &text, &url))
+    }
+
+    /// Puts `body` as JSON; returns the raw body of a successful answer.
+    fn put_json<B: serde::Serialize>(&self, path: &str, body: &B) -> anyhow::Result<String> {
+        let url = format!("{}{path}", self.base);
+        let mut response = self.agent.put(&url).send_json(body).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach the node API at {}: is `flotilla node run` running? ({e})",
+                self.base
+            )
+        })?;
         let status = response.status();
         let text = response
             .body_mut()

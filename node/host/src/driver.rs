@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
 use crate::network::{NetEvent, Network};
-use crate::views::resources::ResourcesView;
+use crate::views::resources::{OnboardChange, ResourcesView};
 use crate::views::{PeerView, StatusView};
 
 /// Commands queued to the driver at most.
@@ -156,6 +156,14 @@ pub enum Command {
     },
     /// The provider's capacity and allocations.
     Resources(oneshot::Sender<ResourcesView>),
+    /// Change the capacity the provider offers; answers the ledger after it, or why
+    /// nothing changed.
+    Onboard {
+        /// The change.
+        change: OnboardChange,
+        /// The resources after the change, or why not.
+        reply: oneshot::Sender<Result<ResourcesView, String>>,
+    },
 }
 
 /// A cloneable handle to send [`Command`]s to a running driver.
@@ -216,6 +224,12 @@ impl DriverHandle {
     /// The provider's capacity and allocations, or `None` if the driver stopped.
     pub async fn resources(&self) -> Option<ResourcesView> {
         self.ask(Command::Resources).await
+    }
+
+    /// Changes the capacity the provider offers (see [`OnboardChange`]); `None` if the
+    /// driver stopped.
+    pub async fn onboard(&self, change: OnboardChange) -> Option<Result<ResourcesView, String>> {
+        self.ask(|reply| Command::Onboard { change, reply }).await
     }
 
     /// Pings `peer` and waits for the round trip.
@@ -439,6 +453,10 @@ impl<N: Network, C: Clock, O: Observer> Driver<N, C, O> {
             }
             Command::Resources(reply) => {
                 let _ = reply.send(ResourcesView::of(&self.node));
+            }
+            Command::Onboard { change, reply } => {
+                let result = change.apply(&mut self.node);
+                let _ = reply.send(result.map(|()| ResourcesView::of(&self.node)));
             }
         }
     }

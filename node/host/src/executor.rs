@@ -3,7 +3,8 @@
 //! The job flow speaks to an [`Executor`]: it creates and starts a container from an
 //! [`ExecSpec`], follows its log lines, waits for its exit, stops and removes it, and after a
 //! restart finds its still-running containers again by label. [`docker::DockerExecutor`] is
-//! the production executor, on the local Docker daemon.
+//! the production executor, on the local Docker daemon; [`runner`] runs the core's jobs on
+//! it, and [`artefacts`] names the directory each job writes its results to.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), flotilla_node::executor::ExecError> {
@@ -16,11 +17,13 @@
 //! # let _ = status; Ok(()) }
 //! ```
 
+pub mod artefacts;
 pub mod docker;
 pub mod runner;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::stream::BoxStream;
@@ -41,7 +44,7 @@ pub struct ExecSpec {
     pub name: String,
     /// A locally present image (nothing is pulled).
     pub image: String,
-    /// The command and its arguments; replaces the image's default command.
+    /// The command and its arguments; replaces the image's default command unless empty.
     pub command: Vec<String>,
     /// Environment variables, name to value.
     pub env: BTreeMap<String, String>,
@@ -53,6 +56,19 @@ pub struct ExecSpec {
     pub ports: Vec<PortBinding>,
     /// Labels put on the container, such as [`ALLOCATION_LABEL`].
     pub labels: BTreeMap<String, String>,
+    /// Host directories mounted into the container.
+    pub mounts: Vec<BindMount>,
+}
+
+/// A host directory the container sees at `container`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BindMount {
+    /// The directory on the host: absolute, UTF-8, and existing when the container starts.
+    pub host: PathBuf,
+    /// Where the container sees it: an absolute path other than `/`.
+    pub container: String,
+    /// Whether the container may only read it.
+    pub read_only: bool,
 }
 
 /// A host TCP port forwarded to a container port.
@@ -108,6 +124,8 @@ pub struct ExecState {
     pub memory_bytes: Option<u64>,
     pub ports: Vec<PortBinding>,
     pub labels: BTreeMap<String, String>,
+    /// Its bind mounts, in order of container path.
+    pub mounts: Vec<BindMount>,
 }
 
 /// Why an executor could not do what was asked.
@@ -153,6 +171,7 @@ impl ExecSpec {
             memory_bytes: None,
             ports: Vec::new(),
             labels: BTreeMap::new(),
+            mounts: Vec::new(),
         }
     }
 
@@ -189,8 +208,10 @@ impl ExecSpec {
                 self.image
             ));
         }
-        if self.command.is_empty() || self.command[0].is_empty() {
-            return bad("command must name a program to run".into());
+        if self.command.first().is_some_and(String::is_empty) {
+            return bad(
+                "command must name a program to run (or be empty for the image's own)".into(),
+            );
         }
         if let Some(key) = self
             .env
@@ -222,6 +243,29 @@ impl ExecSpec {
         }
         if self.labels.keys().any(|k| k.is_empty()) {
             return bad("label names must be non-empty".into());
+        }
+        for (i, m) in self.mounts.iter().enumerate() {
+            if !m.host.is_absolute() || m.host.to_str().is_none() {
+                return bad(format!(
+                    "mount source {} must be an absolute UTF-8 path",
+                    m.host.display()
+                ));
+            }
+            let inside = m.container.strip_prefix('/').unwrap_or_default();
+            if inside.is_empty()
+                || inside
+                    .split('/')
+                    .any(|c| c.is_empty() || c == "." || c == "..")
+                || m.container.contains(':')
+            {
+                return bad(format!(
+                    "mount target {:?} must be an absolute path below / without empty, `.` or `..` components or ':', e.g. /artefacts",
+                    m.container
+                ));
+            }
+            if self.mounts[..i].iter().any(|n| n.container == m.container) {
+                return bad(format!("mount target {} is mounted twice", m.container));
+            }
         }
         Ok(())
     }

@@ -30,6 +30,8 @@ use flotilla_core::capacity::Capacity;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::views::resources::ResourcesView;
+
 /// How long [`cpu_score`] hashes.
 pub const BENCHMARK_TIME: Duration = Duration::from_millis(250);
 
@@ -53,6 +55,17 @@ pub struct Onboarding {
     pub registered: Registered,
     /// What is offered; always fits in `registered.capacity`.
     pub onboarded: Capacity,
+}
+
+/// What `flotilla resources --json` prints: the stored onboarding (null if never
+/// onboarded) and the running node's live ledger (null if no node runs on the data
+/// directory).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourcesReport {
+    /// The store's registered capacity and onboarded share.
+    pub stored: Option<Onboarding>,
+    /// The running node's ledger.
+    pub live: Option<ResourcesView>,
 }
 
 /// Why the machine cannot be measured or a share cannot be applied.

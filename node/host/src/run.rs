@@ -38,6 +38,10 @@ pub const LISTEN_WAIT: Duration = Duration::from_secs(5);
 pub const API_DRAIN: Duration = Duration::from_secs(2);
 /// The directory under the data directory whose files the transfer protocol serves.
 pub const ARTEFACTS_DIR: &str = "artefacts";
+/// The file in the data directory holding the address of the running node's API (one line,
+/// `127.0.0.1:7400`), so that commands given the data directory find the node; removed at
+/// shutdown.
+pub const API_FILE: &str = "api";
 
 /// Why the node could not run.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +128,8 @@ pub async fn run(
     // Files under the artefact directory are served to peers; the task ends with `run`.
     let dir = config.data_dir.join(ARTEFACTS_DIR);
     let shelf = Shelf::new(&dir).map_err(|error| RunError::Artefacts { dir, error })?;
+    // Each job writes to its own directory under it (absolute, for the Docker daemon).
+    let artefacts_root = shelf.root().to_path_buf();
     let incoming = net
         .stream_control()
         .accept(TRANSFER_PROTOCOL)
@@ -159,14 +165,17 @@ pub async fn run(
     let peer_id = node.peer_id();
     let (driver, handle) = Driver::new(node, net, clock, MetricsObserver::new(metrics.clone()));
     let driver = match runner {
-        Ok((runner, events)) => driver.with_runner(Box::new(runner), events),
+        Ok((runner, events)) => {
+            driver.with_runner(Box::new(runner.with_artefacts(artefacts_root)), events)
+        }
         Err(why) => driver.without_runner(why),
     };
     let driver = driver.with_journal(Box::new(Journal::new(store)));
 
     let api = ApiServer::bind(config.api, handle, metrics, rcmgr)
         .await?
-        .with_transfers(transfer_control);
+        .with_transfers(transfer_control)
+        .with_store(config.data_dir.join(STORE_FILE));
     let started = Started {
         peer_id,
         key_created,
@@ -175,6 +184,10 @@ pub async fn run(
         api: api.local_addr()?,
     };
     tracing::info!(%peer_id, api = %started.api, data_dir = %started.data_dir.display(), "node started");
+    let api_file = config.data_dir.join(API_FILE);
+    if let Err(e) = std::fs::write(&api_file, format!("{}\n", started.api)) {
+        tracing::warn!(file = %api_file.display(), error = %e, "cannot write the API address; commands given --data-dir will not find this node");
+    }
     ready(&started);
 
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -187,6 +200,10 @@ pub async fn run(
     }
     let _ = stop_api.send(());
     transfers.abort_all();
+    // Only if it is still this node's (another node may have started on the directory).
+    if std::fs::read_to_string(&api_file).is_ok_and(|t| t.trim() == started.api.to_string()) {
+        let _ = std::fs::remove_file(&api_file);
+    }
     match tokio::time::timeout(API_DRAIN, api_task).await {
         Ok(Ok(result)) => result?,
         Ok(Err(e)) => tracing::warn!(error = %e, "the API task failed"),

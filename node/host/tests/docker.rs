@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use flotilla_node::executor::docker::{BUSYBOX_PATH, DockerExecutor};
 use flotilla_node::executor::{
-    ALLOCATION_LABEL, ExecError, ExecSpec, Executor, LogLine, LogStream, PortBinding,
+    ALLOCATION_LABEL, BindMount, ExecError, ExecSpec, Executor, LogLine, LogStream, PortBinding,
 };
 use futures::StreamExt;
 
@@ -166,6 +166,19 @@ async fn docker_executor_runs_stops_finds_and_removes_containers() {
     let failed = docker.create_and_start(&fail).await.unwrap();
     assert_eq!(step("wait", docker.wait(&failed)).await.unwrap().code, 3);
     docker.remove(&failed).await.unwrap();
+    // Without a command the image's own runs (the test image's `/bin/sh`, which exits 0
+    // without input), with a host directory mounted writable.
+    let shared = tempfile::tempdir().unwrap();
+    let mut own = ExecSpec::new(unique("own"), IMAGE, Vec::<String>::new());
+    own.mounts.push(BindMount {
+        host: shared.path().to_path_buf(),
+        container: "/artefacts".into(),
+        read_only: false,
+    });
+    let ran = docker.create_and_start(&own).await.unwrap();
+    assert!(step("wait", docker.wait(&ran)).await.unwrap().success());
+    assert_eq!(docker.inspect(&ran).await.unwrap().mounts, own.mounts);
+    docker.remove(&ran).await.unwrap();
 
     // A long job, found again by its allocation label from a fresh executor, then stopped.
     let allocation = unique("alloc");

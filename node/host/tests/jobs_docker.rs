@@ -1,6 +1,8 @@
 //! Jobs end to end with real `flotilla` processes and the local Docker daemon: a service
-//! provider deploys a busybox job on a compute provider and follows it to completion; a
-//! provider killed with SIGKILL while its job runs finds the job again after a restart.
+//! provider deploys a busybox job on a compute provider, follows it to completion and
+//! fetches the file the job wrote to `/artefacts`, and the running provider onboards more
+//! through the CLI; a provider refuses to offboard what its running job holds, and killed
+//! with SIGKILL while the job runs finds it again after a restart.
 //! `request_to_running_benchmark` (ignored; `just bench-deploy`) measures request to
 //! running against `docker run`.
 //!
@@ -130,6 +132,11 @@ impl NodeProc {
             .output()?)
     }
 
+    /// Runs the CLI without `--api`: it finds the node on its own.
+    fn cli_plain(&self, args: &[&str]) -> anyhow::Result<Output> {
+        Ok(Command::new(BIN).args(args).output()?)
+    }
+
     fn json<T: serde::de::DeserializeOwned>(&self, args: &[&str]) -> anyhow::Result<T> {
         let out = self.cli(args)?;
         ensure!(
@@ -239,7 +246,7 @@ fn a_service_provider_runs_a_busybox_job_on_a_compute_provider() -> anyhow::Resu
 
     let job = write_job(
         root.path(),
-        "echo hello from the job; echo oops >&2; echo done",
+        "echo hello from the job; echo oops >&2; echo the result > /artefacts/result.txt; echo done",
         60,
     )?;
     let out = sp.cli(&["deploy", job.to_str().context("path")?, "--follow"])?;
@@ -283,12 +290,77 @@ fn a_service_provider_runs_a_busybox_job_on_a_compute_provider() -> anyhow::Resu
         ensure!(Instant::now() < deadline, "capacity not restored: {now:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The file the job wrote to /artefacts, fetched by its requester over the transfer
+    // protocol from the provider's artefact directory of this deployment.
+    let status = sp.cli(&["deployments", "status", "1"])?;
+    let status = String::from_utf8_lossy(&status.stdout);
+    let hint = format!("flotilla fetch PROVIDER d1-{}/FILE", sp.peer_id);
+    ensure!(status.contains(&hint), "{hint:?} not in:\n{status}");
+    let name = format!("d1-{}/result.txt", sp.peer_id);
+    let on_cp = cp.dir.join("data/artefacts").join(&name);
+    ensure!(on_cp.exists(), "{} missing:\n{}", on_cp.display(), cp.log());
+    let fetched = root.path().join("result.txt");
+    let out = sp.cli(&[
+        "fetch",
+        &cp.peer_id,
+        &name,
+        "--out",
+        fetched.to_str().context("path")?,
+    ])?;
+    ensure!(
+        out.status.success(),
+        "fetch failed: {}\ncp:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        cp.log()
+    );
+    assert_eq!(std::fs::read_to_string(&fetched)?, "the result\n");
+    // Another deployment's directory is not there to be fetched.
+    let missing = sp.cli(&[
+        "fetch",
+        &cp.peer_id,
+        &format!("d2-{}/result.txt", sp.peer_id),
+        "--out",
+        root.path().join("none.txt").to_str().context("path")?,
+    ])?;
+    ensure!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    ensure!(err.contains("no such file"), "{err}");
+
     let url = format!("http://{}/metrics", cp.api);
     let metrics = ureq::get(&url).call()?.body_mut().read_to_string()?;
     ensure!(
         metrics.contains("flotilla_allocations_total{state=\"completed\"} 1"),
         "{metrics}"
     );
+    // Onboarding while the provider runs: found through its data directory, applied to the
+    // live ledger at once and kept in the store.
+    let data = cp.dir.join("data");
+    let data = data.to_str().context("path")?;
+    let out = cp.cli_plain(&[
+        "onboard",
+        "--cores",
+        "1",
+        "--share",
+        "50%",
+        "--data-dir",
+        data,
+    ])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && text.contains("applied by the running node"),
+        "onboard: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let live = cp.resources()?;
+    assert_eq!(live.onboarded.millicores, 1000);
+    assert_eq!(live.onboarded.memory_mb, before.onboarded.memory_mb);
+    let report: flotilla_node::onboarding::ResourcesReport = serde_json::from_slice(
+        &cp.cli_plain(&["resources", "--json", "--data-dir", data])?
+            .stdout,
+    )?;
+    assert_eq!(report.live.map(|l| l.onboarded), Some(live.onboarded));
+    assert_eq!(report.stored.map(|o| o.onboarded), Some(live.onboarded));
+
     // A bad spec is refused before anything is sent, with its line and key.
     std::fs::write(
         root.path().join("bad.toml"),
@@ -327,6 +399,15 @@ fn a_provider_killed_mid_job_finds_its_container_again() -> anyhow::Result<()> {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Offboarding what the job holds is refused, naming it.
+    let data = cp.dir.join("data");
+    let out = cp.cli_plain(&["offboard", "--data-dir", data.to_str().context("path")?])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success() && err.contains("allocation 1 (running"),
+        "offboard: {err}"
+    );
+    ensure!(!cp.resources()?.onboarded.is_zero());
     let cp_dir = cp.kill9();
     let cp = start_cp(&cp_dir, &sp, false)?;
     let log = cp.log();

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use flotilla_core::capacity::Capacity;
-use flotilla_node::onboarding::Onboarding;
+use flotilla_node::onboarding::{Onboarding, ResourcesReport};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flotilla");
 
@@ -31,7 +31,10 @@ fn ok(dir: &Path, args: &[&str]) -> String {
 }
 
 fn stored(dir: &Path) -> Option<Onboarding> {
-    serde_json::from_str(&ok(dir, &["resources", "--json"])).expect("resources --json is JSON")
+    let report: ResourcesReport =
+        serde_json::from_str(&ok(dir, &["resources", "--json"])).expect("resources --json is JSON");
+    assert_eq!(report.live, None, "no node runs here");
+    report.stored
 }
 
 #[test]

@@ -83,9 +83,11 @@ fn status(e: &TransferError) -> StatusCode {
         TransferError::Refused { refusal, .. } => match refusal {
             Refusal::BadName(_) => StatusCode::BAD_REQUEST,
             Refusal::NoSuchFile(_) => StatusCode::NOT_FOUND,
+            Refusal::NotRequester(_) => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_GATEWAY,
         },
         TransferError::Limit(_) => StatusCode::SERVICE_UNAVAILABLE,
+        TransferError::Busy { .. } => StatusCode::CONFLICT,
         TransferError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         TransferError::Open { .. } => StatusCode::NOT_FOUND,
         TransferError::Timeout => StatusCode::GATEWAY_TIMEOUT,

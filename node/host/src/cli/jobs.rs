@@ -9,6 +9,8 @@ use flotilla_core::PeerId;
 use flotilla_core::job::JobSpec;
 use flotilla_core::jobs::{DeploymentView, LogLine};
 use flotilla_node::api::jobs::{DeployReply, FollowItem};
+use flotilla_node::executor::artefacts;
+use flotilla_node::views::StatusView;
 
 use super::Client;
 use super::rcmgr::print_table;
@@ -147,6 +149,14 @@ pub fn deployments(client: &Client, cmd: &DeploymentsCommand) -> anyhow::Result<
                 .map(|(p, w)| vec![p.to_string(), w.clone()])
                 .collect();
             print_table(&["PROVIDER", "WORKER"], &rows);
+            if !d.workers.is_empty() {
+                let (me, _): (StatusView, _) = client.json(false, "/status")?;
+                let dir = artefacts::dir_name(&me.peer_id, d.id);
+                println!(
+                    "artefacts (what a worker wrote to /artefacts): flotilla fetch PROVIDER \
+                     {dir}/FILE --out FILE"
+                );
+            }
             for (at, state, why) in &d.transitions {
                 let after = at.as_micros().saturating_sub(d.created.as_micros());
                 #[allow(clippy::cast_precision_loss)]

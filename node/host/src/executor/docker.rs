@@ -12,7 +12,9 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
-use bollard::models::{ContainerCreateBody, HostConfig, PortBinding as DockerPortBinding};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, Mount, MountType, PortBinding as DockerPortBinding,
+};
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
     LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
@@ -20,7 +22,8 @@ use bollard::query_parameters::{
 use futures::stream::{BoxStream, Stream, StreamExt};
 
 use super::{
-    ExecError, ExecSpec, ExecState, Executor, ExitStatus, Handle, LogLine, LogStream, PortBinding,
+    BindMount, ExecError, ExecSpec, ExecState, Executor, ExitStatus, Handle, LogLine, LogStream,
+    PortBinding,
 };
 
 /// The daemon's socket when `DOCKER_HOST` is unset.
@@ -176,17 +179,29 @@ fn create_body(spec: &ExecSpec) -> ContainerCreateBody {
             .push(binding);
     }
     let exposed: Vec<String> = spec.ports.iter().map(port_key).collect();
+    let mounts: Vec<Mount> = spec
+        .mounts
+        .iter()
+        .map(|m| Mount {
+            target: Some(m.container.clone()),
+            source: Some(m.host.to_string_lossy().into_owned()),
+            typ: Some(MountType::BIND),
+            read_only: Some(m.read_only),
+            ..Default::default()
+        })
+        .collect();
     let host_config = HostConfig {
         nano_cpus: spec.cpu_nanos.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
         memory: spec
             .memory_bytes
             .map(|m| i64::try_from(m).unwrap_or(i64::MAX)),
         port_bindings: (!bindings.is_empty()).then_some(bindings),
+        mounts: (!mounts.is_empty()).then_some(mounts),
         ..Default::default()
     };
     ContainerCreateBody {
         image: Some(spec.image.clone()),
-        cmd: Some(spec.command.clone()),
+        cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
         env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
         labels: Some(
             spec.labels
@@ -336,6 +351,19 @@ impl Executor for DockerExecutor {
             .collect();
         ports.sort();
         let positive = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok()).filter(|v| *v > 0);
+        let mut mounts: Vec<BindMount> = c
+            .mounts
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| {
+                Some(BindMount {
+                    host: m.source?.into(),
+                    container: m.destination?,
+                    read_only: !m.rw.unwrap_or(true),
+                })
+            })
+            .collect();
+        mounts.sort_by(|a, b| a.container.cmp(&b.container));
         Ok(ExecState {
             name: c
                 .name
@@ -353,6 +381,7 @@ impl Executor for DockerExecutor {
                 .unwrap_or_default()
                 .into_iter()
                 .collect::<BTreeMap<_, _>>(),
+            mounts,
         })
     }
 
@@ -494,6 +523,11 @@ mod tests {
         }];
         spec.labels
             .insert(super::super::ALLOCATION_LABEL.into(), "a1".into());
+        spec.mounts.push(BindMount {
+            host: "/srv/flotilla/artefacts/d1-x".into(),
+            container: "/artefacts".into(),
+            read_only: false,
+        });
         let body = create_body(&spec);
         let host = body.host_config.unwrap();
         assert_eq!(host.nano_cpus, Some(1_500_000_000));
@@ -505,6 +539,14 @@ mod tests {
         );
         assert_eq!(body.exposed_ports, Some(vec!["80/tcp".to_string()]));
         assert_eq!(body.labels.unwrap()["flotilla.allocation"], "a1");
+        let mount = &host.mounts.unwrap()[0];
+        assert_eq!(mount.typ, Some(MountType::BIND));
+        assert_eq!(
+            mount.source.as_deref(),
+            Some("/srv/flotilla/artefacts/d1-x")
+        );
+        assert_eq!(mount.target.as_deref(), Some("/artefacts"));
+        assert_eq!(mount.read_only, Some(false));
     }
 
     #[test]

@@ -25,6 +25,9 @@ fn a_plain_spec_is_valid() {
     s.env.insert("A".into(), "b=c".into());
     s.validate().unwrap();
     assert_eq!(s.cpu_nanos, Some(500_000_000));
+    // No command: the image's own runs.
+    s.command.clear();
+    s.validate().unwrap();
 }
 
 #[test]
@@ -52,7 +55,7 @@ fn bad_specs_say_what_to_fix() {
     );
     refused(
         &ExecSpec {
-            command: vec![],
+            command: vec![String::new(), "x".into()],
             ..spec()
         },
         "command",
@@ -86,6 +89,27 @@ fn bad_specs_say_what_to_fix() {
         container_port: 1,
     }];
     refused(&s, "port 0");
+    let mount = |host: &str, container: &str| BindMount {
+        host: host.into(),
+        container: container.into(),
+        read_only: false,
+    };
+    for (m, needle) in [
+        (mount("relative/dir", "/artefacts"), "absolute UTF-8"),
+        (mount("/srv/a", "artefacts"), "absolute path"),
+        (mount("/srv/a", "/"), "absolute path"),
+        (mount("/srv/a", "/a/../etc"), "`..`"),
+        (mount("/srv/a", "/a:ro"), "':'"),
+    ] {
+        let mut s = spec();
+        s.mounts.push(m);
+        refused(&s, needle);
+    }
+    let mut s = spec();
+    s.mounts = vec![mount("/srv/a", "/data"), mount("/srv/b", "/data")];
+    refused(&s, "twice");
+    s.mounts.pop();
+    s.validate().unwrap();
 }
 
 #[test]

@@ -8,10 +8,11 @@
 //! stream. Requests and replies are length-prefixed (4 bytes, big-endian) postcard, at
 //! most [`CONTROL_FRAME_BYTES_MAX`].
 //!
-//! The fetcher ([`fetch`]) writes to `<dest>.part`, asks for the bytes after what that
-//! file already holds, and checks the SHA-256 of the whole file before renaming it to
+//! The fetcher ([`fetch`]) writes to `<dest>.part` (locked, so one fetch at a time writes
+//! it), asks for the bytes after what that file already holds, and checks the SHA-256 of the whole file before renaming it to
 //! `<dest>`; a mismatch removes the partial file. The server ([`serve`]) hands out the
-//! files of a [`Shelf`]. On both sides every stream is a stream scope in the resource
+//! files of a [`Shelf`], those in a job's artefact directory to the job's requester only
+//! (the server knows the peer id of each stream's remote end). On both sides every stream is a stream scope in the resource
 //! manager (protocol [`TRANSFER_PROTOCOL`], service [`TRANSFER_SERVICE`], holding one
 //! chunk buffer), so the node's stream and memory limits apply; a server that is refused
 //! a scope says so in its reply.
@@ -110,6 +111,9 @@ pub enum Refusal {
     /// The file exists but cannot be read.
     #[error("the server cannot read the file: {0}")]
     Unreadable(String),
+    /// The name is in a job's artefact directory, and the asker is not its requester.
+    #[error("not yours: {0}")]
+    NotRequester(String),
 }
 
 /// Why a fetch failed.
@@ -184,6 +188,15 @@ pub enum TransferError {
         expected: String,
         /// The hash of what was written (hex).
         got: String,
+    },
+    /// Another fetch is writing the same partial file.
+    #[error(
+        "another fetch is writing {part} at this moment; wait for it to end, or fetch into \
+         another file"
+    )]
+    Busy {
+        /// The partial file.
+        part: PathBuf,
     },
     /// The peer broke the protocol.
     #[error("protocol error: {0}")]
@@ -314,8 +327,10 @@ async fn timed<T>(f: impl Future<Output = T>) -> Result<T, TransferError> {
 
 /// Fetches `name` from `peer` into `dest`, resuming from `<dest>.part` if it exists, within
 /// `opts` and `rcmgr`'s limits. The file lands at `dest` only when its SHA-256 is the one
-/// the server announced. Two fetches to the same `dest` at once would mix their bytes in
-/// the partial file: callers fetch a destination one at a time.
+/// the server announced. The partial file is locked (an exclusive `flock`) for the whole
+/// fetch: a second fetch to the same `dest` at once, from this process or another, is
+/// refused with [`TransferError::Busy`] instead of mixing its bytes in. A fetch that fails
+/// before any byte arrived leaves no partial file behind.
 pub async fn fetch(
     control: &mut libp2p_stream::Control,
     rcmgr: &SharedRcmgr,
@@ -326,11 +341,55 @@ pub async fn fetch(
 ) -> Result<FetchReport, TransferError> {
     let lp = libp2p_peer(&peer).ok_or(TransferError::BadPeer(peer))?;
     let part = part_path(dest);
-    let offset = match tokio::fs::metadata(&part).await {
-        Ok(m) => m.len(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-        Err(e) => return Err(io_err(part.display())(e)),
-    };
+    let mut file = lock_part(&part).await?;
+    let result = fetch_locked(control, rcmgr, (peer, lp), name, dest, &mut file, opts).await;
+    if result.is_err() && file.metadata().await.is_ok_and(|m| m.len() == 0) {
+        // Nothing to resume from: no partial file left (the lock is still held).
+        let _ = remove(&part).await;
+    }
+    result
+}
+
+/// Opens (creating it) and locks the partial file `part`; refused if another fetch holds
+/// it.
+async fn lock_part(part: &Path) -> Result<tokio::fs::File, TransferError> {
+    let file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(part)
+        .await
+        .map_err(io_err(part.display()))?
+        .into_std()
+        .await;
+    let file = tokio::task::spawn_blocking(move || match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(Some(e)),
+    })
+    .await
+    .map_err(|e| TransferError::Protocol(format!("locking the partial file failed: {e}")))?;
+    match file {
+        Ok(f) => Ok(tokio::fs::File::from_std(f)),
+        Err(None) => Err(TransferError::Busy {
+            part: part.to_path_buf(),
+        }),
+        Err(Some(e)) => Err(io_err(part.display())(e)),
+    }
+}
+
+/// [`fetch`] with the partial file of `dest` open and locked as `file`.
+async fn fetch_locked(
+    control: &mut libp2p_stream::Control,
+    rcmgr: &SharedRcmgr,
+    (peer, lp): (PeerId, libp2p::PeerId),
+    name: &str,
+    dest: &Path,
+    file: &mut tokio::fs::File,
+    opts: &FetchOptions,
+) -> Result<FetchReport, TransferError> {
+    let part = part_path(dest);
+    let offset = file.metadata().await.map_err(io_err(part.display()))?.len();
     let _scope = StreamScope::open_as(
         rcmgr,
         Direction::Outbound,
@@ -385,22 +444,14 @@ pub async fn fetch(
         )));
     }
     let mut hasher = Sha256::new();
-    let mut file = tokio::fs::OpenOptions::new()
-        .create(true)
-        .read(true)
-        .append(true)
-        .open(&part)
-        .await
-        .map_err(io_err(part.display()))?;
-    hash_prefix(&mut file, offset, &mut hasher)
+    hash_prefix(file, offset, &mut hasher)
         .await
         .map_err(io_err(part.display()))?;
 
     let rest = size - offset;
     let expected = opts.session_bytes_max.map_or(rest, |m| m.min(rest));
-    let received = receive(&mut stream, &mut file, &part, expected, &mut hasher).await?;
+    let received = receive(&mut stream, file, &part, expected, &mut hasher).await?;
     file.sync_all().await.map_err(io_err(part.display()))?;
-    drop(file);
     if received < expected {
         return Err(TransferError::Truncated {
             received,
@@ -534,7 +585,7 @@ pub async fn serve(
                 };
                 let shelf = shelf.clone();
                 servers.spawn(async move {
-                    if let Err(e) = serve_one(stream, &shelf, scope).await {
+                    if let Err(e) = serve_one(stream, &shelf, peer, scope).await {
                         tracing::debug!(%peer, error = %e, "transfer ended early");
                     }
                 });
@@ -556,17 +607,18 @@ fn refuse(notices: &mut JoinSet<()>, stream: Stream, reason: String) {
     });
 }
 
-/// Answers one request on `stream`.
+/// Answers one request of `peer` on `stream`.
 async fn serve_one(
     stream: Stream,
     shelf: &Arc<Shelf>,
+    peer: PeerId,
     _scope: StreamScope,
 ) -> Result<(), TransferError> {
     let mut stream = stream.compat();
     let request: Request = read_frame(&mut stream).await?;
     let lookup = {
         let (shelf, name) = (shelf.clone(), request.name.clone());
-        tokio::task::spawn_blocking(move || shelf.open(&name))
+        tokio::task::spawn_blocking(move || shelf.open(&name, &peer))
             .await
             .map_err(|e| TransferError::Protocol(format!("the file lookup failed: {e}")))?
     };

@@ -1,5 +1,10 @@
 //! The files a node serves over the transfer protocol: a [`Shelf`] rooted in a directory,
 //! plus names registered explicitly, and the rules every requested name must follow.
+//!
+//! A name may have directories (`job-42/out.tar`, `d1-<peer id>/logs/run.txt`). A name
+//! whose first directory is a job's artefact directory (`d<deployment>-<requester>`, see
+//! [`artefacts`](crate::executor::artefacts)) is served to that requester alone, and so is a
+//! file that a symbolic link leads to inside one.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -7,9 +12,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
+use flotilla_core::PeerId;
 use sha2::{Digest, Sha256};
 
 use super::Refusal;
+use crate::executor::artefacts;
 
 /// Longest file name accepted, in bytes.
 pub const NAME_BYTES_MAX: usize = 255;
@@ -115,10 +122,20 @@ impl Shelf {
         lock(&self.registered).remove(name).is_some()
     }
 
-    /// The file served as `name`: a registered one, or a regular file under the root that
-    /// does not leave it through a symbolic link.
-    pub fn resolve(&self, name: &str) -> Result<PathBuf, Refusal> {
+    /// The file served as `name` to `asker`: a registered one, or a regular file under the
+    /// root that does not leave it through a symbolic link. Names in another requester's
+    /// artefact directory are refused.
+    pub fn resolve(&self, name: &str, asker: &PeerId) -> Result<PathBuf, Refusal> {
         check_name(name).map_err(|e| Refusal::BadName(e.to_string()))?;
+        let first = name.split('/').next().unwrap_or_default();
+        if let Some(owner) = artefacts::owner(first)
+            && owner != *asker
+        {
+            return Err(Refusal::NotRequester(format!(
+                "`{name}` is in the artefact directory of {owner}'s deployment; only that peer \
+                 may fetch it (ask for `d<deployment>-{asker}/...`, your own)"
+            )));
+        }
         if let Some(path) = lock(&self.registered).get(name) {
             return Ok(path.clone());
         }
@@ -129,19 +146,32 @@ impl Shelf {
             }
             Err(e) => return Err(Refusal::Unreadable(format!("{name}: {e}"))),
         };
-        if !path.starts_with(&self.root) {
+        let Ok(inside) = path.strip_prefix(&self.root) else {
             return Err(Refusal::BadName(format!(
                 "`{name}` leads outside the shelf through a symbolic link; ask for a file \
                  under the shelf"
+            )));
+        };
+        let first = inside
+            .components()
+            .next()
+            .map(|c| c.as_os_str().to_string_lossy());
+        if let Some(owner) = first.as_deref().and_then(artefacts::owner)
+            && owner != *asker
+        {
+            return Err(Refusal::NotRequester(format!(
+                "`{name}` leads through a symbolic link into the artefact directory of {owner}'s \
+                 deployment; only that peer may fetch it"
             )));
         }
         Ok(path)
     }
 
-    /// Resolves `name` and reads its size and hash (hashing the file unless its size and
-    /// modification time are those of the cached hash). Blocks: call it off the runtime.
-    pub fn open(&self, name: &str) -> Result<Served, Refusal> {
-        let path = self.resolve(name)?;
+    /// Resolves `name` for `asker` and reads its size and hash (hashing the file unless its
+    /// size and modification time are those of the cached hash). Blocks: call it off the
+    /// runtime.
+    pub fn open(&self, name: &str, asker: &PeerId) -> Result<Served, Refusal> {
+        let path = self.resolve(name, asker)?;
         let unreadable = |e: std::io::Error| match e.kind() {
             std::io::ErrorKind::NotFound => Refusal::NoSuchFile(name.to_string()),
             _ => Refusal::Unreadable(format!("{name}: {e}")),
@@ -193,6 +223,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use flotilla_core::{Keypair, SeedTree};
+
+    fn peer(seed: u64) -> PeerId {
+        Keypair::generate(&mut SeedTree::new(seed).rng()).peer_id()
+    }
+
+    /// A peer that requested nothing.
+    fn anyone() -> PeerId {
+        peer(99)
+    }
 
     #[test]
     fn names_are_checked() {
@@ -240,28 +280,103 @@ mod tests {
         std::fs::create_dir(shelf.root().join("job")).unwrap();
         std::fs::write(shelf.root().join("job/out"), b"hello").unwrap();
 
-        let served = shelf.open("job/out").unwrap();
+        let served = shelf.open("job/out", &anyone()).unwrap();
         assert_eq!(served.size, 5);
         assert_eq!(served.sha256, <[u8; 32]>::from(Sha256::digest(b"hello")));
         assert!(matches!(
-            shelf.open("job/none"),
+            shelf.open("job/none", &anyone()),
             Err(Refusal::NoSuchFile(_))
         ));
-        assert!(matches!(shelf.open("job"), Err(Refusal::NoSuchFile(_))));
-        assert!(matches!(shelf.open("../secret"), Err(Refusal::BadName(_))));
+        assert!(matches!(
+            shelf.open("job", &anyone()),
+            Err(Refusal::NoSuchFile(_))
+        ));
+        assert!(matches!(
+            shelf.open("../secret", &anyone()),
+            Err(Refusal::BadName(_))
+        ));
 
         std::os::unix::fs::symlink(outside.path().join("secret"), shelf.root().join("link"))
             .unwrap();
-        let refused = shelf.open("link").unwrap_err();
+        let refused = shelf.open("link", &anyone()).unwrap_err();
         assert!(refused.to_string().contains("symbolic link"), "{refused}");
 
         shelf
             .register("ckpt", outside.path().join("secret"))
             .unwrap();
-        assert_eq!(shelf.open("ckpt").unwrap().size, 1);
+        assert_eq!(shelf.open("ckpt", &anyone()).unwrap().size, 1);
         assert!(shelf.unregister("ckpt"));
-        assert!(matches!(shelf.open("ckpt"), Err(Refusal::NoSuchFile(_))));
+        assert!(matches!(
+            shelf.open("ckpt", &anyone()),
+            Err(Refusal::NoSuchFile(_))
+        ));
         assert!(shelf.register("../x", "/tmp/x").is_err());
+    }
+
+    #[test]
+    fn artefact_directories_are_served_to_their_requester_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let shelf = Shelf::new(dir.path()).unwrap();
+        let (mine, theirs) = (peer(1), peer(2));
+        let my_dir = crate::executor::artefacts::dir_name(&mine, 3);
+        let their_dir = crate::executor::artefacts::dir_name(&theirs, 3);
+        for d in [&my_dir, &their_dir] {
+            std::fs::create_dir_all(shelf.root().join(d).join("logs")).unwrap();
+            std::fs::write(shelf.root().join(d).join("out.txt"), d.as_bytes()).unwrap();
+            std::fs::write(shelf.root().join(d).join("logs/run.txt"), b"run").unwrap();
+        }
+        std::fs::write(shelf.root().join("public.txt"), b"p").unwrap();
+
+        // One level of directory, and deeper ones, for the requester.
+        let name = format!("{my_dir}/out.txt");
+        assert_eq!(check_name(&name), Ok(()));
+        assert_eq!(shelf.open(&name, &mine).unwrap().size, my_dir.len() as u64);
+        assert_eq!(
+            shelf
+                .open(&format!("{my_dir}/logs/run.txt"), &mine)
+                .unwrap()
+                .size,
+            3
+        );
+        // Not for anybody else, whether the file exists or not.
+        for asker in [theirs, anyone()] {
+            for name in [format!("{my_dir}/out.txt"), format!("{my_dir}/none")] {
+                let refused = shelf.open(&name, &asker).unwrap_err();
+                assert!(
+                    matches!(&refused, Refusal::NotRequester(m) if m.contains(&mine.to_string())),
+                    "{refused}"
+                );
+            }
+        }
+        // Files outside artefact directories are for anyone.
+        assert_eq!(shelf.open("public.txt", &theirs).unwrap().size, 1);
+        // No way out of one's own directory into another's.
+        for bad in [
+            format!("{my_dir}/../{their_dir}/out.txt"),
+            format!("{my_dir}/./out.txt"),
+            format!("/{my_dir}/out.txt"),
+        ] {
+            assert!(
+                matches!(shelf.open(&bad, &mine), Err(Refusal::BadName(_))),
+                "{bad}"
+            );
+        }
+        std::os::unix::fs::symlink(
+            shelf.root().join(&their_dir).join("out.txt"),
+            shelf.root().join(&my_dir).join("theirs"),
+        )
+        .unwrap();
+        let refused = shelf.open(&format!("{my_dir}/theirs"), &mine).unwrap_err();
+        assert!(
+            matches!(&refused, Refusal::NotRequester(m) if m.contains("symbolic link")),
+            "{refused}"
+        );
+        std::os::unix::fs::symlink("/etc/hostname", shelf.root().join(&my_dir).join("host"))
+            .unwrap();
+        assert!(matches!(
+            shelf.open(&format!("{my_dir}/host"), &mine),
+            Err(Refusal::BadName(_) | Refusal::NoSuchFile(_))
+        ));
     }
 
     #[test]
@@ -270,9 +385,9 @@ mod tests {
         let shelf = Shelf::new(dir.path()).unwrap();
         let path = shelf.root().join("f");
         std::fs::write(&path, b"one").unwrap();
-        let first = shelf.open("f").unwrap();
+        let first = shelf.open("f", &anyone()).unwrap();
         std::fs::write(&path, b"longer").unwrap();
-        let second = shelf.open("f").unwrap();
+        let second = shelf.open("f", &anyone()).unwrap();
         assert_eq!(second.size, 6);
         assert_ne!(first.sha256, second.sha256);
     }

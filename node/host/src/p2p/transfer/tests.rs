@@ -19,6 +19,8 @@ const FILE_BYTES: usize = 3 << 20;
 /// A serving swarm and a fetching swarm, connected; both stop when this is dropped.
 struct Pair {
     server: PeerId,
+    /// The fetching side.
+    client: PeerId,
     control: libp2p_stream::Control,
     rcmgr: SharedRcmgr,
     _tasks: JoinSet<()>,
@@ -70,6 +72,7 @@ async fn pair(shelf: Arc<Shelf>, server_limits: Limits, client_limits: Limits) -
     });
 
     let mut client = raw_swarm();
+    let client_id = core_peer(client.local_peer_id()).unwrap();
     let control = client.behaviour().new_control();
     client.dial(with_p2p(&addr, server_lp)).unwrap();
     tokio::time::timeout(WAIT, async {
@@ -90,6 +93,7 @@ async fn pair(shelf: Arc<Shelf>, server_limits: Limits, client_limits: Limits) -
     });
     Pair {
         server: core_peer(&server_lp).unwrap(),
+        client: client_id,
         control,
         rcmgr: rcmgr_with(client_limits, Metrics::new()),
         _tasks: tasks,
@@ -255,6 +259,87 @@ async fn bad_and_unknown_names_are_refused() {
         "{err}"
     );
     assert!(!dest.exists() && !part_path(&dest).exists());
+}
+
+#[tokio::test]
+async fn a_second_fetch_to_the_same_destination_is_refused() {
+    let (dir, shelf, data) = shelf_with_file();
+    let mut p = pair(shelf, Limits::default(), Limits::default()).await;
+    let dest = dir.path().join("got.bin");
+    // Another fetch holds the partial file.
+    let other = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(part_path(&dest))
+        .unwrap();
+    other.lock().unwrap();
+    let err = p
+        .fetch("artefact.bin", &dest, FetchOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, TransferError::Busy { .. }), "{err}");
+    assert!(
+        err.to_string().contains("another fetch is writing"),
+        "{err}"
+    );
+    assert!(!dest.exists() && part_path(&dest).exists());
+    // Once it is done, the file can be fetched.
+    drop(other);
+    let report = p
+        .fetch("artefact.bin", &dest, FetchOptions::default())
+        .await
+        .unwrap();
+    assert!(report.complete);
+    assert!(std::fs::read(&dest).unwrap() == data);
+}
+
+#[tokio::test]
+async fn a_job_artefact_goes_to_its_requester_only() {
+    let (dir, shelf, _) = shelf_with_file();
+    let mut p = pair(shelf.clone(), Limits::default(), Limits::default()).await;
+    let other =
+        flotilla_core::Keypair::generate(&mut flotilla_core::SeedTree::new(5).rng()).peer_id();
+    for (requester, text) in [(p.client, "mine"), (other, "theirs")] {
+        let d = shelf
+            .root()
+            .join(crate::executor::artefacts::dir_name(&requester, 1));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("out.txt"), text).unwrap();
+    }
+    let dest = dir.path().join("out.txt");
+    let mine = format!("d1-{}/out.txt", p.client);
+    let report = p
+        .fetch(&mine, &dest, FetchOptions::default())
+        .await
+        .unwrap();
+    assert!(report.complete);
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "mine");
+
+    let theirs = format!("d1-{other}/out.txt");
+    let err = p
+        .fetch(
+            &theirs,
+            &dir.path().join("theirs.txt"),
+            FetchOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            TransferError::Refused {
+                refusal: Refusal::NotRequester(_),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains(&other.to_string()) && text.contains("only that peer may fetch it"),
+        "{text}"
+    );
+    assert!(!dir.path().join("theirs.txt").exists());
 }
 
 #[tokio::test]
