@@ -77,7 +77,7 @@ async fn run_node(seed: u64, bootstrap: &[&Multiaddr], provider: bool) -> Runnin
         node.jobs_mut().onboard(capacity).unwrap();
     }
     let observer = MetricsObserver::new(metrics.clone());
-    let (driver, handle) = Driver::new(node, net, clock.clone(), observer);
+    let (driver, handle) = Driver::new(node, net, clock, observer);
     let exec = SimExecConfig {
         start_delay: (Duration::from_millis(50), Duration::from_millis(100)),
         run_time: (Duration::from_secs(30), Duration::from_secs(30)),
