@@ -241,3 +241,58 @@ async fn malformed_and_foreign_job_broadcasts_are_dropped() {
         Err(BroadcastError::TooLarge { .. })
     ));
 }
+
+#[tokio::test]
+async fn a_broadcast_from_an_unconnected_publisher_brings_its_addresses() {
+    let metrics = Metrics::new();
+    let limits = flotilla_core::rcmgr::Limits::default();
+    let (_, mut c) = start_with(46, &["/ip4/127.0.0.1/tcp/0"], limits, metrics.clone()).await;
+    let publisher = Keypair::generate(&mut SeedTree::new(47).rng());
+    let (pa, lpa) = (
+        publisher.peer_id(),
+        addr::libp2p_peer(&publisher.peer_id()).unwrap(),
+    );
+    // The DHT's routing table knows the publisher; the swarm is not connected to it.
+    let known: Multiaddr = "/ip4/127.0.0.1/tcp/9".parse().unwrap();
+    c.swarm.behaviour_mut().kad.add_address(&lpa, known.clone());
+    let request = JobMessage::BidRequest {
+        deployment: 3,
+        spec: JOB.to_string(),
+    };
+    let gossip = |source: Option<libp2p::PeerId>, data: Vec<u8>| libp2p::gossipsub::Message {
+        source,
+        data,
+        sequence_number: Some(1),
+        topic: behaviour::jobs_topic().hash(),
+    };
+    let relay = libp2p::PeerId::random();
+    c.on_job_broadcast(
+        relay,
+        gossip(Some(lpa), postcard::to_stdvec(&request).unwrap()),
+    );
+    let events: Vec<NetEvent> = c.pending.drain(..).collect();
+    assert!(
+        matches!(
+            events.as_slice(),
+            [
+                NetEvent::Discovered { peer, addrs, source: flotilla_core::Source::Dht },
+                NetEvent::Broadcast { from, message },
+            ] if *peer == pa && *addrs == [known.to_string()] && *from == pa && *message == request
+        ),
+        "{events:?}"
+    );
+    // Without a publisher, or undecodable, a message goes nowhere and is counted.
+    c.on_job_broadcast(relay, gossip(None, postcard::to_stdvec(&request).unwrap()));
+    c.on_job_broadcast(relay, gossip(Some(lpa), vec![0xff; 4]));
+    let mut long = postcard::to_stdvec(&request).unwrap();
+    long.push(0);
+    c.on_job_broadcast(relay, gossip(Some(lpa), long));
+    assert!(c.pending.is_empty(), "{:?}", c.pending);
+    for line in [
+        "flotilla_job_broadcasts_total{direction=\"received\"} 1",
+        "flotilla_job_broadcasts_dropped_total{reason=\"unsigned\"} 1",
+        "flotilla_job_broadcasts_dropped_total{reason=\"malformed\"} 2",
+    ] {
+        assert!(metric(&metrics, line), "{line}\n{}", metrics.encode());
+    }
+}
