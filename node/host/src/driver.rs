@@ -127,7 +127,9 @@ pub enum Command {
         /// Where the table goes.
         reply: oneshot::Sender<Result<Vec<RttSample>, RttError>>,
     },
-    /// Deploy a job, asking `pinned` providers (every connected peer if empty).
+    /// Deploy a job, asking `pinned` providers. Without pins the bid request goes to every
+    /// provider: broadcast if the network supports it (and the node has a peer to start
+    /// from), else to every connected peer.
     Deploy {
         /// The job.
         spec: Box<JobSpec>,
@@ -401,6 +403,12 @@ impl<N: Network, C: Clock, O: Observer> Driver<N, C, O> {
                 source,
             } => self.node.handle_discovered(now, peer, addrs, source),
             NetEvent::Advert { from, advert } => self.node.handle_advert(now, from, advert),
+            NetEvent::Broadcast { from, message } => {
+                let kind = message.kind();
+                if !self.node.handle_broadcast(now, from, message) {
+                    tracing::debug!(%from, kind, "job broadcast not taken");
+                }
+            }
         }
     }
 
@@ -438,8 +446,17 @@ impl<N: Network, C: Clock, O: Observer> Driver<N, C, O> {
                 pinned,
                 reply,
             } => {
-                let result = self.node.deploy(now, *spec, &pinned);
-                let _ = reply.send(result.map_err(|e| e.to_string()));
+                let broadcast = pinned.is_empty()
+                    && self.net.supports_broadcast()
+                    && self.node.connections().next().is_some();
+                let result = if broadcast {
+                    Ok(self.node.deploy_broadcast(now, *spec))
+                } else {
+                    self.node
+                        .deploy(now, *spec, &pinned)
+                        .map_err(|e| e.to_string())
+                };
+                let _ = reply.send(result);
             }
             Command::Deployments(reply) => {
                 let _ = reply.send(self.node.deployments());
@@ -509,7 +526,8 @@ impl<N: Network, C: Clock, O: Observer> Driver<N, C, O> {
         }
     }
 
-    /// Drains the node's outputs in the documented order: actions, transmits, events.
+    /// Drains the node's outputs in the documented order: actions, transmits, broadcasts,
+    /// events.
     fn flush(&mut self) {
         let now = self.clock.now();
         while let Some(cmd) = self.node.poll_exec() {
@@ -532,6 +550,12 @@ impl<N: Network, C: Clock, O: Observer> Driver<N, C, O> {
         while let Some(t) = self.node.poll_transmit() {
             self.observer.transmit(now, &self.node, &t);
             self.net.send(t.to, t.message);
+        }
+        while let Some(message) = self.node.poll_broadcast() {
+            let kind = message.kind();
+            if let Err(e) = self.net.broadcast(message) {
+                tracing::warn!(kind, error = %e, "job broadcast not published");
+            }
         }
         while let Some(event) = self.node.poll_event() {
             self.observer.event(now, &self.node, &event);

@@ -40,6 +40,13 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+/// A `direction` label: `published` by this node or `received` from another.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabel {
+    /// The direction.
+    pub direction: &'static str,
+}
+
 /// A `source` label: how a peer was discovered outside the core protocol (`pool` for a
 /// provider of a pool found in the DHT, `mdns` for a node on the local link).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -94,6 +101,8 @@ pub struct Metrics {
     job_refusals: Family<ReasonLabel, Counter>,
     deployments: Family<StateLabel, Counter>,
     allocations: Family<StateLabel, Counter>,
+    job_broadcasts: Family<DirectionLabel, Counter>,
+    job_broadcasts_dropped: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -125,6 +134,8 @@ impl Metrics {
         let job_refusals = Family::<ReasonLabel, Counter>::default();
         let deployments = Family::<StateLabel, Counter>::default();
         let allocations = Family::<StateLabel, Counter>::default();
+        let job_broadcasts = Family::<DirectionLabel, Counter>::default();
+        let job_broadcasts_dropped = Family::<ReasonLabel, Counter>::default();
         registry.register(
             "messages_sent",
             "Core messages queued for sending",
@@ -220,11 +231,23 @@ impl Metrics {
             "States this provider's allocations entered",
             allocations.clone(),
         );
+        registry.register(
+            "job_broadcasts",
+            "Job broadcasts (bid requests on the gossip jobs topic), published or received",
+            job_broadcasts.clone(),
+        );
+        registry.register(
+            "job_broadcasts_dropped",
+            "Job broadcasts dropped, by reason (received: unsigned, oversized, malformed; published: too-large, no-peers, publish)",
+            job_broadcasts_dropped.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             job_refusals,
             deployments,
             allocations,
+            job_broadcasts,
+            job_broadcasts_dropped,
             adverts_rejected,
             peers_filtered,
             peers_dropped,
@@ -309,6 +332,20 @@ impl Metrics {
     /// One outgoing message dropped for `reason`.
     pub fn message_dropped(&self, reason: &'static str) {
         self.messages_dropped
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// One job broadcast `published` or `received`.
+    pub fn job_broadcast(&self, direction: &'static str) {
+        self.job_broadcasts
+            .get_or_create(&DirectionLabel { direction })
+            .inc();
+    }
+
+    /// One job broadcast dropped for `reason`.
+    pub fn job_broadcast_dropped(&self, reason: &'static str) {
+        self.job_broadcasts_dropped
             .get_or_create(&ReasonLabel { reason })
             .inc();
     }
@@ -522,6 +559,8 @@ mod tests {
         m.message_sent("ping");
         m.frame_rejected("oversized");
         m.discovery_found("pool");
+        m.job_broadcast("published");
+        m.job_broadcast_dropped("malformed");
         let text = m.encode();
         assert!(
             text.contains("flotilla_messages_sent_total{kind=\"ping\"} 1"),
@@ -535,6 +574,12 @@ mod tests {
             text.contains("flotilla_discovery_found_total{source=\"pool\"} 1"),
             "{text}"
         );
+        for line in [
+            "flotilla_job_broadcasts_total{direction=\"published\"} 1",
+            "flotilla_job_broadcasts_dropped_total{reason=\"malformed\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
         assert!(text.contains("flotilla_connected_peers"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
     }

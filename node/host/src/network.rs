@@ -4,6 +4,7 @@
 
 use std::future::Future;
 
+use flotilla_core::jobs::JobMessage;
 use flotilla_core::{DialId, Direction, Message, Node, PeerId, SignedAdvert, Source, Timestamp};
 
 /// Something the network reports to the driver.
@@ -53,6 +54,35 @@ pub enum NetEvent {
         /// The advert.
         advert: SignedAdvert,
     },
+    /// A job message broadcast to every node (a bid request) arrived; the driver hands it
+    /// to [`Node::handle_broadcast`]. When the network is not connected to `from` but
+    /// knows addresses for it, it reports them first as [`NetEvent::Discovered`], so that
+    /// the node can reach the publisher with its answer.
+    Broadcast {
+        /// The peer that published it, authenticated by its signature; answers go to it.
+        from: PeerId,
+        /// The message.
+        message: JobMessage,
+    },
+}
+
+/// Why a job broadcast was not published.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BroadcastError {
+    /// The network has no way to reach every node.
+    #[error("this network cannot broadcast; name the providers to ask")]
+    Unsupported,
+    /// The encoded message is larger than a broadcast may be.
+    #[error("a broadcast of {len} bytes exceeds the limit of {max} bytes; shorten the job spec")]
+    TooLarge {
+        /// The encoded size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Publishing failed.
+    #[error("cannot publish the broadcast: {0}")]
+    Publish(String),
 }
 
 /// A network the [`Driver`](crate::driver::Driver) can run a node on.
@@ -71,6 +101,17 @@ pub trait Network {
     /// network enforces one (the node trims before the limit is reached).
     fn system_conns(&self) -> Option<(u64, u64)> {
         None
+    }
+    /// Whether [`Network::broadcast`] reaches other nodes. Without it, the driver asks
+    /// connected peers directly.
+    fn supports_broadcast(&self) -> bool {
+        false
+    }
+    /// Publishes `message` to every node (a bid request from [`Node::poll_broadcast`]).
+    /// Never blocks; a publication that cannot go out yet may be held and retried.
+    fn broadcast(&mut self, message: JobMessage) -> Result<(), BroadcastError> {
+        let _ = message;
+        Err(BroadcastError::Unsupported)
     }
     /// Called after every driver step, e.g. to republish the node's advert on gossip.
     fn after_step(&mut self, node: &Node, now: Timestamp) {

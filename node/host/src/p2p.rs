@@ -4,6 +4,8 @@
 //! Submodules:
 //! - [`addr`]: peer id and multiaddr conversions between the core and libp2p;
 //! - [`behaviour`]: the composed libp2p behaviours and their settings;
+//! - [`broadcast`]: job broadcasts (bid requests to every provider) on the gossip jobs
+//!   topic;
 //! - [`discovery`]: pools in the DHT (providing in them, finding their providers) and mDNS;
 //! - [`rcmgr`]: the behaviour enforcing the resource manager's connection limits;
 //! - [`streams`]: writer and reader tasks moving core frames over libp2p streams, within
@@ -17,6 +19,7 @@
 
 pub mod addr;
 pub mod behaviour;
+pub mod broadcast;
 pub mod discovery;
 pub mod rcmgr;
 pub mod streams;
@@ -26,6 +29,7 @@ pub mod transfer;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
+use flotilla_core::jobs::JobMessage;
 use flotilla_core::{DialId, Direction, Keypair, Message, Node, PeerId, Timestamp};
 use futures::StreamExt;
 use libp2p::core::transport::ListenerId;
@@ -39,7 +43,7 @@ use self::addr::{libp2p_keypair, libp2p_peer, split_p2p, with_p2p};
 use self::behaviour::{Behaviour, CORE_PROTOCOL, hello_topic};
 use self::discovery::{Discovery, DiscoveryConfig};
 use crate::metrics::Metrics;
-use crate::network::{NetEvent, Network};
+use crate::network::{BroadcastError, NetEvent, Network};
 use crate::rcmgr::{HOUSEKEEPING_INTERVAL, SharedRcmgr};
 
 /// Period between publications of the node's advert on the hello topic.
@@ -107,6 +111,9 @@ pub struct P2pNetwork {
     next_advert: Timestamp,
     /// Pool announcements and lookups.
     discovery: Discovery,
+    /// Job broadcasts waiting for a peer on the jobs topic
+    /// ([`broadcast::JOB_BROADCASTS_HELD_MAX`]).
+    held_jobs: broadcast::HeldJobs,
 }
 
 impl std::fmt::Debug for P2pNetwork {
@@ -213,6 +220,7 @@ impl P2pNetwork {
             listen_addrs: Vec::new(),
             next_advert: Timestamp::ZERO,
             discovery: Discovery::new(discovery),
+            held_jobs: broadcast::HeldJobs::new(),
         })
     }
 
@@ -416,10 +424,19 @@ impl Network for P2pNetwork {
         }
     }
 
+    fn supports_broadcast(&self) -> bool {
+        true
+    }
+
+    fn broadcast(&mut self, message: JobMessage) -> Result<(), BroadcastError> {
+        self.publish_job(&message)
+    }
+
     fn after_step(&mut self, node: &Node, now: Timestamp) {
         if now >= self.next_advert {
             self.publish_advert(node, now);
         }
+        self.retry_held_jobs();
     }
 }
 

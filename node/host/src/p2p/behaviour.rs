@@ -7,7 +7,8 @@
 //! - `kad`: a DHT under the node's own protocol name, in server mode, bootstrapped
 //!   periodically; peers it can route to are reported to the core;
 //! - `mdns`: nodes on the local link, present only when enabled (see [`super::discovery`]);
-//! - `gossipsub`: the hello topic on which nodes publish their signed adverts;
+//! - `gossipsub`: the hello topic on which nodes publish their signed adverts, and the jobs
+//!   topic on which service providers broadcast bid requests (see [`super::broadcast`]);
 //! - `stream`: raw streams for the core protocol.
 
 use std::num::NonZeroUsize;
@@ -30,10 +31,21 @@ pub const HELLO_TOPIC: &str = "flotilla/hello/1";
 /// The core protocol as a libp2p stream protocol.
 pub const CORE_PROTOCOL: StreamProtocol = StreamProtocol::new(flotilla_core::wire::PROTOCOL_NAME);
 
+/// The gossip topic carrying job broadcasts (bid requests sent to every provider).
+pub const JOBS_TOPIC: &str = "flotilla/jobs/1";
+
 /// Largest encoded advert published or accepted on the hello topic.
 pub const HELLO_BYTES_MAX: usize = 8 * 1024;
-/// Largest gossipsub RPC accepted (an advert plus the envelope and signature).
-pub const GOSSIP_TRANSMIT_BYTES_MAX: usize = 16 * 1024;
+/// Largest encoded job message published or accepted on the jobs topic: a core frame's
+/// limit, so that a bid request that could be sent directly can be broadcast too (its job
+/// spec is at most [`flotilla_core::job::SPEC_BYTES_MAX`] bytes of TOML).
+pub const JOB_BROADCAST_BYTES_MAX: usize = flotilla_core::wire::FRAME_MAX_BYTES;
+/// Room for a gossip message's envelope around its data: source, sequence number, topic,
+/// signature and key.
+pub const GOSSIP_ENVELOPE_BYTES_MAX: usize = 1024;
+/// Largest gossipsub RPC accepted: the largest job broadcast with its envelope, plus room
+/// for control messages sent along.
+pub const GOSSIP_TRANSMIT_BYTES_MAX: usize = JOB_BROADCAST_BYTES_MAX + 16 * 1024;
 /// Gossipsub heartbeat period.
 pub const GOSSIP_HEARTBEAT: Duration = Duration::from_secs(1);
 /// Period of the DHT's bootstrap (a self lookup refreshing the routing table).
@@ -88,6 +100,15 @@ impl Behaviour {
 
         let gossip_config = gossipsub::ConfigBuilder::default()
             .max_transmit_size(GOSSIP_TRANSMIT_BYTES_MAX)
+            // Each topic's messages are bounded by what the topic carries.
+            .max_transmit_size_for_topic(
+                HELLO_BYTES_MAX + GOSSIP_ENVELOPE_BYTES_MAX,
+                hello_topic().hash(),
+            )
+            .max_transmit_size_for_topic(
+                JOB_BROADCAST_BYTES_MAX + GOSSIP_ENVELOPE_BYTES_MAX,
+                jobs_topic().hash(),
+            )
             .validation_mode(gossipsub::ValidationMode::Strict)
             .heartbeat_interval(GOSSIP_HEARTBEAT)
             .build()
@@ -100,6 +121,9 @@ impl Behaviour {
         gossipsub
             .subscribe(&hello_topic())
             .map_err(|e| format!("subscribing to {HELLO_TOPIC}: {e}"))?;
+        gossipsub
+            .subscribe(&jobs_topic())
+            .map_err(|e| format!("subscribing to {JOBS_TOPIC}: {e}"))?;
 
         let mdns = if mdns {
             let behaviour = mdns::tokio::Behaviour::new(mdns::Config::default(), local)
@@ -124,4 +148,9 @@ impl Behaviour {
 /// The hello topic.
 pub fn hello_topic() -> gossipsub::IdentTopic {
     gossipsub::IdentTopic::new(HELLO_TOPIC)
+}
+
+/// The jobs topic.
+pub fn jobs_topic() -> gossipsub::IdentTopic {
+    gossipsub::IdentTopic::new(JOBS_TOPIC)
 }

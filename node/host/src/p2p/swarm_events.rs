@@ -6,14 +6,15 @@
 //! - `Disconnected` when the last connection to a peer closes;
 //! - `DialFailed` when a connection the core dialled fails;
 //! - `Discovered` for peers the DHT can route to, providers of the pools looked for and
-//!   nodes found by mDNS (see [`super::discovery`]); `Advert` for adverts on the hello topic.
+//!   nodes found by mDNS (see [`super::discovery`]); `Advert` for adverts on the hello topic;
+//! - `Broadcast` for job messages on the jobs topic (see [`super::broadcast`]).
 
 use flotilla_core::{Direction, SignedAdvert};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{gossipsub, identify, kad};
 
 use super::addr::{core_peer, split_p2p};
-use super::behaviour::{BehaviourEvent, HELLO_BYTES_MAX, KAD_PROTOCOL, hello_topic};
+use super::behaviour::{BehaviourEvent, HELLO_BYTES_MAX, KAD_PROTOCOL, hello_topic, jobs_topic};
 use super::{P2pNetwork, dial_reason};
 use crate::network::NetEvent;
 
@@ -192,7 +193,18 @@ impl P2pNetwork {
                 propagation_source,
                 message,
                 ..
-            }) => self.on_hello(propagation_source, message),
+            }) => {
+                if message.topic == jobs_topic().hash() {
+                    self.on_job_broadcast(propagation_source, message);
+                } else {
+                    self.on_hello(propagation_source, message);
+                }
+            }
+            BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { topic, .. })
+                if topic == jobs_topic().hash() =>
+            {
+                self.retry_held_jobs();
+            }
             BehaviourEvent::Ping(libp2p::ping::Event {
                 peer,
                 result: Err(e),

@@ -543,3 +543,5 @@ async fn mdns_finds_a_node_on_the_link() {
             .contains("flotilla_discovery_found_total{source=\"mdns\"}")
     );
 }
+
+mod broadcast;
