@@ -459,7 +459,12 @@ fn request_to_running_benchmark() -> anyhow::Result<()> {
     let mut ours = Vec::new();
     for i in 1..=20u64 {
         let t = Instant::now();
-        let url = format!("http://{}/deployments?file=job.toml", sp.api);
+        // Pinned: the bid phase ends with the provider's bid rather than at the deadline a
+        // broadcast request waits for.
+        let url = format!(
+            "http://{}/deployments?file=job.toml&pin={}",
+            sp.api, cp.peer_id
+        );
         ureq::post(&url).send(job_text.as_str())?;
         loop {
             let d = sp.deployment(i)?;
