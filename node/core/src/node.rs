@@ -556,7 +556,7 @@ impl Node {
             Message::PeersResponse { records } => self.on_peers_response(now, from, records),
             // The shell logs why a stream was refused; nothing changes for the protocol.
             Message::Refused { .. } => {}
-            Message::RttQuery { id, peers } => self.on_rtt_query(from, id, peers),
+            Message::RttQuery { id, peers } => self.on_rtt_query(now, from, id, peers),
             Message::RttReport { id, rtts } => {
                 if let Some(deployment) = self.job_rtt_queries.remove(&id) {
                     self.on_job_rtt_report(now, from, deployment, rtts);
@@ -641,12 +641,33 @@ impl Node {
             .collect()
     }
 
-    fn on_rtt_query(&mut self, from: PeerId, id: u64, peers: Vec<PeerId>) {
+    fn on_rtt_query(&mut self, now: Timestamp, from: PeerId, id: u64, peers: Vec<PeerId>) {
         if peers.len() > RTT_QUERY_MAX {
             return;
         }
         let rtts = self.rtt_table(&peers);
         self.send(from, Message::RttReport { id, rtts });
+        // Peers asked about but not connected (a job's workers need not be connected to
+        // each other): dial those whose address is known and that are not backing off, so
+        // that a later query finds them measured.
+        let me = self.peer_id();
+        for p in peers {
+            if p == me
+                || self.connections.contains_key(&p)
+                || self.dials.values().any(|d| d.peer == Some(p))
+            {
+                continue;
+            }
+            let addr = self
+                .table
+                .get(&p)
+                .filter(|e| e.dial_not_before <= now)
+                .and_then(|e| e.addr_first())
+                .cloned();
+            if let Some(addr) = addr {
+                self.dial(addr, Some(p), false);
+            }
+        }
     }
 
     // ----- internals -----

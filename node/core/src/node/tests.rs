@@ -840,3 +840,34 @@ fn job_messages_for_an_unreachable_peer_expire_and_are_counted() {
     assert_eq!(net.nodes[0].jobs_waiting(), 0);
     assert_eq!(net.nodes[0].jobs_undeliverable(), 1);
 }
+
+#[test]
+fn peers_asked_about_in_an_rtt_query_get_measured() {
+    let hub = hub_id();
+    // The spokes stop at one connection (the hub) and never explore: spokes 1 and 2 know
+    // each other's address through the hub but do not connect by themselves.
+    let mut net = Net::new(3, |i| {
+        let mut c = star_config(i, hub);
+        if i > 0 {
+            c.low_watermark = 1;
+            c.explore_interval = Duration::from_secs(100_000);
+        }
+        c
+    });
+    let start = net.now;
+    net.run_until(start + Duration::from_secs(60));
+    let (p1, p2) = (net.nodes[1].peer_id(), net.nodes[2].peer_id());
+    assert!(net.nodes[1].table.get(&p2).is_some_and(|e| e.has_addr()));
+    assert!(net.nodes[1].rtt_table(&[p2]).is_empty(), "not measured yet");
+    let now = net.now;
+    net.nodes[0].query_rtts(p1, vec![p2]).unwrap();
+    net.drain(0);
+    net.run_until(now + Duration::from_secs(60));
+    let measured = net.nodes[1].rtt_table(&[p2]);
+    assert_eq!(
+        measured.len(),
+        1,
+        "spoke 1 connected to spoke 2 and measured it"
+    );
+    assert!(measured[0].samples > 0);
+}
