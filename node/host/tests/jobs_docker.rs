@@ -221,6 +221,26 @@ fn wait_connected(sp: &NodeProc, cp: &NodeProc) -> anyhow::Result<()> {
     }
 }
 
+/// Deploys `job` from `sp` (its first deployment) and waits until it runs on `cp`.
+fn deploy_until_running(sp: &NodeProc, cp: &NodeProc, job: &Path) -> anyhow::Result<()> {
+    let out = sp.cli(&["deploy", job.to_str().context("path")?])?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sp.deployment(1)?.state != DeployState::Running {
+        ensure!(
+            Instant::now() < deadline,
+            "not running in 30 s:\n{}",
+            cp.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
 fn write_job(dir: &Path, script: &str, duration_s: u64) -> anyhow::Result<PathBuf> {
     let path = dir.join("job.toml");
     std::fs::write(
@@ -384,21 +404,7 @@ fn a_provider_killed_mid_job_finds_its_container_again() -> anyhow::Result<()> {
     let root = tempfile::tempdir()?;
     let (sp, cp) = pair(root.path())?;
     let job = write_job(root.path(), "echo started; sleep 6; echo finished", 120)?;
-    let out = sp.cli(&["deploy", job.to_str().context("path")?])?;
-    ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while sp.deployment(1)?.state != DeployState::Running {
-        ensure!(
-            Instant::now() < deadline,
-            "not running in 30 s:\n{}",
-            cp.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    deploy_until_running(&sp, &cp, &job)?;
     // Offboarding what the job holds is refused, naming it.
     let data = cp.dir.join("data");
     let out = cp.cli_plain(&["offboard", "--data-dir", data.to_str().context("path")?])?;
@@ -520,21 +526,7 @@ fn a_requester_killed_mid_job_takes_its_deployment_back() -> anyhow::Result<()> 
     let root = tempfile::tempdir()?;
     let (sp, cp) = pair(root.path())?;
     let job = write_job(root.path(), "echo started; sleep 3; echo finished", 120)?;
-    let out = sp.cli(&["deploy", job.to_str().context("path")?])?;
-    ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while sp.deployment(1)?.state != DeployState::Running {
-        ensure!(
-            Instant::now() < deadline,
-            "not running in 30 s:\n{}",
-            cp.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    deploy_until_running(&sp, &cp, &job)?;
     // The requester dies; the job ends while it is away, so the provider's report waits.
     let sp_dir = sp.kill9();
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -113,6 +113,28 @@ pub(super) struct ServiceProvider {
 }
 
 impl Sp {
+    fn new(
+        deployment: Deployment,
+        spec: JobSpec,
+        asked: Vec<PeerId>,
+        broadcast: bool,
+        created: Timestamp,
+    ) -> Self {
+        let spec_text = toml::to_string(&spec).unwrap_or_default();
+        Sp {
+            deployment,
+            spec,
+            spec_text,
+            asked,
+            broadcast,
+            watch: RttWatch::default(),
+            created,
+            logs: VecDeque::new(),
+            log_count: 0,
+            reported: 0,
+        }
+    }
+
     /// The earliest of the deployment's deadline and its next RTT check.
     fn due(&self) -> Option<Timestamp> {
         match (self.deployment.poll_timeout(), self.watch.next_check) {
@@ -152,7 +174,6 @@ impl ServiceProvider {
         self.next += 1;
         let id = self.next;
         let workers = usize::try_from(spec.workers).unwrap_or(usize::MAX);
-        let spec_text = toml::to_string(&spec).unwrap_or_default();
         let mut deployment = Deployment::new(now, workers, deadlines);
         // Asked directly, the deployment knows how many bids may come; broadcast, it waits
         // for enough bids or the bid deadline.
@@ -161,21 +182,8 @@ impl ServiceProvider {
         if !broadcast {
             deployment.set_asked(asked.len());
         }
-        self.deployments.insert(
-            id,
-            Sp {
-                deployment,
-                spec,
-                spec_text,
-                asked,
-                broadcast,
-                watch: RttWatch::default(),
-                created: now,
-                logs: VecDeque::new(),
-                log_count: 0,
-                reported: 0,
-            },
-        );
+        self.deployments
+            .insert(id, Sp::new(deployment, spec, asked, broadcast, now));
         self.pump(id);
         id
     }
@@ -195,22 +203,10 @@ impl ServiceProvider {
     ) {
         self.next = self.next.max(id);
         let wanted = usize::try_from(spec.workers).unwrap_or(usize::MAX);
-        let spec_text = toml::to_string(&spec).unwrap_or_default();
         let deployment = Deployment::restore(now, wanted, deadlines, state, since, workers);
         self.deployments.insert(
             id,
-            Sp {
-                deployment,
-                spec,
-                spec_text,
-                asked: workers.to_vec(),
-                broadcast: false,
-                watch: RttWatch::default(),
-                created,
-                logs: VecDeque::new(),
-                log_count: 0,
-                reported: 0,
-            },
+            Sp::new(deployment, spec, workers.to_vec(), false, created),
         );
         self.pump(id);
     }
@@ -309,12 +305,10 @@ impl ServiceProvider {
                 if pair <= bound || (back.is_some() && a > b) {
                     continue;
                 }
-                {
-                    for p in [a, b] {
-                        let e = breaks.entry(*p).or_default();
-                        e.0 += 1;
-                        e.1 += pair;
-                    }
+                for p in [a, b] {
+                    let e = breaks.entry(*p).or_default();
+                    e.0 += 1;
+                    e.1 += pair;
                 }
             }
         }

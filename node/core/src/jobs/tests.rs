@@ -575,6 +575,15 @@ fn long_runs(net: &mut Net) {
     }
 }
 
+/// Provider 1 is 200 ms from everyone; the others are 10 ms apart.
+fn provider_one_far(a: usize, b: usize) -> Duration {
+    if a == 1 || b == 1 {
+        Duration::from_millis(200)
+    } else {
+        Duration::from_millis(10)
+    }
+}
+
 fn rtt_bound_job() -> JobSpec {
     spec(
         "image = \"busybox\"\nduration_s = 600\nworkers = 2\n\
@@ -587,13 +596,7 @@ fn a_worker_far_from_the_others_is_replaced_and_the_job_goes_on() {
     let mut net = Net::new(4, |_, _| {});
     long_runs(&mut net);
     // Provider 1, the cheapest, is 200 ms from everyone; the others 10 ms apart.
-    net.rtt = |a, b| {
-        if a == 1 || b == 1 {
-            Duration::from_millis(200)
-        } else {
-            Duration::from_millis(10)
-        }
-    };
+    net.rtt = provider_one_far;
     let id = net.deploy(rtt_bound_job());
     let end = net.later(5);
     net.run_until(end);
@@ -663,13 +666,7 @@ fn a_failed_replacement_keeps_the_old_worker() {
     // Only two providers: no third one can bid, so the far worker stays.
     let mut net = Net::new(2, |_, _| {});
     long_runs(&mut net);
-    net.rtt = |a, b| {
-        if a == 1 || b == 1 {
-            Duration::from_millis(200)
-        } else {
-            Duration::from_millis(10)
-        }
-    };
+    net.rtt = provider_one_far;
     let id = net.deploy(rtt_bound_job());
     let end = net.later(60);
     net.run_until(end);
