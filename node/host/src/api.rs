@@ -316,8 +316,16 @@ mod tests {
     /// Serves the API of the driver behind `handle` on a free loopback port; returns its
     /// base URL.
     pub(super) async fn serve_for_test(handle: crate::driver::DriverHandle) -> String {
+        serve_with_store(handle, None).await
+    }
+
+    /// As [`serve_for_test`], with the local store at `store` if given.
+    pub(super) async fn serve_with_store(
+        handle: crate::driver::DriverHandle,
+        store: Option<&std::path::Path>,
+    ) -> String {
         let metrics = Metrics::new();
-        let server = ApiServer::bind(
+        let mut server = ApiServer::bind(
             "127.0.0.1:0".parse().unwrap(),
             handle,
             metrics.clone(),
@@ -325,6 +333,9 @@ mod tests {
         )
         .await
         .unwrap();
+        if let Some(store) = store {
+            server = server.with_store(store);
+        }
         let base = format!("http://{}", server.local_addr().unwrap());
         tokio::spawn(server.serve(std::future::pending()));
         base

@@ -354,6 +354,16 @@ impl Client {
         } else {
             self.agent.get(&url).query_pairs(pairs).call()
         };
+        self.answer(&url, sent)
+    }
+
+    /// The body of a successful answer to a request sent to `url`, or why there is none:
+    /// the node could not be reached, or it answered with an error.
+    fn answer(
+        &self,
+        url: &str,
+        sent: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> anyhow::Result<String> {
         let mut response = sent.map_err(|e| {
             anyhow::anyhow!(
                 "cannot reach the node API at {}: is `flotilla node run` running? ({e})",
@@ -368,7 +378,7 @@ impl Client {
         if status.is_success() {
             return Ok(body);
         }
-        Err(api_error(status, &body, &url))
+        Err(api_error(status, &body, url))
     }
 
     /// Posts `body` as text with `query` parameters; returns the raw body of a successful
@@ -381,47 +391,20 @@ impl Client {
     ) -> anyhow::Result<String> {
         let url = format!("{}{path}", self.base);
         let pairs = query.iter().map(|(k, v)| (*k, v.as_str()));
-        let mut response = self
+        let sent = self
             .agent
             .post(&url)
             .query_pairs(pairs)
             .content_type("text/plain; charset=utf-8")
-            .send(body)
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot reach the node API at {}: is `flotilla node run` running? ({e})",
-                    self.base
-                )
-            })?;
-        let status = response.status();
-        let text = response
-            .body_mut()
-            .read_to_string()
-            .with_context(|| format!("cannot read the answer of {url}"))?;
-        if status.is_success() {
-            return Ok(text);
-        }
-        Err(api_error(status, &text, &url))
+            .send(body);
+        self.answer(&url, sent)
     }
 
     /// Puts `body` as JSON; returns the raw body of a successful answer.
     fn put_json<B: serde::Serialize>(&self, path: &str, body: &B) -> anyhow::Result<String> {
         let url = format!("{}{path}", self.base);
-        let mut response = self.agent.put(&url).send_json(body).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot reach the node API at {}: is `flotilla node run` running? ({e})",
-                self.base
-            )
-        })?;
-        let status = response.status();
-        let text = response
-            .body_mut()
-            .read_to_string()
-            .with_context(|| format!("cannot read the answer of {url}"))?;
-        if status.is_success() {
-            return Ok(text);
-        }
-        Err(api_error(status, &text, &url))
+        let sent = self.agent.put(&url).send_json(body);
+        self.answer(&url, sent)
     }
 
     fn json<T: DeserializeOwned>(&self, post: bool, path: &str) -> anyhow::Result<(T, String)> {

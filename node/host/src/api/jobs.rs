@@ -343,11 +343,9 @@ fn push_line(out: &mut String, item: &FollowItem) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::ApiServer;
-    use crate::api::tests::{Idle, test_rcmgr};
+    use crate::api::tests::Idle;
     use crate::clock::{Clock, TokioClock};
     use crate::driver::{Driver, NoObserver};
-    use crate::metrics::Metrics;
     use crate::onboarding::Registered;
     use crate::store::STORE_FILE;
     use flotilla_core::capacity::AllocationId;
@@ -363,19 +361,7 @@ mod tests {
     }
 
     async fn serve(handle: crate::driver::DriverHandle, store: &std::path::Path) -> String {
-        let metrics = Metrics::new();
-        let server = ApiServer::bind(
-            "127.0.0.1:0".parse().unwrap(),
-            handle,
-            metrics.clone(),
-            test_rcmgr(metrics),
-        )
-        .await
-        .unwrap()
-        .with_store(store);
-        let base = format!("http://{}", server.local_addr().unwrap());
-        tokio::spawn(server.serve(std::future::pending()));
-        base
+        crate::api::tests::serve_with_store(handle, Some(store)).await
     }
 
     /// Sends `body` to `path` with `method`; the status and the body of the answer.
